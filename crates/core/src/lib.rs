@@ -1,0 +1,15 @@
+//! multiproc's core: shared-memory channels, futex waits, process-owned locks and child
+//! processes, for Linux. Knows nothing of JavaScript; `crates/node` binds it.
+
+pub mod lock;
+pub mod ring;
+pub mod segment;
+pub mod spawn;
+pub mod sys;
+pub mod wait;
+pub mod waker;
+
+pub use ring::{Channel, ChannelConfig, ChannelError, Ring, TryRecv, TrySend};
+pub use segment::{Segment, SegmentError};
+pub use spawn::{spawn, Child, SpawnOptions};
+pub use sys::process::ExitStatus;

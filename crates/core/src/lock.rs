@@ -1,0 +1,141 @@
+//! A process-owned mutual-exclusion word in shared memory, robust against its owner's death.
+//!
+//! Layout (16 bytes, 8-aligned): `state: u32` holds the owner's pid (0 when free) with
+//! [`WAITERS`] set when somebody sleeps; `owner_start: u64` the owner's start time, so that a
+//! recycled pid is not mistaken for the owner. A waiter sleeps in bounded slices and, between
+//! them, checks that the owner still lives; if not, it takes the lock over and says so.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Instant;
+
+use crate::sys::{futex, process};
+use crate::wait;
+
+pub const LOCK_SIZE: usize = 16;
+const WAITERS: u32 = 1 << 31;
+const PID_MASK: u32 = !WAITERS;
+const OWNER_CHECK_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// A lock word and its owner record, borrowed from a segment.
+#[derive(Clone, Copy)]
+pub struct LockRef<'a> {
+    state: &'a AtomicU32,
+    owner_start: &'a AtomicU64,
+}
+
+/// How an acquire ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Acquired {
+    /// Taken normally.
+    Clean,
+    /// Taken over from an owner that died holding it; the guarded data may be half-updated.
+    OwnerDied,
+}
+
+/// Why an acquire failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AcquireError {
+    TimedOut,
+    /// This process already holds it (the word is process-owned, not re-entrant).
+    WouldDeadlock,
+}
+
+thread_local! {
+    static SELF: (u32, u64) = {
+        let pid = process::current_pid() as u32;
+        (pid, process::start_time(pid as i32).unwrap_or(0))
+    };
+}
+
+/// This process's pid and start time.
+pub fn identity() -> (u32, u64) {
+    SELF.with(|s| *s)
+}
+
+impl<'a> LockRef<'a> {
+    pub fn new(state: &'a AtomicU32, owner_start: &'a AtomicU64) -> Self {
+        LockRef { state, owner_start }
+    }
+
+    /// The owner's pid, 0 when free.
+    pub fn owner(&self) -> u32 {
+        self.state.load(Ordering::Acquire) & PID_MASK
+    }
+
+    pub fn held_by_me(&self) -> bool {
+        self.owner() == identity().0
+    }
+
+    /// Takes the lock if free. `None` when somebody (alive or not) holds it.
+    pub fn try_acquire(&self) -> Option<Acquired> {
+        let (pid, start) = identity();
+        if self.state.compare_exchange(0, pid, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            self.owner_start.store(start, Ordering::Relaxed);
+            return Some(Acquired::Clean);
+        }
+        None
+    }
+
+    /// Takes the lock, waiting until `deadline` (`None`: no limit, still in bounded slices).
+    pub fn acquire(&self, deadline: Option<Instant>) -> Result<Acquired, AcquireError> {
+        let (me, start) = identity();
+        let mut spins = 0u32;
+        let mut last_check = Instant::now();
+        loop {
+            let cur = self.state.load(Ordering::Relaxed);
+            if cur == 0 {
+                if let Some(a) = self.try_acquire() {
+                    return Ok(a);
+                }
+                continue;
+            }
+            let owner = cur & PID_MASK;
+            if owner == me {
+                return Err(AcquireError::WouldDeadlock);
+            }
+            // Critical sections are short: spin a little before sleeping.
+            if spins < 200 {
+                spins += 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            // Reading /proc costs microseconds: look at the owner only after a while of waiting.
+            let check_owner = last_check.elapsed() >= OWNER_CHECK_EVERY;
+            if check_owner {
+                last_check = Instant::now();
+            }
+            if check_owner && !process::is_alive(owner as i32, self.owner_start.load(Ordering::Relaxed)) {
+                // Take it over, keeping the waiters bit so sleepers are still woken on release.
+                let next = me | (cur & WAITERS);
+                if self.state.compare_exchange(cur, next, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                    self.owner_start.store(start, Ordering::Relaxed);
+                    return Ok(Acquired::OwnerDied);
+                }
+                continue;
+            }
+            let with_waiters = cur | WAITERS;
+            if cur & WAITERS == 0
+                && self.state.compare_exchange(cur, with_waiters, Ordering::Relaxed, Ordering::Relaxed).is_err()
+            {
+                continue;
+            }
+            if !wait::sleep_slice(self.state, with_waiters, deadline) {
+                return Err(AcquireError::TimedOut);
+            }
+        }
+    }
+
+    /// Releases the lock. Returns false when this process did not hold it.
+    pub fn release(&self) -> bool {
+        let (me, _) = identity();
+        let cur = self.state.load(Ordering::Relaxed);
+        if cur & PID_MASK != me {
+            return false;
+        }
+        let prev = self.state.swap(0, Ordering::Release);
+        if prev & WAITERS != 0 {
+            futex::wake(self.state, i32::MAX);
+        }
+        true
+    }
+}

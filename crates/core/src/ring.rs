@@ -1,0 +1,802 @@
+//! A channel: one or two bounded rings of length-prefixed messages in one shared segment.
+//!
+//! Each ring is a byte stream guarded by two process-owned locks, one for producers (they own
+//! `tail`) and one for consumers (they own `head`), so any number of producers and consumers in
+//! any processes share it, and each side's critical section is a copy and a store. A message
+//! whose frame fits in the ring is committed whole by one store of `tail`; a larger one is
+//! streamed through the ring while its producer (and then its consumer) keeps its lock.
+//!
+//! Nothing read from shared memory is trusted: the header is validated on attach and copied into
+//! this handle, `tail - head` is checked against the capacity on every access, and every frame
+//! header carries a check word and a length that is bounded before anything is allocated.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::lock::{AcquireError, Acquired, LockRef};
+
+use crate::segment::{Segment, SegmentError};
+use crate::sys::futex;
+use crate::wait::{self, Spinner};
+
+pub const MAGIC: u64 = u64::from_le_bytes(*b"MPROCCH\0");
+pub const VERSION: u32 = 1;
+pub const MIN_CAPACITY: usize = 4096;
+pub const MAX_CAPACITY: usize = 1 << 30;
+/// The largest message a channel carries unless configured lower (frames store a u32 length).
+pub const MAX_MESSAGE: usize = (u32::MAX as usize) - 64;
+
+const SEG_HEADER: usize = 256;
+const RING_HEADER: usize = 256;
+const FRAME_HEADER: usize = 8;
+
+// Segment header.
+const S_MAGIC: usize = 0;
+const S_VERSION: usize = 8;
+const S_RINGS: usize = 12;
+const S_CAPACITY: usize = 16;
+const S_MAX_MESSAGE: usize = 24;
+const S_MAXSIZE: usize = 32;
+
+// Ring header: the producers' cache line, flags, then the consumers' cache line.
+const R_TAIL: usize = 0;
+const R_MSGS_IN: usize = 8;
+const R_PLOCK: usize = 16;
+const R_SPACE_SEQ: usize = 32;
+const R_SPACE_WAITERS: usize = 36;
+const R_PSTREAM_LEFT: usize = 40;
+const R_CLOSED: usize = 64;
+const R_BROKEN: usize = 68;
+const R_HEAD: usize = 128;
+const R_MSGS_OUT: usize = 136;
+const R_CLOCK: usize = 144;
+const R_DATA_SEQ: usize = 160;
+const R_DATA_WAITERS: usize = 164;
+const R_CSTREAM_LEFT: usize = 168;
+
+/// Why a channel operation failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ChannelError {
+    /// The channel was closed: no more sends; receives fail once it is drained.
+    Closed,
+    /// The shared memory does not hold a valid channel (corrupt, hostile or foreign).
+    Protocol(String),
+    /// The message is larger than this channel's limit.
+    TooLarge { len: usize, max: usize },
+    /// The deadline passed.
+    TimedOut,
+    /// This process is already streaming a large message on this side of the ring.
+    Busy,
+    /// The segment could not be created or attached.
+    Segment(String),
+}
+
+impl std::fmt::Display for ChannelError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChannelError::Closed => write!(f, "channel is closed"),
+            ChannelError::Protocol(m) => write!(f, "corrupt channel: {m}"),
+            ChannelError::TooLarge { len, max } => write!(f, "message of {len} bytes exceeds the limit of {max} bytes"),
+            ChannelError::TimedOut => write!(f, "timed out"),
+            ChannelError::Busy => write!(f, "another operation of this process is in progress on this channel"),
+            ChannelError::Segment(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+impl std::error::Error for ChannelError {}
+
+impl From<SegmentError> for ChannelError {
+    fn from(e: SegmentError) -> Self {
+        ChannelError::Segment(e.to_string())
+    }
+}
+
+fn protocol<T>(msg: impl Into<String>) -> Result<T, ChannelError> {
+    Err(ChannelError::Protocol(msg.into()))
+}
+
+/// Parameters of a new channel.
+#[derive(Clone, Copy, Debug)]
+pub struct ChannelConfig {
+    /// Number of rings: 1 (a queue, a simplex pipe) or 2 (a duplex pipe).
+    pub rings: usize,
+    /// Bytes of ring data, rounded up to a power of two.
+    pub capacity: usize,
+    /// Largest message accepted, in bytes.
+    pub max_message: usize,
+    /// Most messages held at once; 0 for no limit but space.
+    pub maxsize: u64,
+}
+
+impl Default for ChannelConfig {
+    fn default() -> Self {
+        ChannelConfig { rings: 1, capacity: 1 << 20, max_message: MAX_MESSAGE, maxsize: 0 }
+    }
+}
+
+/// Result of a non-blocking send.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TrySend {
+    Sent,
+    /// No room now (or another producer holds the ring): wait for space and retry.
+    Full,
+    /// A large message started streaming; call [`Ring::continue_send`] as space frees.
+    Streaming,
+}
+
+/// Result of a non-blocking receive.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TryRecv {
+    Message(u8, Vec<u8>),
+    /// A message copied into the caller's buffer: kind and length.
+    Copied(u8, usize),
+    Empty,
+    /// A large message is arriving; call again as data comes in.
+    Streaming,
+}
+
+struct SendStream {
+    data: Vec<u8>,
+    written: usize,
+}
+
+struct RecvStream {
+    kind: u8,
+    data: Vec<u8>,
+    filled: usize,
+    /// Skipping the rest of a message whose consumer died; `R_CSTREAM_LEFT` counts it.
+    discard: bool,
+}
+
+/// A segment holding `rings` rings, shared by every process that maps it.
+pub struct Channel {
+    seg: Arc<Segment>,
+    config: ChannelConfig,
+}
+
+impl Channel {
+    pub fn create(config: ChannelConfig) -> Result<Channel, ChannelError> {
+        if config.rings == 0 || config.rings > 2 {
+            return Err(ChannelError::Segment(format!("a channel has 1 or 2 rings, not {}", config.rings)));
+        }
+        if config.capacity > MAX_CAPACITY {
+            return Err(ChannelError::Segment(format!("capacity {} exceeds {MAX_CAPACITY}", config.capacity)));
+        }
+        let capacity = config.capacity.max(MIN_CAPACITY).next_power_of_two();
+        let max_message = config.max_message.clamp(1, MAX_MESSAGE);
+        let config = ChannelConfig { capacity, max_message, ..config };
+        let seg = Segment::create("multiproc-channel", Self::size_for(config.rings, capacity))?;
+        seg.u32_at(S_VERSION).store(VERSION, Ordering::Relaxed);
+        seg.u32_at(S_RINGS).store(config.rings as u32, Ordering::Relaxed);
+        seg.u64_at(S_CAPACITY).store(capacity as u64, Ordering::Relaxed);
+        seg.u64_at(S_MAX_MESSAGE).store(max_message as u64, Ordering::Relaxed);
+        seg.u64_at(S_MAXSIZE).store(config.maxsize, Ordering::Relaxed);
+        seg.u64_at(S_MAGIC).store(MAGIC, Ordering::Release);
+        Ok(Channel { seg: Arc::new(seg), config })
+    }
+
+    /// Validates and maps a channel segment received from another process.
+    pub fn attach(seg: Segment) -> Result<Channel, ChannelError> {
+        if seg.len() < SEG_HEADER {
+            return protocol("segment too small for a channel header");
+        }
+        if seg.u64_at(S_MAGIC).load(Ordering::Acquire) != MAGIC {
+            return protocol("bad magic: not a multiproc channel");
+        }
+        let version = seg.u32_at(S_VERSION).load(Ordering::Relaxed);
+        if version != VERSION {
+            return protocol(format!("wire format version {version}, expected {VERSION}"));
+        }
+        let rings = seg.u32_at(S_RINGS).load(Ordering::Relaxed) as usize;
+        let capacity = seg.u64_at(S_CAPACITY).load(Ordering::Relaxed);
+        let max_message = seg.u64_at(S_MAX_MESSAGE).load(Ordering::Relaxed);
+        let maxsize = seg.u64_at(S_MAXSIZE).load(Ordering::Relaxed);
+        if !(1..=2).contains(&rings) {
+            return protocol(format!("ring count {rings}"));
+        }
+        if capacity < MIN_CAPACITY as u64 || capacity > MAX_CAPACITY as u64 || !capacity.is_power_of_two() {
+            return protocol(format!("ring capacity {capacity}"));
+        }
+        let capacity = capacity as usize;
+        if max_message == 0 || max_message > MAX_MESSAGE as u64 {
+            return protocol(format!("message limit {max_message}"));
+        }
+        if seg.len() < Self::size_for(rings, capacity) {
+            return protocol("segment smaller than its header says");
+        }
+        let config = ChannelConfig { rings, capacity, max_message: max_message as usize, maxsize };
+        Ok(Channel { seg: Arc::new(seg), config })
+    }
+
+    fn size_for(rings: usize, capacity: usize) -> usize {
+        SEG_HEADER + rings * (RING_HEADER + capacity)
+    }
+
+    pub fn config(&self) -> ChannelConfig {
+        self.config
+    }
+
+    pub fn segment(&self) -> &Arc<Segment> {
+        &self.seg
+    }
+
+    /// A handle on ring `index`, with its own process-local stream state and spin budgets.
+    pub fn ring(&self, index: usize) -> Ring {
+        assert!(index < self.config.rings, "ring index out of range");
+        let base = SEG_HEADER + index * (RING_HEADER + self.config.capacity);
+        Ring {
+            seg: self.seg.clone(),
+            base,
+            data: base + RING_HEADER,
+            cap: self.config.capacity,
+            max_message: self.config.max_message,
+            maxsize: self.config.maxsize,
+            send: Mutex::new(None),
+            recv: Mutex::new(None),
+            send_spin: Spinner::new(),
+            recv_spin: Spinner::new(),
+        }
+    }
+}
+
+/// One direction of a channel, as seen by one process.
+pub struct Ring {
+    seg: Arc<Segment>,
+    base: usize,
+    data: usize,
+    cap: usize,
+    max_message: usize,
+    maxsize: u64,
+    send: Mutex<Option<SendStream>>,
+    recv: Mutex<Option<RecvStream>>,
+    send_spin: Spinner,
+    recv_spin: Spinner,
+}
+
+fn frame_check(len: u32, kind: u8) -> u16 {
+    ((len ^ (len >> 16)) as u16) ^ (kind as u16).wrapping_mul(0x0101) ^ 0x5A3C
+}
+
+fn encode_header(len: usize, kind: u8) -> [u8; FRAME_HEADER] {
+    let len = len as u32;
+    let mut h = [0u8; FRAME_HEADER];
+    h[0..4].copy_from_slice(&len.to_le_bytes());
+    h[4] = kind;
+    h[6..8].copy_from_slice(&frame_check(len, kind).to_le_bytes());
+    h
+}
+
+impl Ring {
+    fn u32(&self, off: usize) -> &AtomicU32 {
+        self.seg.u32_at(self.base + off)
+    }
+    fn u64(&self, off: usize) -> &AtomicU64 {
+        self.seg.u64_at(self.base + off)
+    }
+    fn producer_lock(&self) -> LockRef<'_> {
+        LockRef::new(self.u32(R_PLOCK), self.u64(R_PLOCK + 8))
+    }
+    fn consumer_lock(&self) -> LockRef<'_> {
+        LockRef::new(self.u32(R_CLOCK), self.u64(R_CLOCK + 8))
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+    pub fn max_message(&self) -> usize {
+        self.max_message
+    }
+
+    /// Messages committed and not yet taken (approximate while others are active, as in Python).
+    pub fn len(&self) -> u64 {
+        let out = self.u64(R_MSGS_OUT).load(Ordering::Acquire);
+        self.u64(R_MSGS_IN).load(Ordering::Acquire).saturating_sub(out)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.maxsize > 0 && self.len() >= self.maxsize
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.u32(R_CLOSED).load(Ordering::Acquire) != 0
+    }
+
+    /// Closes the ring for every process: sends fail, receives drain then fail; wakes everyone.
+    pub fn close(&self) {
+        self.u32(R_CLOSED).store(1, Ordering::SeqCst);
+        self.bump(R_DATA_SEQ, R_DATA_WAITERS, true);
+        self.bump(R_SPACE_SEQ, R_SPACE_WAITERS, true);
+    }
+
+    fn broken(&self) -> Result<(), ChannelError> {
+        if self.u32(R_BROKEN).load(Ordering::Acquire) != 0 {
+            return protocol("a producer died in the middle of a large message");
+        }
+        Ok(())
+    }
+
+    /// Advances a wake-up sequence and wakes its sleepers, if any (or always, with `force`).
+    fn bump(&self, seq: usize, waiters: usize, force: bool) {
+        let word = self.u32(seq);
+        word.fetch_add(1, Ordering::SeqCst);
+        if force || self.u32(waiters).load(Ordering::SeqCst) > 0 {
+            futex::wake(word, i32::MAX);
+        }
+    }
+
+    fn head_tail(&self) -> Result<(u64, u64), ChannelError> {
+        let head = self.u64(R_HEAD).load(Ordering::Acquire);
+        let tail = self.u64(R_TAIL).load(Ordering::Acquire);
+        let used = tail.wrapping_sub(head);
+        if used > self.cap as u64 {
+            return protocol(format!("ring indices out of range (head {head}, tail {tail}, capacity {})", self.cap));
+        }
+        Ok((head, tail))
+    }
+
+    fn write_at(&self, pos: u64, src: &[u8]) {
+        let idx = (pos as usize) & (self.cap - 1);
+        let first = src.len().min(self.cap - idx);
+        self.seg.write(self.data + idx, &src[..first]);
+        if first < src.len() {
+            self.seg.write(self.data, &src[first..]);
+        }
+    }
+
+    fn read_at(&self, pos: u64, dst: &mut [u8]) {
+        let idx = (pos as usize) & (self.cap - 1);
+        let first = dst.len().min(self.cap - idx);
+        self.seg.read(self.data + idx, &mut dst[..first]);
+        if first < dst.len() {
+            let rest = dst.len() - first;
+            self.seg.read(self.data, &mut dst[first..first + rest]);
+        }
+    }
+
+    fn lock_side(&self, lock: LockRef<'_>, deadline: Option<Instant>) -> Result<Acquired, ChannelError> {
+        match lock.acquire(deadline) {
+            Ok(a) => Ok(a),
+            Err(AcquireError::TimedOut) => Err(ChannelError::TimedOut),
+            Err(AcquireError::WouldDeadlock) => Err(ChannelError::Busy),
+        }
+    }
+
+    fn unlock_producer(&self) {
+        self.producer_lock().release();
+        // Producers waiting for the lock sleep on the space sequence.
+        self.bump(R_SPACE_SEQ, R_SPACE_WAITERS, false);
+    }
+
+    fn unlock_consumer(&self) {
+        self.consumer_lock().release();
+        self.bump(R_DATA_SEQ, R_DATA_WAITERS, false);
+    }
+
+    // ---- sending ----
+
+    /// Sends without waiting for space (it may wait briefly for another producer's short copy).
+    pub fn try_send(&self, kind: u8, data: &[u8]) -> Result<TrySend, ChannelError> {
+        self.send_inner(kind, data, Some(Instant::now()), true)
+    }
+
+    fn send_inner(&self, kind: u8, data: &[u8], lock_deadline: Option<Instant>, may_stream: bool) -> Result<TrySend, ChannelError> {
+        if data.len() > self.max_message {
+            return Err(ChannelError::TooLarge { len: data.len(), max: self.max_message });
+        }
+        if self.send.lock().unwrap().is_some() {
+            return Err(ChannelError::Busy);
+        }
+        if self.is_closed() {
+            return Err(ChannelError::Closed);
+        }
+        match self.lock_side(self.producer_lock(), lock_deadline) {
+            Ok(_) => {
+                if self.u64(R_PSTREAM_LEFT).load(Ordering::Relaxed) != 0 {
+                    // A half-written large message cannot be completed or skipped by consumers
+                    // that may already be reading it: the channel is unusable from now on.
+                    self.u32(R_BROKEN).store(1, Ordering::SeqCst);
+                    self.unlock_producer();
+                    self.bump(R_DATA_SEQ, R_DATA_WAITERS, true);
+                    return self.broken().map(|_| TrySend::Full);
+                }
+            }
+            Err(ChannelError::TimedOut) => return Ok(TrySend::Full),
+            Err(e) => return Err(e),
+        }
+        let result = self.send_locked(kind, data, may_stream);
+        match result {
+            Ok(TrySend::Streaming) => {}
+            _ => self.unlock_producer(),
+        }
+        if matches!(result, Ok(TrySend::Sent) | Ok(TrySend::Streaming)) {
+            self.bump(R_DATA_SEQ, R_DATA_WAITERS, false);
+        }
+        result
+    }
+
+    fn send_locked(&self, kind: u8, data: &[u8], may_stream: bool) -> Result<TrySend, ChannelError> {
+        self.broken()?;
+        if self.is_closed() {
+            return Err(ChannelError::Closed);
+        }
+        if self.is_full() {
+            return Ok(TrySend::Full);
+        }
+        let (head, tail) = self.head_tail()?;
+        let free = self.cap - (tail - head) as usize;
+        let frame = FRAME_HEADER + data.len();
+        if frame <= self.cap {
+            if free < frame {
+                return Ok(TrySend::Full);
+            }
+            self.write_at(tail, &encode_header(data.len(), kind));
+            self.write_at(tail + FRAME_HEADER as u64, data);
+            self.u64(R_MSGS_IN).fetch_add(1, Ordering::AcqRel);
+            self.u64(R_TAIL).store(tail + frame as u64, Ordering::Release);
+            return Ok(TrySend::Sent);
+        }
+        if !may_stream || free < FRAME_HEADER {
+            return Ok(TrySend::Full);
+        }
+        // Larger than the ring: stream it, header first.
+        let chunk = (free - FRAME_HEADER).min(data.len());
+        self.write_at(tail, &encode_header(data.len(), kind));
+        self.write_at(tail + FRAME_HEADER as u64, &data[..chunk]);
+        self.u64(R_PSTREAM_LEFT).store((data.len() - chunk) as u64, Ordering::Relaxed);
+        self.u64(R_MSGS_IN).fetch_add(1, Ordering::AcqRel);
+        self.u64(R_TAIL).store(tail + (FRAME_HEADER + chunk) as u64, Ordering::Release);
+        *self.send.lock().unwrap() = Some(SendStream { data: data.to_vec(), written: chunk });
+        Ok(TrySend::Streaming)
+    }
+
+    /// Streams more of a large message. Returns true once all of it is in the ring.
+    pub fn continue_send(&self) -> Result<bool, ChannelError> {
+        let mut guard = self.send.lock().unwrap();
+        let Some(stream) = guard.as_mut() else { return Ok(true) };
+        let (head, tail) = self.head_tail()?;
+        let free = self.cap - (tail - head) as usize;
+        if free == 0 {
+            return Ok(false);
+        }
+        let chunk = free.min(stream.data.len() - stream.written);
+        self.write_at(tail, &stream.data[stream.written..stream.written + chunk]);
+        stream.written += chunk;
+        let left = stream.data.len() - stream.written;
+        self.u64(R_PSTREAM_LEFT).store(left as u64, Ordering::Relaxed);
+        self.u64(R_TAIL).store(tail + chunk as u64, Ordering::Release);
+        let done = left == 0;
+        if done {
+            *guard = None;
+            drop(guard);
+            self.unlock_producer();
+        }
+        self.bump(R_DATA_SEQ, R_DATA_WAITERS, false);
+        Ok(done)
+    }
+
+    /// True while this handle is streaming a large message out.
+    pub fn is_sending(&self) -> bool {
+        self.send.lock().unwrap().is_some()
+    }
+
+    /// Sends, waiting for space until `deadline` (`None`: as long as it takes).
+    pub fn send(&self, kind: u8, data: &[u8], deadline: Option<Instant>) -> Result<(), ChannelError> {
+        loop {
+            match self.send_inner(kind, data, Some(Instant::now()), true)? {
+                TrySend::Sent => return Ok(()),
+                TrySend::Streaming => break,
+                TrySend::Full => self.wait_side(R_SPACE_SEQ, R_SPACE_WAITERS, deadline, true, |r| r.can_send(data.len()))?,
+            }
+        }
+        // Once a large message has started it is finished; the deadline no longer applies.
+        while !self.continue_send()? {
+            self.wait_side(R_SPACE_SEQ, R_SPACE_WAITERS, None, true, |r| r.space_free())?;
+        }
+        Ok(())
+    }
+
+    fn space_free(&self) -> bool {
+        self.head_tail().map(|(h, t)| t - h < self.cap as u64).unwrap_or(true)
+    }
+
+    /// Whether a send of `len` bytes might now make progress (or fail at once).
+    pub fn can_send(&self, len: usize) -> bool {
+        if self.is_closed() || self.u32(R_BROKEN).load(Ordering::Relaxed) != 0 {
+            return true;
+        }
+        if self.is_sending() {
+            return self.space_free();
+        }
+        if self.producer_lock().owner() != 0 || self.is_full() {
+            return false;
+        }
+        let Ok((head, tail)) = self.head_tail() else { return true };
+        let free = self.cap - (tail - head) as usize;
+        free >= (FRAME_HEADER + len).min(self.cap)
+    }
+
+    // ---- receiving ----
+
+    /// Receives without waiting for data. `Err(Closed)` once the ring is closed and drained.
+    pub fn try_recv(&self) -> Result<TryRecv, ChannelError> {
+        self.recv_inner(Some(Instant::now()), &mut [])
+    }
+
+    /// As [`Ring::try_recv`], but a message that fits in `scratch` is copied there
+    /// ([`TryRecv::Copied`]) instead of into a new allocation.
+    pub fn try_recv_into(&self, scratch: &mut [u8]) -> Result<TryRecv, ChannelError> {
+        self.recv_inner(Some(Instant::now()), scratch)
+    }
+
+    fn recv_inner(&self, lock_deadline: Option<Instant>, scratch: &mut [u8]) -> Result<TryRecv, ChannelError> {
+        {
+            let mut guard = self.recv.lock().unwrap();
+            if guard.is_some() {
+                return self.continue_recv(&mut guard);
+            }
+        }
+        self.broken()?;
+        match self.lock_side(self.consumer_lock(), lock_deadline) {
+            Ok(_) => {
+                // A consumer died (or dropped its handle) mid-message: the rest of that message
+                // went with it. Skip its remaining bytes as they arrive.
+                let left = self.u64(R_CSTREAM_LEFT).load(Ordering::Relaxed);
+                if left != 0 {
+                    if left > self.max_message as u64 {
+                        self.unlock_consumer();
+                        return protocol("stream remainder exceeds the message limit");
+                    }
+                    let mut guard = self.recv.lock().unwrap();
+                    *guard = Some(RecvStream { kind: 0, data: Vec::new(), filled: 0, discard: true });
+                    return self.continue_recv(&mut guard);
+                }
+            }
+            Err(ChannelError::TimedOut) => return Ok(TryRecv::Empty),
+            Err(e) => return Err(e),
+        }
+        let result = self.recv_locked(scratch);
+        match result {
+            Ok(TryRecv::Streaming) => {}
+            _ => self.unlock_consumer(),
+        }
+        if matches!(result, Ok(TryRecv::Message(..)) | Ok(TryRecv::Copied(..)) | Ok(TryRecv::Streaming)) {
+            self.bump(R_SPACE_SEQ, R_SPACE_WAITERS, false);
+        }
+        result
+    }
+
+    fn recv_locked(&self, scratch: &mut [u8]) -> Result<TryRecv, ChannelError> {
+        let (head, tail) = self.head_tail()?;
+        let avail = (tail - head) as usize;
+        if avail == 0 {
+            if self.is_closed() {
+                return Err(ChannelError::Closed);
+            }
+            return Ok(TryRecv::Empty);
+        }
+        if avail < FRAME_HEADER {
+            return protocol(format!("{avail} bytes in the ring, less than a frame header"));
+        }
+        let mut h = [0u8; FRAME_HEADER];
+        self.read_at(head, &mut h);
+        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+        let kind = h[4];
+        let check = u16::from_le_bytes([h[6], h[7]]);
+        if check != frame_check(len, kind) || h[5] != 0 {
+            return protocol("frame header check failed");
+        }
+        let len = len as usize;
+        if len > self.max_message {
+            return protocol(format!("frame length {len} exceeds the limit {}", self.max_message));
+        }
+        let frame = FRAME_HEADER + len;
+        if frame <= self.cap {
+            if avail < frame {
+                return protocol(format!("frame of {frame} bytes but only {avail} committed"));
+            }
+            let result = if len <= scratch.len() {
+                self.read_at(head + FRAME_HEADER as u64, &mut scratch[..len]);
+                TryRecv::Copied(kind, len)
+            } else {
+                let mut data = vec![0u8; len];
+                self.read_at(head + FRAME_HEADER as u64, &mut data);
+                TryRecv::Message(kind, data)
+            };
+            self.u64(R_MSGS_OUT).fetch_add(1, Ordering::AcqRel);
+            self.u64(R_HEAD).store(head + frame as u64, Ordering::Release);
+            return Ok(result);
+        }
+        // A streamed message: take what is here, keep the lock, come back for the rest.
+        let mut data = vec![0u8; len];
+        let chunk = (avail - FRAME_HEADER).min(len);
+        self.read_at(head + FRAME_HEADER as u64, &mut data[..chunk]);
+        self.u64(R_CSTREAM_LEFT).store((len - chunk) as u64, Ordering::Relaxed);
+        self.u64(R_HEAD).store(head + (FRAME_HEADER + chunk) as u64, Ordering::Release);
+        let mut guard = self.recv.lock().unwrap();
+        *guard = Some(RecvStream { kind, data, filled: chunk, discard: false });
+        self.continue_recv(&mut guard)
+    }
+
+    fn continue_recv(&self, guard: &mut Option<RecvStream>) -> Result<TryRecv, ChannelError> {
+        let stream = guard.as_mut().expect("stream state");
+        let discard = stream.discard;
+        let left = if discard { self.u64(R_CSTREAM_LEFT).load(Ordering::Relaxed) as usize } else { stream.data.len() - stream.filled };
+        if left > 0 {
+            let (head, tail) = self.head_tail()?;
+            let avail = (tail - head) as usize;
+            if avail == 0 {
+                if self.u32(R_BROKEN).load(Ordering::Acquire) != 0 {
+                    *guard = None;
+                    self.unlock_consumer();
+                    return self.broken().map(|_| TryRecv::Empty);
+                }
+                return Ok(TryRecv::Streaming);
+            }
+            let chunk = avail.min(left);
+            if !discard {
+                self.read_at(head, &mut stream.data[stream.filled..stream.filled + chunk]);
+                stream.filled += chunk;
+            }
+            self.u64(R_CSTREAM_LEFT).store((left - chunk) as u64, Ordering::Relaxed);
+            self.u64(R_HEAD).store(head + chunk as u64, Ordering::Release);
+            self.bump(R_SPACE_SEQ, R_SPACE_WAITERS, false);
+            if chunk < left {
+                return Ok(TryRecv::Streaming);
+            }
+        }
+        let stream = guard.take().expect("stream state");
+        self.u64(R_MSGS_OUT).fetch_add(1, Ordering::AcqRel);
+        self.unlock_consumer();
+        if discard {
+            return self.recv_inner(Some(Instant::now()), &mut []);
+        }
+        Ok(TryRecv::Message(stream.kind, stream.data))
+    }
+
+    /// True while this handle is in the middle of receiving a large message.
+    pub fn is_receiving(&self) -> bool {
+        self.recv.lock().unwrap().is_some()
+    }
+
+    /// Whether a receive might now make progress (or fail at once).
+    pub fn can_recv(&self) -> bool {
+        if self.is_closed() || self.u32(R_BROKEN).load(Ordering::Relaxed) != 0 {
+            return true;
+        }
+        let Ok((head, tail)) = self.head_tail() else { return true };
+        if self.is_receiving() {
+            return tail != head;
+        }
+        tail != head && self.consumer_lock().owner() == 0
+    }
+
+    /// Receives, waiting until `deadline` (`None`: as long as it takes; still in bounded slices).
+    /// `alive` is asked between slices; returning false ends the wait with `Closed`.
+    pub fn recv(&self, deadline: Option<Instant>, alive: &mut dyn FnMut() -> bool) -> Result<(u8, Vec<u8>), ChannelError> {
+        match self.recv_into(&mut [], deadline, alive)? {
+            TryRecv::Message(kind, data) => Ok((kind, data)),
+            _ => unreachable!("no scratch to copy into"),
+        }
+    }
+
+    /// As [`Ring::recv`], copying a message that fits into `scratch`. Returns `Message` or `Copied`.
+    pub fn recv_into(&self, scratch: &mut [u8], deadline: Option<Instant>, alive: &mut dyn FnMut() -> bool) -> Result<TryRecv, ChannelError> {
+        loop {
+            match self.recv_inner(Some(Instant::now()), scratch)? {
+                r @ (TryRecv::Message(..) | TryRecv::Copied(..)) => return Ok(r),
+                TryRecv::Streaming => {
+                    self.wait_side(R_DATA_SEQ, R_DATA_WAITERS, None, false, |r| r.can_recv())?;
+                }
+                TryRecv::Empty => {
+                    if !alive() {
+                        // Re-check once: the peer may have sent just before it went away.
+                        let last = self.recv_inner(Some(Instant::now()), scratch)?;
+                        if matches!(last, TryRecv::Message(..) | TryRecv::Copied(..)) {
+                            return Ok(last);
+                        }
+                        return Err(ChannelError::Closed);
+                    }
+                    self.wait_side(R_DATA_SEQ, R_DATA_WAITERS, deadline, false, |r| r.can_recv())?;
+                }
+            }
+        }
+    }
+
+    /// Waits until `ready` holds or the sequence word moves: spin first, then sleep one slice.
+    fn wait_side(
+        &self,
+        seq: usize,
+        waiters: usize,
+        deadline: Option<Instant>,
+        sending: bool,
+        ready: impl Fn(&Ring) -> bool,
+    ) -> Result<(), ChannelError> {
+        let spinner = if sending { &self.send_spin } else { &self.recv_spin };
+        let start = Instant::now();
+        if spinner.spin(|| ready(self)) {
+            return Ok(());
+        }
+        let word = self.u32(seq);
+        let waiters = self.u32(waiters);
+        waiters.fetch_add(1, Ordering::SeqCst);
+        let expected = word.load(Ordering::SeqCst);
+        let result = if ready(self) {
+            Ok(())
+        } else if wait::sleep_slice(word, expected, deadline) {
+            Ok(())
+        } else {
+            Err(ChannelError::TimedOut)
+        };
+        waiters.fetch_sub(1, Ordering::SeqCst);
+        spinner.learn(start.elapsed(), false);
+        result
+    }
+
+    // ---- waking asynchronous waiters ----
+
+    /// Registers an asynchronous receiver. Returns the word to wait on and its value, or `None`
+    /// (unregistered again) when a receive can make progress now.
+    pub fn arm_recv(&self) -> Option<(usize, u32)> {
+        self.arm(R_DATA_SEQ, R_DATA_WAITERS, |r| r.can_recv())
+    }
+
+    pub fn disarm_recv(&self) {
+        self.u32(R_DATA_WAITERS).fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Registers an asynchronous sender of `len` bytes; as [`Ring::arm_recv`].
+    pub fn arm_send(&self, len: usize) -> Option<(usize, u32)> {
+        self.arm(R_SPACE_SEQ, R_SPACE_WAITERS, |r| r.can_send(len))
+    }
+
+    pub fn disarm_send(&self) {
+        self.u32(R_SPACE_WAITERS).fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Returns the sequence word's offset in the segment and the value to wait on.
+    fn arm(&self, seq: usize, waiters: usize, ready: impl Fn(&Ring) -> bool) -> Option<(usize, u32)> {
+        let word = self.u32(seq);
+        self.u32(waiters).fetch_add(1, Ordering::SeqCst);
+        let expected = word.load(Ordering::SeqCst);
+        if ready(self) {
+            self.u32(waiters).fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some((self.base + seq, expected))
+    }
+
+    /// Spins for up to the learned budget until a receive can progress. For the async path.
+    pub fn spin_recv(&self) -> bool {
+        self.recv_spin.spin(|| self.can_recv())
+    }
+
+    /// Spins for up to the learned budget until a send of `len` bytes can progress.
+    pub fn spin_send(&self, len: usize) -> bool {
+        self.send_spin.spin(|| self.can_send(len))
+    }
+
+    /// Tells the spinner how long an asynchronous wait lasted after its spin failed.
+    pub fn learn_wait(&self, sending: bool, waited: std::time::Duration) {
+        if sending { &self.send_spin } else { &self.recv_spin }.learn(waited, false);
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        // A handle dropped mid-stream releases what it holds so others are not wedged.
+        if self.recv.get_mut().map(|s| s.is_some()).unwrap_or(false) {
+            self.consumer_lock().release();
+        }
+        if self.send.get_mut().map(|s| s.is_some()).unwrap_or(false) {
+            self.u32(R_BROKEN).store(1, Ordering::SeqCst);
+            self.producer_lock().release();
+            self.bump(R_DATA_SEQ, R_DATA_WAITERS, true);
+        }
+    }
+}

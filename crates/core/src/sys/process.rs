@@ -1,0 +1,127 @@
+//! Process-level calls: pidfds, reaping one child, signals, liveness and identity.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// How a child ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// Python's convention: the exit code, or minus the signal number.
+    pub fn code(self) -> i32 {
+        match self {
+            ExitStatus::Exited(c) => c,
+            ExitStatus::Signaled(s) => -s,
+        }
+    }
+}
+
+/// A descriptor that refers to one process (Linux ≥ 5.3), close-on-exec.
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or fails.
+    let rc = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just created this descriptor for us.
+    Ok(unsafe { OwnedFd::from_raw_fd(rc as RawFd) })
+}
+
+/// Sends `signal` to the process behind `pidfd` (no pid-reuse race).
+pub fn pidfd_signal(pidfd: &OwnedFd, signal: i32) -> io::Result<()> {
+    // SAFETY: pidfd_send_signal with a null siginfo sends a plain signal.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), signal, std::ptr::null::<libc::siginfo_t>(), 0u32)
+    };
+    if rc < 0 {
+        let err = io::Error::last_os_error();
+        // Already exited (a zombie or reaped): not an error for terminate()/kill().
+        if err.raw_os_error() == Some(libc::ESRCH) {
+            return Ok(());
+        }
+        return Err(err);
+    }
+    Ok(())
+}
+
+/// True when the process behind `pidfd` has exited (readable pidfd).
+pub fn pidfd_exited(pidfd: &OwnedFd, timeout_ms: i32) -> bool {
+    let mut p = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd.
+    let rc = unsafe { libc::poll(&mut p, 1, timeout_ms) };
+    rc > 0
+}
+
+/// Reaps the child behind `pidfd` if it has exited; `None` while it runs.
+pub fn try_reap(pidfd: &OwnedFd) -> io::Result<Option<ExitStatus>> {
+    // SAFETY: `info` is a valid out-pointer for waitid.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid on one pidfd (P_PIDFD = 3) writes into `info` only.
+    let rc = unsafe { libc::waitid(3 as libc::idtype_t, pidfd.as_raw_fd() as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: after a successful waitid, si_pid is valid to read (0 when nothing was reaped).
+    let pid = unsafe { info.si_pid() };
+    if pid == 0 {
+        return Ok(None);
+    }
+    // SAFETY: waitid filled a SIGCHLD siginfo, whose si_status is valid.
+    let status = unsafe { info.si_status() };
+    Ok(Some(if info.si_code == libc::CLD_EXITED { ExitStatus::Exited(status) } else { ExitStatus::Signaled(status) }))
+}
+
+pub fn current_pid() -> i32 {
+    // SAFETY: getpid cannot fail.
+    unsafe { libc::getpid() }
+}
+
+pub fn parent_pid() -> i32 {
+    // SAFETY: getppid cannot fail.
+    unsafe { libc::getppid() }
+}
+
+/// The start time of a process in clock ticks since boot, from `/proc/PID/stat`; `None` if it
+/// does not exist or has already exited (zombie). Together with the pid it names one process.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?;
+    if state == "Z" || state == "X" || state == "x" {
+        return None;
+    }
+    // Field 22 overall is starttime; `rest` starts at field 3 (state).
+    fields.nth(18)?.parse().ok()
+}
+
+/// True while the process `pid` runs and is the one that started at `start` (0: unknown).
+pub fn is_alive(pid: i32, start: u64) -> bool {
+    match start_time(pid) {
+        None => false,
+        Some(t) => start == 0 || t == start,
+    }
+}
+
+/// Makes the kernel send `signal` to the calling process when its parent thread exits.
+/// Async-signal-safe: usable between fork and exec.
+pub fn set_parent_death_signal(signal: i32) -> io::Result<()> {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) only changes a process attribute.
+    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Sends `signal` to the calling process. Async-signal-safe.
+pub fn raise(signal: i32) {
+    // SAFETY: raise only delivers a signal.
+    unsafe { libc::raise(signal) };
+}

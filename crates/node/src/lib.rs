@@ -1,0 +1,293 @@
+//! Thin napi bindings over `multiproc-core`. No policy lives here: every error becomes a JS
+//! error whose message starts with a stable code (`ERR_…: text`) that `src/errors.ts` turns into
+//! the matching exported error class.
+
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use multiproc_core::sys::{fd, process};
+use multiproc_core::waker::Waker;
+use multiproc_core::{Channel, ChannelConfig, ChannelError, Ring, Segment, TryRecv, TrySend};
+use napi::bindgen_prelude::{Buffer, BufferSlice, External};
+use napi::{Error, Result, Status};
+use napi_derive::napi;
+
+mod child;
+
+fn fail(code: &str, msg: impl std::fmt::Display) -> Error {
+    Error::new(Status::GenericFailure, format!("{code}: {msg}"))
+}
+
+fn channel_error(e: ChannelError) -> Error {
+    let code = match &e {
+        ChannelError::Closed => "ERR_CLOSED",
+        ChannelError::Protocol(_) => "ERR_PROTOCOL",
+        ChannelError::TooLarge { .. } => "ERR_MESSAGE_TOO_LARGE",
+        ChannelError::TimedOut => "ERR_TIMEOUT",
+        ChannelError::Busy => "ERR_INVALID_STATE",
+        ChannelError::Segment(_) => "ERR_SHARED_MEMORY",
+    };
+    fail(code, e)
+}
+
+pub(crate) fn os_error(e: std::io::Error) -> Error {
+    fail("ERR_OS", e)
+}
+
+fn deadline(timeout_ms: f64) -> Option<Instant> {
+    (timeout_ms >= 0.0 && timeout_ms.is_finite()).then(|| Instant::now() + Duration::from_secs_f64(timeout_ms / 1000.0))
+}
+
+/// A channel segment and a handle on each of its rings, held by JavaScript as an `External`.
+/// Hot paths are free functions over it: a napi class method costs several times a function call.
+pub struct ChannelState {
+    channel: Channel,
+    rings: Vec<Ring>,
+    /// A large message taken by `channel_recv` that did not fit the caller's scratch buffer.
+    big: std::cell::RefCell<Option<Vec<u8>>>,
+}
+
+type Chan = External<ChannelState>;
+
+impl ChannelState {
+    fn wrap(channel: Channel) -> Chan {
+        let rings = (0..channel.config().rings).map(|i| channel.ring(i)).collect();
+        External::new(ChannelState { channel, rings, big: Default::default() })
+    }
+
+    fn ring(&self, index: u32) -> Result<&Ring> {
+        self.rings.get(index as usize).ok_or_else(|| fail("ERR_INVALID_ARG", "no such ring"))
+    }
+
+    /// Encodes a received message for JavaScript: `(len << 8) | kind` when it was copied into the
+    /// scratch buffer, `-2` when it waits in `big` (kind from `channel_take_big`), `-1` for none.
+    fn deliver(&self, r: TryRecv) -> f64 {
+        match r {
+            TryRecv::Copied(kind, len) => (len as f64) * 256.0 + kind as f64,
+            TryRecv::Message(kind, mut data) => {
+                data.push(kind);
+                *self.big.borrow_mut() = Some(data);
+                -2.0
+            }
+            TryRecv::Empty | TryRecv::Streaming => -1.0,
+        }
+    }
+}
+
+#[napi(object)]
+pub struct ChannelInfo {
+    pub fd: i32,
+    pub rings: u32,
+    pub capacity: f64,
+    pub max_message: f64,
+    pub maxsize: f64,
+}
+
+#[napi]
+pub fn channel_create(rings: u32, capacity: f64, max_message: f64, maxsize: f64) -> Result<Chan> {
+    let config = ChannelConfig { rings: rings as usize, capacity: capacity as usize, max_message: max_message as usize, maxsize: maxsize as u64 };
+    Channel::create(config).map(ChannelState::wrap).map_err(channel_error)
+}
+
+/// Maps the channel behind an inherited descriptor, taking ownership of it.
+#[napi]
+pub fn channel_adopt(raw: i32) -> Result<Chan> {
+    let owned = fd::adopt(raw).map_err(os_error)?;
+    let seg = Segment::attach(owned, 0).map_err(|e| fail("ERR_PROTOCOL", e))?;
+    Channel::attach(seg).map(ChannelState::wrap).map_err(channel_error)
+}
+
+#[napi]
+pub fn channel_info(ch: &Chan) -> ChannelInfo {
+    let c = ch.channel.config();
+    ChannelInfo { fd: ch.channel.segment().fd(), rings: c.rings as u32, capacity: c.capacity as f64, max_message: c.max_message as f64, maxsize: c.maxsize as f64 }
+}
+
+/// 0: sent; 1: no room (wait for space); 2: a large message started streaming.
+#[napi]
+pub fn channel_try_send(ch: &Chan, ring: u32, kind: u32, data: &[u8]) -> Result<u32> {
+    match ch.ring(ring)?.try_send(kind as u8, data).map_err(channel_error)? {
+        TrySend::Sent => Ok(0),
+        TrySend::Full => Ok(1),
+        TrySend::Streaming => Ok(2),
+    }
+}
+
+/// Streams more of a large message; true once it is all in the ring.
+#[napi]
+pub fn channel_continue_send(ch: &Chan, ring: u32) -> Result<bool> {
+    ch.ring(ring)?.continue_send().map_err(channel_error)
+}
+
+/// Blocks until sent; `timeout_ms < 0` waits as long as it takes.
+#[napi]
+pub fn channel_send_sync(ch: &Chan, ring: u32, kind: u32, data: &[u8], timeout_ms: f64) -> Result<()> {
+    ch.ring(ring)?.send(kind as u8, data, deadline(timeout_ms)).map_err(channel_error)
+}
+
+/// Takes a message if one is there; see [`ChannelState::deliver`] for the result.
+#[napi]
+pub fn channel_try_recv(ch: &Chan, ring: u32, mut scratch: BufferSlice) -> Result<f64> {
+    let r = ch.ring(ring)?.try_recv_into(&mut scratch).map_err(channel_error)?;
+    Ok(ch.deliver(r))
+}
+
+/// Blocks until a message arrives. With `peer_fd >= 0`, a hung-up peer socket ends the wait with
+/// `ERR_CLOSED` once the ring is drained.
+#[napi]
+pub fn channel_recv_sync(ch: &Chan, ring: u32, mut scratch: BufferSlice, timeout_ms: f64, peer_fd: i32) -> Result<f64> {
+    let mut alive = || peer_fd < 0 || !fd::peer_hung_up(peer_fd);
+    let r = ch.ring(ring)?.recv_into(&mut scratch, deadline(timeout_ms), &mut alive).map_err(channel_error)?;
+    Ok(ch.deliver(r))
+}
+
+/// The large message left by the last receive, with its kind as the final byte.
+#[napi]
+pub fn channel_take_big(ch: &Chan) -> Option<Buffer> {
+    ch.big.borrow_mut().take().map(Buffer::from)
+}
+
+/// Spins up to the learned budget for a receive to become possible.
+#[napi]
+pub fn channel_spin_recv(ch: &Chan, ring: u32) -> Result<bool> {
+    Ok(ch.ring(ring)?.spin_recv())
+}
+
+#[napi]
+pub fn channel_spin_send(ch: &Chan, ring: u32, len: f64) -> Result<bool> {
+    Ok(ch.ring(ring)?.spin_send(len as usize))
+}
+
+/// Arms the process waker under `key`; false when a receive can progress now (not armed).
+#[napi]
+pub fn channel_arm_recv(ch: &Chan, ring: u32, key: f64) -> Result<bool> {
+    let r = ch.ring(ring)?;
+    let Some((offset, expected)) = r.arm_recv() else { return Ok(false) };
+    Waker::get().map_err(os_error)?.arm(key as u64, ch.channel.segment().clone(), offset, expected);
+    Ok(true)
+}
+
+/// Ends an armed receive wait (fired or cancelled); `waited_ms` teaches the spinner.
+#[napi]
+pub fn channel_disarm_recv(ch: &Chan, ring: u32, key: f64, waited_ms: f64) -> Result<()> {
+    let r = ch.ring(ring)?;
+    Waker::get().map_err(os_error)?.disarm(key as u64);
+    r.disarm_recv();
+    r.learn_wait(false, Duration::from_secs_f64(waited_ms.max(0.0) / 1000.0));
+    Ok(())
+}
+
+#[napi]
+pub fn channel_arm_send(ch: &Chan, ring: u32, len: f64, key: f64) -> Result<bool> {
+    let r = ch.ring(ring)?;
+    let Some((offset, expected)) = r.arm_send(len as usize) else { return Ok(false) };
+    Waker::get().map_err(os_error)?.arm(key as u64, ch.channel.segment().clone(), offset, expected);
+    Ok(true)
+}
+
+#[napi]
+pub fn channel_disarm_send(ch: &Chan, ring: u32, key: f64, waited_ms: f64) -> Result<()> {
+    let r = ch.ring(ring)?;
+    Waker::get().map_err(os_error)?.disarm(key as u64);
+    r.disarm_send();
+    r.learn_wait(true, Duration::from_secs_f64(waited_ms.max(0.0) / 1000.0));
+    Ok(())
+}
+
+#[napi]
+pub fn channel_close(ch: &Chan, ring: u32) -> Result<()> {
+    ch.ring(ring)?.close();
+    Ok(())
+}
+
+#[napi]
+pub fn channel_is_closed(ch: &Chan, ring: u32) -> Result<bool> {
+    Ok(ch.ring(ring)?.is_closed())
+}
+
+#[napi]
+pub fn channel_qsize(ch: &Chan, ring: u32) -> Result<f64> {
+    Ok(ch.ring(ring)?.len() as f64)
+}
+
+#[napi]
+pub fn channel_is_full(ch: &Chan, ring: u32) -> Result<bool> {
+    Ok(ch.ring(ring)?.is_full())
+}
+
+/// Overwrites bytes of the segment: for tests of corrupt shared memory only.
+#[napi]
+pub fn channel_corrupt_for_test(ch: &Chan, offset: f64, bytes: &[u8]) -> Result<()> {
+    let seg = ch.channel.segment();
+    let offset = offset as usize;
+    if offset.checked_add(bytes.len()).is_none_or(|end| end > seg.len()) {
+        return Err(fail("ERR_INVALID_ARG", "offset out of range"));
+    }
+    seg.write(offset, bytes);
+    Ok(())
+}
+
+/// The read end of the process waker's doorbell pipe.
+#[napi]
+pub fn waker_doorbell() -> Result<i32> {
+    Ok(Waker::get().map_err(os_error)?.doorbell())
+}
+
+/// Keys of armed waits that fired since the last call.
+#[napi]
+pub fn waker_take_fired() -> Result<Vec<f64>> {
+    Ok(Waker::get().map_err(os_error)?.take_fired().into_iter().map(|k| k as f64).collect())
+}
+
+/// A connected pair of Unix stream sockets (close-on-exec); JavaScript owns both descriptors.
+#[napi]
+pub fn socket_pair() -> Result<Vec<i32>> {
+    let (a, b) = fd::socket_pair().map_err(os_error)?;
+    Ok(vec![into_raw(a), into_raw(b)])
+}
+
+fn into_raw(fd: OwnedFd) -> i32 {
+    use std::os::fd::IntoRawFd;
+    fd.into_raw_fd()
+}
+
+#[napi]
+pub fn set_cloexec(fd: i32, on: bool) -> Result<()> {
+    fd::set_cloexec(fd, on).map_err(os_error)
+}
+
+/// Closes a descriptor JavaScript owns.
+#[napi]
+pub fn close_fd(raw: i32) {
+    // SAFETY: JavaScript hands over a descriptor it owns and will not use again.
+    drop(unsafe { OwnedFd::from_raw_fd(raw) });
+}
+
+/// True when every copy of the peer end of a stream socket is closed.
+#[napi]
+pub fn peer_hung_up(raw: i32) -> bool {
+    fd::peer_hung_up(raw)
+}
+
+/// True while the process `pid` runs (and, with `start > 0`, is the one started then).
+#[napi]
+pub fn process_alive(pid: i32, start: f64) -> bool {
+    process::is_alive(pid, start as u64)
+}
+
+/// The start time of a process (clock ticks since boot), 0 if it is gone.
+#[napi]
+pub fn process_start_time(pid: i32) -> f64 {
+    process::start_time(pid).unwrap_or(0) as f64
+}
+
+/// Kills the calling process with SIGKILL when its parent thread exits, and checks at once.
+#[napi]
+pub fn die_with_parent(expected_parent: i32) -> Result<()> {
+    process::set_parent_death_signal(libc::SIGKILL).map_err(os_error)?;
+    if process::parent_pid() != expected_parent {
+        process::raise(libc::SIGKILL);
+    }
+    Ok(())
+}
+
