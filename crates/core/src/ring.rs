@@ -38,6 +38,8 @@ const S_RINGS: usize = 12;
 const S_CAPACITY: usize = 16;
 const S_MAX_MESSAGE: usize = 24;
 const S_MAXSIZE: usize = 32;
+/// Tasks put and not yet marked done (JoinableQueue); a futex word that `join` waits on.
+const S_UNFINISHED: usize = 64;
 
 // Ring header: the producers' cache line, flags, then the consumers' cache line.
 const R_TAIL: usize = 0;
@@ -220,6 +222,49 @@ impl Channel {
 
     pub fn segment(&self) -> &Arc<Segment> {
         &self.seg
+    }
+
+    /// Counts one more unfinished task (a JoinableQueue `put`).
+    pub fn task_added(&self) {
+        self.seg.u32_at(S_UNFINISHED).fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Counts one task done; wakes joiners at zero. `None` if none was unfinished.
+    pub fn task_done(&self) -> Option<u32> {
+        let word = self.seg.u32_at(S_UNFINISHED);
+        let mut cur = word.load(Ordering::SeqCst);
+        loop {
+            if cur == 0 {
+                return None;
+            }
+            match word.compare_exchange(cur, cur - 1, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => break,
+                Err(v) => cur = v,
+            }
+        }
+        if cur == 1 {
+            futex::wake(word, i32::MAX);
+        }
+        Some(cur - 1)
+    }
+
+    /// Unfinished tasks, and the offset of their futex word in the segment.
+    pub fn unfinished(&self) -> (u32, usize) {
+        (self.seg.u32_at(S_UNFINISHED).load(Ordering::SeqCst), S_UNFINISHED)
+    }
+
+    /// Blocks until no task is unfinished or `deadline` passes; false on timeout.
+    pub fn join_tasks(&self, deadline: Option<Instant>) -> bool {
+        let word = self.seg.u32_at(S_UNFINISHED);
+        loop {
+            let cur = word.load(Ordering::SeqCst);
+            if cur == 0 {
+                return true;
+            }
+            if !wait::sleep_slice(word, cur, deadline) {
+                return false;
+            }
+        }
     }
 
     /// A handle on ring `index`, with its own process-local stream state and spin budgets.

@@ -200,6 +200,12 @@ pub fn channel_close(ch: &Chan, ring: u32) -> Result<()> {
     Ok(())
 }
 
+/// Whether a receive could make progress now (data, closed or broken), without taking anything.
+#[napi]
+pub fn channel_can_recv(ch: &Chan, ring: u32) -> Result<bool> {
+    Ok(ch.ring(ring)?.can_recv())
+}
+
 #[napi]
 pub fn channel_is_closed(ch: &Chan, ring: u32) -> Result<bool> {
     Ok(ch.ring(ring)?.is_closed())
@@ -213,6 +219,39 @@ pub fn channel_qsize(ch: &Chan, ring: u32) -> Result<f64> {
 #[napi]
 pub fn channel_is_full(ch: &Chan, ring: u32) -> Result<bool> {
     Ok(ch.ring(ring)?.is_full())
+}
+
+#[napi]
+pub fn channel_task_added(ch: &Chan) {
+    ch.channel.task_added();
+}
+
+/// Remaining unfinished tasks; `ERR_INVALID_STATE` when none was unfinished.
+#[napi]
+pub fn channel_task_done(ch: &Chan) -> Result<u32> {
+    ch.channel.task_done().ok_or_else(|| fail("ERR_INVALID_STATE", "taskDone() called more times than there were items"))
+}
+
+/// Arms the waker on the unfinished-task count; false when it is already zero.
+#[napi]
+pub fn channel_arm_join(ch: &Chan, key: f64) -> Result<bool> {
+    let (count, offset) = ch.channel.unfinished();
+    if count == 0 {
+        return Ok(false);
+    }
+    Waker::get().map_err(os_error)?.arm(key as u64, ch.channel.segment().clone(), offset, count);
+    Ok(true)
+}
+
+#[napi]
+pub fn waker_disarm(key: f64) -> Result<()> {
+    Waker::get().map_err(os_error)?.disarm(key as u64);
+    Ok(())
+}
+
+#[napi]
+pub fn channel_join_sync(ch: &Chan, timeout_ms: f64) -> bool {
+    ch.channel.join_tasks(deadline(timeout_ms))
 }
 
 /// Overwrites bytes of the segment: for tests of corrupt shared memory only.

@@ -1,0 +1,236 @@
+/**
+ * Pipe and Connection: two ends joined by a shared-memory channel (one ring each way when
+ * duplex). Each end also holds one side of a socket pair, so that, as with Python's pipes, a
+ * receiver sees the end of the stream once every copy of the other end is closed, whether by
+ * `close()` or by the death of the processes that held it.
+ */
+import net from 'node:net'
+
+import { ClosedError, EOFError, TimeoutError, typeError } from './errors.js'
+import { type HandleDescriptor, registerHandle, toHandle } from './handles.js'
+import { type Chan, native } from './native.js'
+import { RingEnd } from './channel.js'
+import type { Serializer } from './serialize.js'
+import { type WaitOptions, deadlineOf, waitFor, waitOptions } from './wait.js'
+
+export interface PipeOptions {
+  /** Both ends can send and receive (default). `false`: `[reader, writer]` as in Python. */
+  duplex?: boolean
+  /** Bytes of ring per direction. Default 1 MiB. */
+  capacityBytes?: number
+  serializer?: Serializer
+}
+
+interface EndSpec {
+  recvRing: number
+  sendRing: number
+}
+
+/** One end of a pipe. */
+export class Connection<T = unknown> implements AsyncIterable<T> {
+  readonly #chan: Chan
+  readonly #spec: EndSpec
+  #peerFd: number
+  #peerWatch: net.Socket | undefined
+  #peerGone = false
+  readonly #wakers = new Set<() => void>()
+  readonly #in: RingEnd | undefined
+  readonly #out: RingEnd | undefined
+  #closed = false
+
+  /** @internal Use {@link Pipe}. */
+  constructor(chan: Chan, spec: EndSpec, peerFd: number, serializer?: Serializer) {
+    this.#chan = chan
+    this.#spec = spec
+    this.#peerFd = peerFd
+    const watch = (wake: () => void) => this.#watchPeer(wake)
+    this.#in = spec.recvRing >= 0 ? new RingEnd(chan, spec.recvRing, serializer, peerFd, watch) : undefined
+    this.#out = spec.sendRing >= 0 ? new RingEnd(chan, spec.sendRing, serializer) : undefined
+  }
+
+  get readable(): boolean {
+    return this.#in !== undefined
+  }
+
+  get writable(): boolean {
+    return this.#out !== undefined
+  }
+
+  get closed(): boolean {
+    return this.#closed
+  }
+
+  #sender(): RingEnd {
+    if (this.#closed) throw new ClosedError('the connection is closed')
+    if (!this.#out) throw new InvalidOp('this end of the pipe is read-only')
+    return this.#out
+  }
+
+  #receiver(): RingEnd {
+    if (this.#closed) throw new ClosedError('the connection is closed')
+    if (!this.#in) throw new InvalidOp('this end of the pipe is write-only')
+    return this.#in
+  }
+
+  /** True once every copy of the other end is closed (its processes may have died). */
+  #isPeerGone(): boolean {
+    if (!this.#peerGone && native.peerHungUp(this.#peerFd)) this.#peerGone = true
+    return this.#peerGone
+  }
+
+  /** Lets async waits wake when the other end hangs up: the event loop watches the socket. */
+  #watchPeer(wake: () => void): () => void {
+    if (!this.#peerWatch && !this.#closed) {
+      const sock = new net.Socket({ fd: this.#peerFd, readable: true, writable: false, allowHalfOpen: true })
+      const gone = () => {
+        this.#peerGone = true
+        for (const w of [...this.#wakers]) w()
+      }
+      sock.on('end', gone)
+      sock.on('close', gone)
+      sock.on('error', gone)
+      sock.on('data', () => {})
+      sock.unref()
+      this.#peerWatch = sock
+    }
+    this.#wakers.add(wake)
+    return () => this.#wakers.delete(wake)
+  }
+
+  async send(value: T): Promise<void> {
+    await this.#sender().send(value)
+  }
+
+  sendSync(value: T): void {
+    this.#sender().sendSync(value)
+  }
+
+  /** Sends raw bytes (a view of `buf` from `offset`, `size` bytes long). */
+  async sendBytes(buf: Uint8Array | ArrayBuffer, offset?: number, size?: number): Promise<void> {
+    await this.#sender().send(sliceBytes(buf, offset, size))
+  }
+
+  sendBytesSync(buf: Uint8Array | ArrayBuffer, offset?: number, size?: number): void {
+    this.#sender().sendSync(sliceBytes(buf, offset, size))
+  }
+
+  /** Receives a value; rejects with `EOFError` once the other end is closed and nothing is left. */
+  recv(opts?: WaitOptions): Promise<T> {
+    const o = waitOptions(opts)
+    return this.#receiver().recv(deadlineOf(o.timeout), o.signal, 'recv', () => this.#isPeerGone()) as Promise<T>
+  }
+
+  recvSync(opts?: { timeout?: number } | number): T {
+    const o = waitOptions(opts)
+    return this.#receiver().recvSync(o.timeout) as T
+  }
+
+  /** Receives a message sent with `sendBytes` as a Buffer. */
+  async recvBytes(opts?: WaitOptions): Promise<Buffer> {
+    return toBuffer(await this.recv(opts))
+  }
+
+  recvBytesSync(opts?: { timeout?: number } | number): Buffer {
+    return toBuffer(this.recvSync(opts))
+  }
+
+  /**
+   * Whether data is available, waiting up to `timeout` ms (no argument: return at once). A
+   * hung-up peer also counts as readable, as in Python: the next `recv` raises `EOFError`.
+   */
+  async poll(timeout?: number | WaitOptions): Promise<boolean> {
+    const rx = this.#receiver()
+    const o = waitOptions(timeout)
+    try {
+      await waitFor(
+        {
+          attempt: () => (native.channelCanRecv(rx.chan, rx.ring) || this.#isPeerGone() ? true : undefined),
+          spin: () => native.channelSpinRecv(rx.chan, rx.ring),
+          arm: (key) => native.channelArmRecv(rx.chan, rx.ring, key),
+          disarm: (key, ms) => native.channelDisarmRecv(rx.chan, rx.ring, key, ms),
+          watch: (wake) => this.#watchPeer(wake),
+        },
+        deadlineOf(o.timeout ?? 0),
+        o.signal,
+        'poll',
+      )
+      return true
+    } catch (err) {
+      if (err instanceof TimeoutError) return false
+      throw err
+    }
+  }
+
+  /** Closes this end in this process. The other end sees EOF once every copy is closed. */
+  close(): void {
+    if (this.#closed) return
+    this.#closed = true
+    if (this.#peerWatch) this.#peerWatch.destroy()
+    else native.closeFd(this.#peerFd)
+    this.#peerFd = -1
+    for (const w of [...this.#wakers]) w()
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<T> {
+    for (;;) {
+      let v: T
+      try {
+        v = await this.recv()
+      } catch (err) {
+        if (err instanceof EOFError) return
+        throw err
+      }
+      yield v
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.close()
+  }
+
+  [toHandle](): HandleDescriptor {
+    if (this.#closed) throw new ClosedError('cannot pass a closed connection to another process')
+    return {
+      type: 'Connection',
+      data: { recvRing: this.#spec.recvRing, sendRing: this.#spec.sendRing },
+      fds: [native.channelInfo(this.#chan).fd, this.#peerFd],
+    }
+  }
+}
+
+class InvalidOp extends ClosedError {}
+
+function sliceBytes(buf: Uint8Array | ArrayBuffer, offset = 0, size?: number): Buffer {
+  const bytes = buf instanceof ArrayBuffer ? new Uint8Array(buf) : buf
+  if (!(bytes instanceof Uint8Array)) throw typeError('sendBytes takes a Buffer, Uint8Array or ArrayBuffer')
+  const end = size === undefined ? bytes.byteLength : offset + size
+  if (offset < 0 || end > bytes.byteLength || end < offset) throw Object.assign(new RangeError('offset/size out of range'), { code: 'ERR_OUT_OF_RANGE' })
+  return Buffer.from(bytes.buffer, bytes.byteOffset + offset, end - offset)
+}
+
+function toBuffer(v: unknown): Buffer {
+  if (Buffer.isBuffer(v)) return v
+  if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength)
+  if (v instanceof ArrayBuffer) return Buffer.from(v)
+  throw typeError('the message received is not bytes (it was not sent with sendBytes)')
+}
+
+/** A pair of connected ends: `[a, b]` (duplex) or `[reader, writer]` (`duplex: false`). */
+export function Pipe<T = unknown>(opts: PipeOptions | boolean = {}): [Connection<T>, Connection<T>] {
+  const o = typeof opts === 'boolean' ? { duplex: opts } : opts
+  const duplex = o.duplex ?? true
+  const chan = native.channelCreate(duplex ? 2 : 1, o.capacityBytes ?? 1 << 20, 0xffff_ffff - 64, 0)
+  const [fa, fb] = native.socketPair() as [number, number]
+  if (duplex) {
+    return [
+      new Connection<T>(chan, { recvRing: 1, sendRing: 0 }, fa, o.serializer),
+      new Connection<T>(chan, { recvRing: 0, sendRing: 1 }, fb, o.serializer),
+    ]
+  }
+  return [new Connection<T>(chan, { recvRing: 0, sendRing: -1 }, fa, o.serializer), new Connection<T>(chan, { recvRing: -1, sendRing: 0 }, fb, o.serializer)]
+}
+
+registerHandle('Connection', (data, [segFd, peerFd]) => {
+  const chan = native.channelAdopt(segFd as number)
+  return new Connection(chan, data as unknown as EndSpec, peerFd as number)
+})

@@ -1,0 +1,101 @@
+/**
+ * The error classes of multiproc. Each has a stable `code`; native errors arrive as
+ * `ERR_…: message` and are turned into the matching class by {@link fromNative}.
+ */
+
+export class MultiprocError extends Error {
+  readonly code: string = 'ERR_MULTIPROC'
+  constructor(message?: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = new.target.name
+  }
+}
+
+function define<C extends string>(code: C) {
+  return class extends MultiprocError {
+    override readonly code: C = code
+  }
+}
+
+/** `getNowait()` / `get({ block: false })` on an empty queue. */
+export class Empty extends define('ERR_EMPTY') {}
+/** `putNowait()` / `put({ block: false })` on a full queue. */
+export class Full extends define('ERR_FULL') {}
+/** A timed wait ran out. */
+export class TimeoutError extends define('ERR_TIMEOUT') {}
+/** A wait was cancelled through its `AbortSignal`. */
+export class AbortError extends MultiprocError {
+  override readonly code = 'ABORT_ERR'
+}
+/** Nothing more will arrive: the queue is closed and drained, or the pipe's peer is gone. */
+export class EOFError extends define('ERR_EOF') {}
+/** A task failed in another process; `cause` is the revived error. */
+export class RemoteError extends define('ERR_REMOTE') {}
+/** A worker process died while running a task. */
+export class WorkerExitedError extends MultiprocError {
+  override readonly code = 'ERR_WORKER_EXITED'
+  constructor(
+    message: string,
+    readonly exitCode: number | null,
+    readonly signal: string | null,
+  ) {
+    super(message)
+  }
+}
+/** The function a child should run cannot be found or compiled there. */
+export class TargetError extends define('ERR_TARGET') {}
+/** A value cannot be serialised (a function, a symbol, …) or deserialised. */
+export class SerializationError extends define('ERR_SERIALIZATION') {}
+/** Shared memory that does not hold what it should: corrupt, hostile or foreign. */
+export class ProtocolError extends define('ERR_PROTOCOL') {}
+/** A barrier was broken (aborted, or a wait timed out). */
+export class BrokenBarrierError extends define('ERR_BROKEN_BARRIER') {}
+/** A lock's owner died while holding it. */
+export class OwnerDiedError extends define('ERR_OWNER_DIED') {}
+/** Starting or controlling a process failed. */
+export class ProcessError extends define('ERR_PROCESS') {}
+/** Use of a closed Queue, Connection, Process or Pool. */
+export class ClosedError extends define('ERR_CLOSED') {}
+/** Tasks still pending when a Pool was terminated. */
+export class TerminatedError extends define('ERR_TERMINATED') {}
+/** An operation not allowed in the object's current state. */
+export class InvalidStateError extends define('ERR_INVALID_STATE') {}
+
+/** A `TypeError` with a Node-style code. */
+export function typeError(message: string): TypeError & { code: string } {
+  return Object.assign(new TypeError(message), { code: 'ERR_INVALID_ARG_TYPE' })
+}
+
+/** A `RangeError` with a Node-style code. */
+export function rangeError(message: string): RangeError & { code: string } {
+  return Object.assign(new RangeError(message), { code: 'ERR_OUT_OF_RANGE' })
+}
+
+const NATIVE = /^(ERR_[A-Z_]+): ([\s\S]*)$/
+
+/**
+ * Maps an error thrown by the binding to its class. `closed` picks the class for `ERR_CLOSED`,
+ * which means EOF to a receiver and use-after-close to a sender.
+ */
+export function fromNative(err: unknown, closed: 'eof' | 'closed' = 'closed'): unknown {
+  if (!(err instanceof Error)) return err
+  const m = NATIVE.exec(err.message)
+  if (!m) return err
+  const [, code, message] = m
+  switch (code) {
+    case 'ERR_CLOSED':
+      return closed === 'eof' ? new EOFError(message) : new ClosedError(message)
+    case 'ERR_PROTOCOL':
+      return new ProtocolError(message)
+    case 'ERR_TIMEOUT':
+      return new TimeoutError(message)
+    case 'ERR_INVALID_STATE':
+      return new InvalidStateError(message)
+    case 'ERR_MESSAGE_TOO_LARGE':
+      return Object.assign(rangeError(message ?? ''), { code: 'ERR_MESSAGE_TOO_LARGE' })
+    case 'ERR_INVALID_ARG':
+      return rangeError(message ?? '')
+    default:
+      return new ProcessError(message, { cause: err })
+  }
+}

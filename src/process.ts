@@ -1,0 +1,259 @@
+/**
+ * Process: a function run in a new OS process, Python's `multiprocessing.Process` with Node's
+ * manners. The child runs `process.execPath` with the parent's `execArgv`, inherits the
+ * descriptors of the handles in its arguments, and reports readiness over a control socket
+ * whose hang-up also tells the parent that the child has exited.
+ */
+import net from 'node:net'
+import os from 'node:os'
+import v8 from 'node:v8'
+
+import { ClosedError, InvalidStateError, ProcessError, TimeoutError, fromNative, typeError } from './errors.js'
+import { packHandles } from './handles.js'
+import { native } from './native.js'
+import { type Target, describeTarget } from './target.js'
+import { type WaitOptions, deadlineOf, waitOptions } from './wait.js'
+
+export interface ProcessOptions {
+  target: Target
+  args?: unknown[]
+  name?: string
+  /** Dies with its parent (even a SIGKILLed one) and does not keep the parent alive. Default false. */
+  daemon?: boolean
+  /** Extra environment variables for the child. */
+  env?: Record<string, string>
+  /** Node flags for the child; default: the parent's `process.execArgv`. */
+  execArgv?: string[]
+  /** Modules whose exports a function target may be found among (by name and source). */
+  modules?: (string | URL)[]
+}
+
+/** What the child receives on its control socket before anything else. */
+export interface Boot {
+  name: string
+  daemon: boolean
+  parentPid: number
+  parentName: string
+  target: ReturnType<typeof describeTarget>
+  args: unknown
+  fds: number[]
+}
+
+const SIGNALS: Record<string, number> = { SIGTERM: 15, SIGKILL: 9 }
+
+interface Identity {
+  name: string
+  pid: number
+  daemon: boolean
+  children: number
+}
+
+const self: Identity = { name: 'MainProcess', pid: process.pid, daemon: false, children: 0 }
+let parent: ParentProcess | null = null
+const active = new Set<Process>()
+
+/** The parent as seen from a child. */
+export interface ParentProcess {
+  pid: number
+  name: string
+  isAlive(): boolean
+  join(timeout?: number): Promise<void>
+}
+
+/** @internal Called by the child's entry point before anything of the user's runs. */
+export function setIdentity(name: string, daemon: boolean, parentPid: number, parentName: string): void {
+  self.name = name
+  self.daemon = daemon
+  const start = native.processStartTime(parentPid)
+  const isAlive = () => start > 0 && native.processAlive(parentPid, start)
+  parent = {
+    pid: parentPid,
+    name: parentName,
+    isAlive,
+    join: async (timeout?: number) => {
+      const deadline = deadlineOf(timeout)
+      while (isAlive() && (deadline === undefined || performance.now() < deadline)) await new Promise((r) => setTimeout(r, 20))
+    },
+  }
+}
+
+/** The process this code runs in: `{ name, pid, daemon }`. */
+export function currentProcess(): { name: string; pid: number; daemon: boolean } {
+  return { name: self.name, pid: self.pid, daemon: self.daemon }
+}
+
+/** The parent, in a child started by this package; `null` in the process the user started. */
+export function parentProcess(): ParentProcess | null {
+  return parent
+}
+
+/** Started children that have not yet been seen to exit. */
+export function activeChildren(): Process[] {
+  for (const p of active) p.isAlive()
+  return [...active]
+}
+
+/** Logical CPUs available to this process. */
+export function cpuCount(): number {
+  return os.availableParallelism()
+}
+
+const CHILD_MAIN = new URL('./child/main.js', import.meta.url)
+
+/** A function running in its own OS process. */
+export class Process {
+  readonly #opts: ProcessOptions
+  readonly name: string
+  readonly daemon: boolean
+  #child: InstanceType<typeof native.NativeChild> | undefined
+  #control: net.Socket | undefined
+  #exitCode: number | null = null
+  #exited: Promise<void> | undefined
+  #closed = false
+
+  constructor(opts: ProcessOptions) {
+    if (typeof opts !== 'object' || opts === null) throw typeError('Process takes an options object')
+    if (opts.args !== undefined && !Array.isArray(opts.args)) throw typeError('args must be an array')
+    describeTarget(opts.target) // validates early
+    this.#opts = opts
+    self.children += 1
+    this.name = opts.name ?? `${self.name === 'MainProcess' ? 'Process' : self.name}-${self.children}`.replace(/^(.+)-(\d+)-(\d+)$/, '$1-$2:$3')
+    this.daemon = opts.daemon ?? false
+  }
+
+  get pid(): number | null {
+    return this.#child?.pid ?? null
+  }
+
+  /** `null` while running (or not started), the exit code after, or `-SIGNUM` if killed. */
+  get exitCode(): number | null {
+    this.#poll()
+    return this.#exitCode
+  }
+
+  /** Starts the child; resolves once it runs and has attached to the handles in its arguments. */
+  async start(): Promise<void> {
+    if (this.#closed) throw new ClosedError('start() on a closed Process')
+    if (this.#child) throw new InvalidStateError('a process can be started only once')
+    const o = this.#opts
+    const target = describeTarget(o.target, o.modules)
+    const packed = packHandles(o.args ?? [])
+    const boot: Boot = { name: this.name, daemon: this.daemon, parentPid: process.pid, parentName: self.name, target, args: packed.value, fds: packed.fds }
+    const payload = v8.serialize(boot)
+    const [mine, theirs] = native.socketPair() as [number, number]
+    const env = { ...process.env, ...o.env, MULTIPROC_CONTROL_FD: String(theirs) }
+    try {
+      this.#child = native.NativeChild.spawn({
+        program: process.execPath,
+        args: [...(o.execArgv ?? process.execArgv), CHILD_MAIN.pathname],
+        env: Object.entries(env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`])),
+        inherit: [theirs, ...packed.fds],
+        daemon: this.daemon,
+      })
+    } catch (err) {
+      native.closeFd(mine)
+      throw new ProcessError(`cannot start ${this.name}: ${(fromNative(err) as Error).message}`, { cause: err })
+    } finally {
+      native.closeFd(theirs)
+    }
+    active.add(this)
+    const control = new net.Socket({ fd: mine, readable: true, writable: true })
+    this.#control = control
+    const header = Buffer.alloc(4)
+    header.writeUInt32LE(payload.length)
+    control.write(Buffer.concat([header, payload]))
+    let ready!: () => void
+    const started = new Promise<void>((resolve) => {
+      ready = resolve
+    })
+    control.on('data', ready)
+    control.on('error', () => {})
+    this.#exited = new Promise<void>((resolve) => {
+      control.once('close', () => {
+        ready()
+        this.#reap().then(resolve)
+      })
+    })
+    if (this.daemon) control.unref()
+    await started
+  }
+
+  /** Reaps the child after its control socket closed (it closes as the child exits). */
+  async #reap(): Promise<void> {
+    for (let delay = 1; ; delay = Math.min(delay * 2, 100)) {
+      if (this.#poll()) return
+      await new Promise((r) => setTimeout(r, delay))
+    }
+  }
+
+  #poll(): boolean {
+    if (this.#exitCode !== null) return true
+    if (!this.#child) return false
+    const code = this.#child.tryWait()
+    if (code === null || code === undefined) return false
+    this.#exitCode = code
+    active.delete(this)
+    this.#control?.destroy()
+    return true
+  }
+
+  isAlive(): boolean {
+    return this.#child !== undefined && !this.#poll()
+  }
+
+  /** Waits for the child to exit, at most `timeout` ms (then returns; check `exitCode`). */
+  async join(opts?: WaitOptions | number): Promise<void> {
+    if (!this.#child || !this.#exited) throw new InvalidStateError('can only join a started process')
+    const o = waitOptions(opts)
+    const deadline = deadlineOf(o.timeout)
+    if (deadline === undefined && !o.signal) return this.#exited
+    let timer: NodeJS.Timeout | undefined
+    const limit = new Promise<void>((resolve) => {
+      if (deadline !== undefined) timer = setTimeout(resolve, Math.max(0, deadline - performance.now()))
+      o.signal?.addEventListener('abort', () => resolve(), { once: true })
+    })
+    await Promise.race([this.#exited, limit])
+    if (timer) clearTimeout(timer)
+  }
+
+  /** Blocks the thread until the child exits or `timeout` ms pass. */
+  joinSync(timeout?: number): void {
+    if (!this.#child) throw new InvalidStateError('can only join a started process')
+    const deadline = deadlineOf(timeout)
+    const code = this.#child.waitSync(deadline === undefined ? -1 : Math.max(0, deadline - performance.now()))
+    if (code !== null && code !== undefined) this.#poll()
+  }
+
+  /** Sends SIGTERM. */
+  terminate(): void {
+    this.#signal('SIGTERM')
+  }
+
+  /** Sends SIGKILL. */
+  kill(): void {
+    this.#signal('SIGKILL')
+  }
+
+  #signal(name: string): void {
+    if (!this.#child) throw new InvalidStateError(`cannot signal ${this.name}: not started`)
+    this.#child.signal(SIGNALS[name] as number)
+  }
+
+  /** Releases the process object; throws `InvalidStateError` while the child still runs. */
+  close(): void {
+    if (this.isAlive()) throw new InvalidStateError(`cannot close ${this.name} while it is running`)
+    this.#closed = true
+  }
+
+  toString(): string {
+    const state = !this.#child ? 'initial' : this.isAlive() ? 'started' : `stopped exitcode=${this.#exitCode}`
+    return `<Process name='${this.name}' ${state}${this.daemon ? ' daemon' : ''}>`
+  }
+
+  /** Waits for exit, throwing `TimeoutError` if it does not come within `timeout` ms. */
+  async waitExit(timeout: number): Promise<number> {
+    await this.join(timeout)
+    if (this.exitCode === null) throw new TimeoutError(`${this.name} did not exit within ${timeout} ms`)
+    return this.exitCode
+  }
+}

@@ -1,0 +1,196 @@
+/**
+ * Queue, SimpleQueue and JoinableQueue: many producers and many consumers in any processes on one
+ * shared-memory ring. FIFO per producer; a message larger than the ring still goes through.
+ */
+import { ClosedError, Empty, Full, TimeoutError, fromNative, rangeError, typeError } from './errors.js'
+import { type HandleDescriptor, registerHandle, toHandle } from './handles.js'
+import { type Chan, native } from './native.js'
+import { NOTHING, RingEnd } from './channel.js'
+import type { Serializer } from './serialize.js'
+import { type WaitOptions, deadlineOf, remaining, waitFor, waitOptions } from './wait.js'
+
+export interface QueueOptions {
+  /** Most items held at once (Python's `maxsize`); 0 or absent: bounded only by `capacityBytes`. */
+  maxsize?: number
+  /** Bytes of shared ring; larger messages stream through it. Default 1 MiB. */
+  capacityBytes?: number
+  /** Replaces structured clone for this queue's items. */
+  serializer?: Serializer
+}
+
+export interface BlockingOptions {
+  /** `false`: fail at once with `Empty`/`Full` (a `timeout` is then ignored, as in Python). */
+  block?: boolean
+  timeout?: number
+}
+
+const DEFAULT_CAPACITY = 1 << 20
+
+function checkCount(name: string, v: unknown, min: number): number {
+  if (typeof v !== 'number') throw typeError(`${name} must be a number`)
+  if (!Number.isInteger(v) || v < min) throw rangeError(`${name} must be an integer ≥ ${min}, got ${v}`)
+  return v
+}
+
+/** A multi-producer, multi-consumer FIFO queue shared between processes. */
+export class Queue<T = unknown> implements AsyncIterable<T> {
+  protected readonly chan: Chan
+  protected readonly end: RingEnd
+  readonly #serializer: Serializer | undefined
+  #closed = false
+
+  constructor(opts: QueueOptions = {}, adopted?: Chan) {
+    if (typeof opts !== 'object' || opts === null) throw typeError('Queue options must be an object')
+    this.#serializer = opts.serializer
+    if (adopted) {
+      this.chan = adopted
+    } else {
+      const maxsize = opts.maxsize === undefined ? 0 : Math.max(0, checkCount('maxsize', opts.maxsize, Number.MIN_SAFE_INTEGER))
+      const capacity = opts.capacityBytes === undefined ? DEFAULT_CAPACITY : checkCount('capacityBytes', opts.capacityBytes, 1)
+      if (capacity > 1 << 30) throw rangeError('capacityBytes must be at most 1 GiB')
+      this.chan = native.channelCreate(1, capacity, 0xffff_ffff - 64, maxsize)
+    }
+    this.end = new RingEnd(this.chan, 0, this.#serializer)
+  }
+
+  /** Python's `maxsize` (0: unbounded). */
+  get maxsize(): number {
+    return native.channelInfo(this.chan).maxsize
+  }
+
+  #checkOpen(): void {
+    if (this.#closed || native.channelIsClosed(this.chan, 0)) throw new ClosedError('put() on a closed queue')
+  }
+
+  /** Puts an item, waiting for room. A timed put that runs out rejects with `TimeoutError`. */
+  async put(item: T, opts?: WaitOptions): Promise<void> {
+    const o = waitOptions(opts)
+    this.#checkOpen()
+    await this.end.send(item, o)
+    this.onPut()
+  }
+
+  /** Puts an item, blocking the thread while there is no room. */
+  putSync(item: T, opts: BlockingOptions = {}): void {
+    this.#checkOpen()
+    if (opts.block === false) return this.putNowait(item)
+    this.end.sendSync(item, opts.timeout)
+    this.onPut()
+  }
+
+  /** Puts an item or throws `Full` at once. */
+  putNowait(item: T): void {
+    this.#checkOpen()
+    if (!this.end.trySend(item)) throw new Full('the queue is full')
+    this.onPut()
+  }
+
+  /** Takes an item, waiting for one. Rejects with `EOFError` once closed and drained. */
+  get(opts?: WaitOptions): Promise<T> {
+    const o = waitOptions(opts)
+    return this.end.recv(deadlineOf(o.timeout), o.signal, 'get', () => false) as Promise<T>
+  }
+
+  /** Takes an item, blocking the thread while there is none. */
+  getSync(opts: BlockingOptions = {}): T {
+    if (opts.block === false) return this.getNowait()
+    return this.end.recvSync(opts.timeout) as T
+  }
+
+  /** Takes an item or throws `Empty` at once. */
+  getNowait(): T {
+    const v = this.end.tryRecv()
+    if (v === NOTHING) throw new Empty('the queue is empty')
+    return v as T
+  }
+
+  /** Items in the queue now (approximate while others are active, as in Python). */
+  qsize(): number {
+    return native.channelQsize(this.chan, 0)
+  }
+
+  empty(): boolean {
+    return this.qsize() === 0
+  }
+
+  full(): boolean {
+    return native.channelIsFull(this.chan, 0)
+  }
+
+  /** Closes the queue for every process: no more puts; gets drain what is left, then `EOFError`. */
+  close(): void {
+    this.#closed = true
+    native.channelClose(this.chan, 0)
+  }
+
+  /** Nothing to wait for: items are in shared memory as soon as `put` returns (Python compatibility). */
+  joinThread(): void {}
+
+  /** Iterates items until the queue is closed and drained. */
+  async *[Symbol.asyncIterator](): AsyncIterator<T> {
+    for (;;) {
+      let v: T
+      try {
+        v = await this.get()
+      } catch (err) {
+        if ((err as { code?: string }).code === 'ERR_EOF') return
+        throw err
+      }
+      yield v
+    }
+  }
+
+  protected onPut(): void {}
+
+  [toHandle](): HandleDescriptor {
+    return { type: this.constructor.name, data: {}, fds: [native.channelInfo(this.chan).fd] }
+  }
+}
+
+/** Python's SimpleQueue: an unbounded Queue without `maxsize`. */
+export class SimpleQueue<T = unknown> extends Queue<T> {
+  constructor(opts: Omit<QueueOptions, 'maxsize'> = {}, adopted?: Chan) {
+    super({ ...opts, maxsize: 0 }, adopted)
+  }
+}
+
+/** A Queue whose consumers mark items done, so producers can `join()` until all are handled. */
+export class JoinableQueue<T = unknown> extends Queue<T> {
+  protected override onPut(): void {
+    native.channelTaskAdded(this.chan)
+  }
+
+  /** Marks one item taken by `get` as handled. Too many calls throw `InvalidStateError`. */
+  taskDone(): void {
+    try {
+      native.channelTaskDone(this.chan)
+    } catch (err) {
+      throw fromNative(err)
+    }
+  }
+
+  /** Resolves once every item put has been marked done. */
+  async join(opts?: WaitOptions): Promise<void> {
+    const o = waitOptions(opts)
+    await waitFor(
+      {
+        attempt: () => (native.channelJoinSync(this.chan, 0) ? true : undefined),
+        spin: () => false,
+        arm: (key) => native.channelArmJoin(this.chan, key),
+        disarm: (key) => native.wakerDisarm(key),
+      },
+      deadlineOf(o.timeout),
+      o.signal,
+      'join',
+    )
+  }
+
+  /** Blocks until every item put has been marked done. */
+  joinSync(timeout?: number): void {
+    if (!native.channelJoinSync(this.chan, remaining(deadlineOf(timeout)))) throw new TimeoutError('join timed out')
+  }
+}
+
+registerHandle('Queue', (_data, [fd]) => new Queue({}, native.channelAdopt(fd as number)))
+registerHandle('SimpleQueue', (_data, [fd]) => new SimpleQueue({}, native.channelAdopt(fd as number)))
+registerHandle('JoinableQueue', (_data, [fd]) => new JoinableQueue({}, native.channelAdopt(fd as number)))

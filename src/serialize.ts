@@ -1,0 +1,82 @@
+/**
+ * JS values ⇄ bytes. The default is V8's structured clone (Maps, Sets, Dates, BigInts, typed
+ * arrays and cycles survive); `Buffer`, `Uint8Array` and `ArrayBuffer` take a raw path that
+ * copies their bytes and nothing else. A queue, pipe or pool may bring its own serializer.
+ */
+import v8 from 'node:v8'
+
+import { SerializationError } from './errors.js'
+
+/** A pluggable serializer: `serialize` must return bytes that `deserialize` turns back. */
+export interface Serializer {
+  serialize(value: unknown): Uint8Array
+  deserialize(bytes: Uint8Array): unknown
+}
+
+/** How a message's bytes are to be read; travels in the frame header. */
+export const enum Kind {
+  Clone = 0,
+  Buffer = 1,
+  Uint8Array = 2,
+  ArrayBuffer = 3,
+  Custom = 4,
+}
+
+export interface Encoded {
+  kind: Kind
+  bytes: Uint8Array
+}
+
+export function encode(value: unknown, serializer?: Serializer): Encoded {
+  if (serializer) {
+    let bytes: Uint8Array
+    try {
+      bytes = serializer.serialize(value)
+    } catch (err) {
+      throw new SerializationError(`the serializer failed: ${(err as Error)?.message ?? err}`, { cause: err })
+    }
+    if (!(bytes instanceof Uint8Array)) throw new SerializationError('a serializer must return a Uint8Array')
+    return { kind: Kind.Custom, bytes }
+  }
+  if (Buffer.isBuffer(value)) return { kind: Kind.Buffer, bytes: value }
+  if (value instanceof Uint8Array && value.constructor === Uint8Array) return { kind: Kind.Uint8Array, bytes: value }
+  if (value instanceof ArrayBuffer) return { kind: Kind.ArrayBuffer, bytes: new Uint8Array(value) }
+  return { kind: Kind.Clone, bytes: cloneBytes(value) }
+}
+
+function cloneBytes(value: unknown): Uint8Array {
+  try {
+    return v8.serialize(value)
+  } catch (err) {
+    throw new SerializationError(`cannot serialize ${describe(value)}: ${(err as Error)?.message ?? err}`, { cause: err })
+  }
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'function') return `function ${value.name || '(anonymous)'}`
+  if (typeof value === 'symbol') return 'a symbol'
+  return `a value of type ${typeof value}`
+}
+
+/** Turns bytes back into a value. `bytes` may be a view of a reused buffer: copy what is kept. */
+export function decode(kind: number, bytes: Uint8Array, serializer?: Serializer): unknown {
+  try {
+    switch (kind) {
+      case Kind.Clone:
+        return v8.deserialize(bytes)
+      case Kind.Buffer:
+        return Buffer.from(bytes)
+      case Kind.Uint8Array:
+        return new Uint8Array(bytes)
+      case Kind.ArrayBuffer:
+        return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)
+      case Kind.Custom:
+        if (!serializer) throw new Error('the message was encoded by a custom serializer, and none is set here')
+        return serializer.deserialize(bytes)
+      default:
+        throw new Error(`unknown message kind ${kind}`)
+    }
+  } catch (err) {
+    throw new SerializationError(`cannot deserialize a message: ${(err as Error)?.message ?? err}`, { cause: err })
+  }
+}

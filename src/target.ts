@@ -1,0 +1,127 @@
+/**
+ * How a child finds the function to run. The parent describes the target; the child resolves
+ * it: an export of a module (named, or found by name and source among the given modules'
+ * exports), else the function's own source compiled in the child. A function sent as source that
+ * reaches for an outer variable fails with a `TargetError` that names it and shows the fixes.
+ */
+import { isAbsolute } from 'node:path'
+import { pathToFileURL } from 'node:url'
+
+import { TargetError, typeError } from './errors.js'
+
+// biome-ignore lint/suspicious/noExplicitAny: targets take any arguments
+export type TargetFunction = (...args: any[]) => unknown
+/** A function, or an export of a module given by URL or path. */
+export type Target = TargetFunction | { module: string | URL; name?: string }
+
+export type TargetSpec =
+  | { kind: 'export'; module: string; name: string }
+  | { kind: 'function'; name: string; source: string; modules: string[] }
+
+/** A module reference as a URL string the child can `import()`. */
+export function moduleHref(m: string | URL): string {
+  if (m instanceof URL) return m.href
+  if (typeof m !== 'string') throw typeError('a module must be a URL or a path')
+  if (/^[a-z][a-z0-9+.-]*:/i.test(m) && !/^[a-z]:[\\/]/i.test(m)) return m
+  return pathToFileURL(isAbsolute(m) ? m : `${process.cwd()}/${m}`).href
+}
+
+export function describeTarget(target: Target, modules: (string | URL)[] = []): TargetSpec {
+  if (typeof target === 'function') {
+    const source = Function.prototype.toString.call(target)
+    if (/\{\s*\[native code\]\s*\}$/.test(source)) {
+      throw new TargetError(`${target.name || 'the target'} is a built-in or bound function: pass { module, name } instead`)
+    }
+    return { kind: 'function', name: target.name, source, modules: modules.map(moduleHref) }
+  }
+  if (typeof target === 'object' && target !== null && 'module' in target) {
+    return { kind: 'export', module: moduleHref(target.module), name: target.name ?? 'default' }
+  }
+  throw typeError('target must be a function or { module, name }')
+}
+
+/** In the child: the function a spec names. */
+export async function resolveTarget(spec: TargetSpec): Promise<TargetFunction> {
+  if (spec.kind === 'export') {
+    let mod: Record<string, unknown>
+    try {
+      mod = await import(spec.module)
+    } catch (err) {
+      throw new TargetError(`cannot import ${spec.module}: ${(err as Error)?.message ?? err}`, { cause: err })
+    }
+    const fn = mod[spec.name]
+    if (typeof fn !== 'function') throw new TargetError(`${spec.module} has no exported function named ${spec.name}`)
+    return fn as TargetFunction
+  }
+  for (const m of spec.modules) {
+    let mod: Record<string, unknown>
+    try {
+      mod = await import(m)
+    } catch (err) {
+      throw new TargetError(`cannot import ${m}: ${(err as Error)?.message ?? err}`, { cause: err })
+    }
+    for (const [key, value] of Object.entries(mod)) {
+      if (typeof value === 'function' && (key === spec.name || value.name === spec.name) && Function.prototype.toString.call(value) === spec.source) {
+        return value as TargetFunction
+      }
+    }
+  }
+  return compileSource(spec.name, spec.source)
+}
+
+const compiled = new Map<string, TargetFunction>()
+
+/** Compiles a function from its source, once per process. */
+export function compileSource(name: string, source: string): TargetFunction {
+  const cached = compiled.get(source)
+  if (cached) return cached
+  let fn: unknown
+  try {
+    fn = new Function(`return (${source})`)()
+  } catch {
+    // Method shorthand (`name(x) { … }`, `async name() {}`) is not an expression on its own.
+    try {
+      fn = new Function(`return ({ ${source} })`)()
+      fn = (fn as Record<string, unknown>)[name]
+    } catch (err) {
+      throw new TargetError(`cannot compile the source of ${name || 'the target'}: ${(err as Error).message}`)
+    }
+  }
+  if (typeof fn !== 'function') throw new TargetError(`the source of ${name || 'the target'} is not a function`)
+  const wrapped = guardOuterReferences(name, fn as TargetFunction)
+  compiled.set(source, wrapped)
+  return wrapped
+}
+
+function outerReferenceError(name: string, err: unknown): unknown {
+  if (!(err instanceof ReferenceError)) return err
+  const m = /^(\S+) is not defined/.exec(err.message)
+  if (!m) return err
+  const variable = m[1]
+  const fname = name || 'the target'
+  return new TargetError(
+    `${fname} was sent to the child as source and uses \`${variable}\`, which is not defined there ` +
+      '(a function sent as source cannot see the variables or imports around it). Fix it either way:\n' +
+      `  - export ${fname} from a module and pass it with { module: new URL('./file.js', import.meta.url), name: '${fname}' }, ` +
+      'or list that module in `modules`;\n' +
+      `  - or pass \`${variable}\` as an argument instead of reaching for it.`,
+    { cause: err },
+  )
+}
+
+function guardOuterReferences(name: string, fn: TargetFunction): TargetFunction {
+  return function (this: unknown, ...args: unknown[]) {
+    let r: unknown
+    try {
+      r = fn.apply(this, args)
+    } catch (err) {
+      throw outerReferenceError(name, err)
+    }
+    if (r && typeof (r as Promise<unknown>).then === 'function') {
+      return (r as Promise<unknown>).then(undefined, (err) => {
+        throw outerReferenceError(name, err)
+      })
+    }
+    return r
+  }
+}

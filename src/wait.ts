@@ -1,0 +1,112 @@
+/**
+ * Asynchronous waits on shared memory. A wait first tries at once, then lets the binding spin
+ * for its learned budget, then arms the process's waker thread on the shared word and sleeps:
+ * the waker rings a pipe that the event loop watches. Nothing spins while idle, no thread-pool
+ * thread is parked, and the pipe holds the loop open only while some wait is armed.
+ */
+import net from 'node:net'
+
+import { AbortError, TimeoutError, rangeError, typeError } from './errors.js'
+import { native } from './native.js'
+
+export interface WaitOptions {
+  /** Milliseconds; negative counts as 0. */
+  timeout?: number | undefined
+  signal?: AbortSignal | undefined
+}
+
+/** Validates a timeout (ms) and turns it into a deadline (`performance.now()` based). */
+export function deadlineOf(timeout: unknown): number | undefined {
+  if (timeout === undefined || timeout === null) return undefined
+  if (typeof timeout !== 'number') throw typeError(`timeout must be a number of milliseconds, not ${typeof timeout}`)
+  if (Number.isNaN(timeout)) throw rangeError('timeout must not be NaN')
+  if (timeout === Number.POSITIVE_INFINITY) return undefined
+  return performance.now() + Math.max(0, timeout)
+}
+
+/** Accepts `{ timeout, signal }` or, where Python takes a positional timeout, a bare number. */
+export function waitOptions(opts: unknown): WaitOptions {
+  if (opts === undefined || opts === null) return {}
+  if (typeof opts === 'number') return { timeout: opts }
+  if (typeof opts !== 'object') throw typeError('options must be an object or a timeout in milliseconds')
+  const o = opts as WaitOptions
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw typeError('signal must be an AbortSignal')
+  return o
+}
+
+/** Milliseconds left until `deadline`, as the binding takes it (-1: no limit). */
+export function remaining(deadline: number | undefined): number {
+  return deadline === undefined ? -1 : Math.max(0, deadline - performance.now())
+}
+
+let doorbell: net.Socket | undefined
+const armed = new Map<number, () => void>()
+let nextKey = 1
+
+function ensureDoorbell(): void {
+  if (doorbell) return
+  doorbell = new net.Socket({ fd: native.wakerDoorbell(), readable: true, writable: false })
+  doorbell.on('data', () => {
+    for (const key of native.wakerTakeFired()) {
+      const wake = armed.get(key)
+      if (wake) wake()
+    }
+  })
+  doorbell.unref()
+}
+
+/** Shared-memory progress a wait can poll, spin on and sleep on. */
+export interface Waitable<T> {
+  /** The result if it is available now, else `undefined`. */
+  attempt(): T | undefined
+  /** Spins briefly (native, bounded); true if progress may now be possible. */
+  spin(): boolean
+  /** Arms the waker under `key`; false if progress is possible now (nothing armed). */
+  arm(key: number): boolean
+  /** Undoes `arm`, whether or not the waker fired; `waitedMs` teaches the spinner. */
+  disarm(key: number, waitedMs: number): void
+  /** Extra wake-up sources (e.g. a peer hanging up); returns a function that removes them. */
+  watch?(wake: () => void): () => void
+}
+
+/** Waits until `w.attempt()` yields a result, the deadline passes, or the signal aborts. */
+export async function waitFor<T>(w: Waitable<T>, deadline: number | undefined, signal: AbortSignal | undefined, what: string): Promise<T> {
+  let rounds = 0
+  for (;;) {
+    if (signal?.aborted) throw new AbortError(`${what} was aborted`, { cause: signal.reason })
+    const r = w.attempt()
+    if (r !== undefined) return r
+    if (w.spin()) continue
+    if (deadline !== undefined && performance.now() >= deadline) throw new TimeoutError(`${what} timed out`)
+    const key = nextKey++
+    if (!w.arm(key)) {
+      // Ready already; yield now and then so a stubborn race cannot starve the loop.
+      if (++rounds % 64 === 0) await new Promise((resolve) => setImmediate(resolve))
+      continue
+    }
+    const started = performance.now()
+    await sleep(key, deadline, signal, w)
+    w.disarm(key, performance.now() - started)
+  }
+}
+
+function sleep(key: number, deadline: number | undefined, signal: AbortSignal | undefined, w: Waitable<unknown>): Promise<void> {
+  ensureDoorbell()
+  return new Promise<void>((resolve) => {
+    let timer: NodeJS.Timeout | undefined
+    let unwatch: (() => void) | undefined
+    const done = () => {
+      armed.delete(key)
+      if (armed.size === 0) doorbell?.unref()
+      if (timer) clearTimeout(timer)
+      signal?.removeEventListener('abort', done)
+      unwatch?.()
+      resolve()
+    }
+    armed.set(key, done)
+    if (armed.size === 1) doorbell?.ref()
+    if (deadline !== undefined) timer = setTimeout(done, Math.max(0, deadline - performance.now()) + 1)
+    signal?.addEventListener('abort', done, { once: true })
+    unwatch = w.watch?.(done)
+  })
+}
