@@ -5,15 +5,15 @@
  */
 import { fromNative } from './errors.js'
 import { type Chan, native } from './native.js'
-import { type Serializer, decode, encode } from './serialize.js'
-import { type Waitable, deadlineOf, remaining, waitFor } from './wait.js'
+import { decode, encode, type Serializer } from './serialize.js'
+import { deadlineOf, remaining, type Waitable, waitFor } from './wait.js'
 
 /** Messages up to this size are copied into one reused buffer instead of a new allocation. */
 const SCRATCH = Buffer.allocUnsafeSlow(64 * 1024)
 const NOTHING = Symbol('nothing')
 type Received = unknown | typeof NOTHING
 
-const enum SendStatus {
+enum SendStatus {
   Sent = 0,
   Full = 1,
   Streaming = 2,

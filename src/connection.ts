@@ -5,13 +5,12 @@
  * `close()` or by the death of the processes that held it.
  */
 import net from 'node:net'
-
+import { RingEnd } from './channel.js'
 import { ClosedError, EOFError, TimeoutError, typeError } from './errors.js'
 import { type HandleDescriptor, registerHandle, toHandle } from './handles.js'
 import { type Chan, native } from './native.js'
-import { RingEnd } from './channel.js'
 import type { Serializer } from './serialize.js'
-import { type WaitOptions, deadlineOf, waitFor, waitOptions } from './wait.js'
+import { deadlineOf, type WaitOptions, waitFor, waitOptions } from './wait.js'
 
 export interface PipeOptions {
   /** Both ends can send and receive (default). `false`: `[reader, writer]` as in Python. */
@@ -204,7 +203,8 @@ function sliceBytes(buf: Uint8Array | ArrayBuffer, offset = 0, size?: number): B
   const bytes = buf instanceof ArrayBuffer ? new Uint8Array(buf) : buf
   if (!(bytes instanceof Uint8Array)) throw typeError('sendBytes takes a Buffer, Uint8Array or ArrayBuffer')
   const end = size === undefined ? bytes.byteLength : offset + size
-  if (offset < 0 || end > bytes.byteLength || end < offset) throw Object.assign(new RangeError('offset/size out of range'), { code: 'ERR_OUT_OF_RANGE' })
+  if (offset < 0 || end > bytes.byteLength || end < offset)
+    throw Object.assign(new RangeError('offset/size out of range'), { code: 'ERR_OUT_OF_RANGE' })
   return Buffer.from(bytes.buffer, bytes.byteOffset + offset, end - offset)
 }
 
@@ -227,7 +227,10 @@ export function Pipe<T = unknown>(opts: PipeOptions | boolean = {}): [Connection
       new Connection<T>(chan, { recvRing: 0, sendRing: 1 }, fb, o.serializer),
     ]
   }
-  return [new Connection<T>(chan, { recvRing: 0, sendRing: -1 }, fa, o.serializer), new Connection<T>(chan, { recvRing: -1, sendRing: 0 }, fb, o.serializer)]
+  return [
+    new Connection<T>(chan, { recvRing: 0, sendRing: -1 }, fa, o.serializer),
+    new Connection<T>(chan, { recvRing: -1, sendRing: 0 }, fb, o.serializer),
+  ]
 }
 
 registerHandle('Connection', (data, [segFd, peerFd]) => {

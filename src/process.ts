@@ -8,11 +8,11 @@ import net from 'node:net'
 import os from 'node:os'
 import v8 from 'node:v8'
 
-import { ClosedError, InvalidStateError, ProcessError, TimeoutError, fromNative, typeError } from './errors.js'
+import { ClosedError, fromNative, InvalidStateError, ProcessError, TimeoutError, typeError } from './errors.js'
 import { packHandles } from './handles.js'
 import { native } from './native.js'
-import { type Target, describeTarget } from './target.js'
-import { type WaitOptions, deadlineOf, waitOptions } from './wait.js'
+import { describeTarget, type Target } from './target.js'
+import { deadlineOf, type WaitOptions, waitOptions } from './wait.js'
 
 export interface ProcessOptions {
   target: Target
@@ -110,6 +110,7 @@ export class Process {
   #exitCode: number | null = null
   #exited: Promise<void> | undefined
   #closed = false
+  #waiters = 0
 
   constructor(opts: ProcessOptions) {
     if (typeof opts !== 'object' || opts === null) throw typeError('Process takes an options object')
@@ -117,7 +118,8 @@ export class Process {
     describeTarget(opts.target) // validates early
     this.#opts = opts
     self.children += 1
-    this.name = opts.name ?? `${self.name === 'MainProcess' ? 'Process' : self.name}-${self.children}`.replace(/^(.+)-(\d+)-(\d+)$/, '$1-$2:$3')
+    this.name =
+      opts.name ?? `${self.name === 'MainProcess' ? 'Process' : self.name}-${self.children}`.replace(/^(.+)-(\d+)-(\d+)$/, '$1-$2:$3')
     this.daemon = opts.daemon ?? false
   }
 
@@ -138,7 +140,15 @@ export class Process {
     const o = this.#opts
     const target = describeTarget(o.target, o.modules)
     const packed = packHandles(o.args ?? [])
-    const boot: Boot = { name: this.name, daemon: this.daemon, parentPid: process.pid, parentName: self.name, target, args: packed.value, fds: packed.fds }
+    const boot: Boot = {
+      name: this.name,
+      daemon: this.daemon,
+      parentPid: process.pid,
+      parentName: self.name,
+      target,
+      args: packed.value,
+      fds: packed.fds,
+    }
     const payload = v8.serialize(boot)
     const [mine, theirs] = native.socketPair() as [number, number]
     const env = { ...process.env, ...o.env, MULTIPROC_CONTROL_FD: String(theirs) }
@@ -174,8 +184,19 @@ export class Process {
         this.#reap().then(resolve)
       })
     })
-    if (this.daemon) control.unref()
-    await started
+    // A daemon child keeps the parent alive only while somebody waits on it (start, join).
+    await this.#holdingLoop(started)
+  }
+
+  async #holdingLoop<T>(p: Promise<T>): Promise<T> {
+    if (!this.daemon) return p
+    this.#waiters += 1
+    this.#control?.ref()
+    try {
+      return await p
+    } finally {
+      if (--this.#waiters === 0) this.#control?.unref()
+    }
   }
 
   /** Reaps the child after its control socket closed (it closes as the child exits). */
@@ -206,13 +227,13 @@ export class Process {
     if (!this.#child || !this.#exited) throw new InvalidStateError('can only join a started process')
     const o = waitOptions(opts)
     const deadline = deadlineOf(o.timeout)
-    if (deadline === undefined && !o.signal) return this.#exited
+    if (deadline === undefined && !o.signal) return this.#holdingLoop(this.#exited)
     let timer: NodeJS.Timeout | undefined
     const limit = new Promise<void>((resolve) => {
       if (deadline !== undefined) timer = setTimeout(resolve, Math.max(0, deadline - performance.now()))
       o.signal?.addEventListener('abort', () => resolve(), { once: true })
     })
-    await Promise.race([this.#exited, limit])
+    await this.#holdingLoop(Promise.race([this.#exited, limit]))
     if (timer) clearTimeout(timer)
   }
 

@@ -2,12 +2,13 @@
  * Queue, SimpleQueue and JoinableQueue: many producers and many consumers in any processes on one
  * shared-memory ring. FIFO per producer; a message larger than the ring still goes through.
  */
-import { ClosedError, Empty, Full, TimeoutError, fromNative, rangeError, typeError } from './errors.js'
+
+import { NOTHING, RingEnd } from './channel.js'
+import { ClosedError, Empty, Full, fromNative, rangeError, TimeoutError, typeError } from './errors.js'
 import { type HandleDescriptor, registerHandle, toHandle } from './handles.js'
 import { type Chan, native } from './native.js'
-import { NOTHING, RingEnd } from './channel.js'
 import type { Serializer } from './serialize.js'
-import { type WaitOptions, deadlineOf, remaining, waitFor, waitOptions } from './wait.js'
+import { deadlineOf, remaining, type WaitOptions, waitFor, waitOptions } from './wait.js'
 
 export interface QueueOptions {
   /** Most items held at once (Python's `maxsize`); 0 or absent: bounded only by `capacityBytes`. */
@@ -73,7 +74,10 @@ export class Queue<T = unknown> implements AsyncIterable<T> {
   /** Puts an item, blocking the thread while there is no room. */
   putSync(item: T, opts: BlockingOptions = {}): void {
     this.#checkOpen()
-    if (opts.block === false) return this.putNowait(item)
+    if (opts.block === false) {
+      this.putNowait(item)
+      return
+    }
     this.end.sendSync(item, opts.timeout)
     this.onPut()
   }

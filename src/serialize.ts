@@ -14,7 +14,7 @@ export interface Serializer {
 }
 
 /** How a message's bytes are to be read; travels in the frame header. */
-export const enum Kind {
+export enum Kind {
   Clone = 0,
   Buffer = 1,
   Uint8Array = 2,

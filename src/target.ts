@@ -61,7 +61,11 @@ export async function resolveTarget(spec: TargetSpec): Promise<TargetFunction> {
       throw new TargetError(`cannot import ${m}: ${(err as Error)?.message ?? err}`, { cause: err })
     }
     for (const [key, value] of Object.entries(mod)) {
-      if (typeof value === 'function' && (key === spec.name || value.name === spec.name) && Function.prototype.toString.call(value) === spec.source) {
+      if (
+        typeof value === 'function' &&
+        (key === spec.name || value.name === spec.name) &&
+        Function.prototype.toString.call(value) === spec.source
+      ) {
         return value as TargetFunction
       }
     }

@@ -6,7 +6,7 @@
  */
 import net from 'node:net'
 
-import { AbortError, TimeoutError, rangeError, typeError } from './errors.js'
+import { AbortError, rangeError, TimeoutError, typeError } from './errors.js'
 import { native } from './native.js'
 
 export interface WaitOptions {

@@ -11,7 +11,7 @@ import '../queue.js'
 import '../connection.js'
 import { unpackHandles } from '../handles.js'
 import { native } from '../native.js'
-import { type Boot, activeChildren, setIdentity } from '../process.js'
+import { activeChildren, type Boot, setIdentity } from '../process.js'
 import { resolveTarget } from '../target.js'
 
 function readExactly(fd: number, n: number): Buffer {

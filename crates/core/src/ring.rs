@@ -430,7 +430,13 @@ impl Ring {
         self.send_inner(kind, data, Some(Instant::now()), true)
     }
 
-    fn send_inner(&self, kind: u8, data: &[u8], lock_deadline: Option<Instant>, may_stream: bool) -> Result<TrySend, ChannelError> {
+    fn send_inner(
+        &self,
+        kind: u8,
+        data: &[u8],
+        lock_deadline: Option<Instant>,
+        may_stream: bool,
+    ) -> Result<TrySend, ChannelError> {
         if data.len() > self.max_message {
             return Err(ChannelError::TooLarge { len: data.len(), max: self.max_message });
         }
@@ -536,7 +542,9 @@ impl Ring {
             match self.send_inner(kind, data, Some(Instant::now()), true)? {
                 TrySend::Sent => return Ok(()),
                 TrySend::Streaming => break,
-                TrySend::Full => self.wait_side(R_SPACE_SEQ, R_SPACE_WAITERS, deadline, true, |r| r.can_send(data.len()))?,
+                TrySend::Full => {
+                    self.wait_side(R_SPACE_SEQ, R_SPACE_WAITERS, deadline, true, |r| r.can_send(data.len()))?
+                }
             }
         }
         // Once a large message has started it is finished; the deadline no longer applies.
@@ -671,7 +679,11 @@ impl Ring {
     fn continue_recv(&self, guard: &mut Option<RecvStream>) -> Result<TryRecv, ChannelError> {
         let stream = guard.as_mut().expect("stream state");
         let discard = stream.discard;
-        let left = if discard { self.u64(R_CSTREAM_LEFT).load(Ordering::Relaxed) as usize } else { stream.data.len() - stream.filled };
+        let left = if discard {
+            self.u64(R_CSTREAM_LEFT).load(Ordering::Relaxed) as usize
+        } else {
+            stream.data.len() - stream.filled
+        };
         if left > 0 {
             let (head, tail) = self.head_tail()?;
             let avail = (tail - head) as usize;
@@ -723,7 +735,11 @@ impl Ring {
 
     /// Receives, waiting until `deadline` (`None`: as long as it takes; still in bounded slices).
     /// `alive` is asked between slices; returning false ends the wait with `Closed`.
-    pub fn recv(&self, deadline: Option<Instant>, alive: &mut dyn FnMut() -> bool) -> Result<(u8, Vec<u8>), ChannelError> {
+    pub fn recv(
+        &self,
+        deadline: Option<Instant>,
+        alive: &mut dyn FnMut() -> bool,
+    ) -> Result<(u8, Vec<u8>), ChannelError> {
         match self.recv_into(&mut [], deadline, alive)? {
             TryRecv::Message(kind, data) => Ok((kind, data)),
             _ => unreachable!("no scratch to copy into"),
@@ -731,7 +747,12 @@ impl Ring {
     }
 
     /// As [`Ring::recv`], copying a message that fits into `scratch`. Returns `Message` or `Copied`.
-    pub fn recv_into(&self, scratch: &mut [u8], deadline: Option<Instant>, alive: &mut dyn FnMut() -> bool) -> Result<TryRecv, ChannelError> {
+    pub fn recv_into(
+        &self,
+        scratch: &mut [u8],
+        deadline: Option<Instant>,
+        alive: &mut dyn FnMut() -> bool,
+    ) -> Result<TryRecv, ChannelError> {
         loop {
             match self.recv_inner(Some(Instant::now()), scratch)? {
                 r @ (TryRecv::Message(..) | TryRecv::Copied(..)) => return Ok(r),
@@ -771,9 +792,7 @@ impl Ring {
         let waiters = self.u32(waiters);
         waiters.fetch_add(1, Ordering::SeqCst);
         let expected = word.load(Ordering::SeqCst);
-        let result = if ready(self) {
-            Ok(())
-        } else if wait::sleep_slice(word, expected, deadline) {
+        let result = if ready(self) || wait::sleep_slice(word, expected, deadline) {
             Ok(())
         } else {
             Err(ChannelError::TimedOut)

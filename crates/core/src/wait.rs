@@ -43,7 +43,7 @@ impl Spinner {
                 return true;
             }
             i = i.wrapping_add(1);
-            if i % 64 == 0 && start.elapsed() >= budget {
+            if i.is_multiple_of(64) && start.elapsed() >= budget {
                 return false;
             }
             std::hint::spin_loop();

@@ -42,9 +42,17 @@ impl Waker {
     pub fn get() -> io::Result<Arc<Waker>> {
         match WAKER.get_or_init(|| {
             let (r, w) = fd::doorbell_pipe()?;
-            let waker = Arc::new(Waker { state: Mutex::default(), control: AtomicU32::new(0), doorbell_read: r, doorbell_write: w });
+            let waker = Arc::new(Waker {
+                state: Mutex::default(),
+                control: AtomicU32::new(0),
+                doorbell_read: r,
+                doorbell_write: w,
+            });
             let runner = waker.clone();
-            std::thread::Builder::new().name("multiproc-waker".into()).stack_size(64 * 1024).spawn(move || runner.run())?;
+            std::thread::Builder::new()
+                .name("multiproc-waker".into())
+                .stack_size(64 * 1024)
+                .spawn(move || runner.run())?;
             Ok(waker)
         }) {
             Ok(w) => Ok(w.clone()),

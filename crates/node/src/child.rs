@@ -27,12 +27,16 @@ pub struct NativeChild {
 impl NativeChild {
     #[napi(factory)]
     pub fn spawn(spec: SpawnSpec) -> Result<NativeChild> {
-        let env = spec
-            .env
-            .iter()
-            .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
-            .collect();
-        let opts = SpawnOptions { program: spec.program, args: spec.args, env: Some(env), cwd: spec.cwd, inherit: spec.inherit, daemon: spec.daemon };
+        let env =
+            spec.env.iter().filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned()))).collect();
+        let opts = SpawnOptions {
+            program: spec.program,
+            args: spec.args,
+            env: Some(env),
+            cwd: spec.cwd,
+            inherit: spec.inherit,
+            daemon: spec.daemon,
+        };
         spawn(&opts).map(|child| NativeChild { child }).map_err(os_error)
     }
 

@@ -85,7 +85,12 @@ pub struct ChannelInfo {
 
 #[napi]
 pub fn channel_create(rings: u32, capacity: f64, max_message: f64, maxsize: f64) -> Result<Chan> {
-    let config = ChannelConfig { rings: rings as usize, capacity: capacity as usize, max_message: max_message as usize, maxsize: maxsize as u64 };
+    let config = ChannelConfig {
+        rings: rings as usize,
+        capacity: capacity as usize,
+        max_message: max_message as usize,
+        maxsize: maxsize as u64,
+    };
     Channel::create(config).map(ChannelState::wrap).map_err(channel_error)
 }
 
@@ -100,7 +105,13 @@ pub fn channel_adopt(raw: i32) -> Result<Chan> {
 #[napi]
 pub fn channel_info(ch: &Chan) -> ChannelInfo {
     let c = ch.channel.config();
-    ChannelInfo { fd: ch.channel.segment().fd(), rings: c.rings as u32, capacity: c.capacity as f64, max_message: c.max_message as f64, maxsize: c.maxsize as f64 }
+    ChannelInfo {
+        fd: ch.channel.segment().fd(),
+        rings: c.rings as u32,
+        capacity: c.capacity as f64,
+        max_message: c.max_message as f64,
+        maxsize: c.maxsize as f64,
+    }
 }
 
 /// 0: sent; 1: no room (wait for space); 2: a large message started streaming.
@@ -229,7 +240,9 @@ pub fn channel_task_added(ch: &Chan) {
 /// Remaining unfinished tasks; `ERR_INVALID_STATE` when none was unfinished.
 #[napi]
 pub fn channel_task_done(ch: &Chan) -> Result<u32> {
-    ch.channel.task_done().ok_or_else(|| fail("ERR_INVALID_STATE", "taskDone() called more times than there were items"))
+    ch.channel
+        .task_done()
+        .ok_or_else(|| fail("ERR_INVALID_STATE", "taskDone() called more times than there were items"))
 }
 
 /// Arms the waker on the unfinished-task count; false when it is already zero.
@@ -329,4 +342,3 @@ pub fn die_with_parent(expected_parent: i32) -> Result<()> {
     }
     Ok(())
 }
-

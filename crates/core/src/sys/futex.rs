@@ -110,7 +110,10 @@ pub fn waitv(entries: &[WaitvEntry], timeout: Duration) -> io::Result<WaitvResul
 }
 
 fn timespec(d: Duration) -> libc::timespec {
-    libc::timespec { tv_sec: d.as_secs().min(i32::MAX as u64) as libc::time_t, tv_nsec: d.subsec_nanos() as libc::c_long }
+    libc::timespec {
+        tv_sec: d.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    }
 }
 
 fn add(t: libc::timespec, d: Duration) -> libc::timespec {

@@ -48,7 +48,8 @@ pub fn size(fd: RawFd) -> io::Result<usize> {
 /// Maps `size` bytes of `fd` shared, read-write.
 pub fn map(fd: RawFd, size: usize) -> io::Result<NonNull<u8>> {
     // SAFETY: a fresh shared mapping chosen by the kernel; no existing memory is affected.
-    let p = unsafe { libc::mmap(std::ptr::null_mut(), size, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0) };
+    let p =
+        unsafe { libc::mmap(std::ptr::null_mut(), size, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0) };
     if p == libc::MAP_FAILED {
         return Err(io::Error::last_os_error());
     }

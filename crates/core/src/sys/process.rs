@@ -61,7 +61,9 @@ pub fn try_reap(pidfd: &OwnedFd) -> io::Result<Option<ExitStatus>> {
     // SAFETY: `info` is a valid out-pointer for waitid.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     // SAFETY: waitid on one pidfd (P_PIDFD = 3) writes into `info` only.
-    let rc = unsafe { libc::waitid(3 as libc::idtype_t, pidfd.as_raw_fd() as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG) };
+    let rc = unsafe {
+        libc::waitid(3 as libc::idtype_t, pidfd.as_raw_fd() as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG)
+    };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }

@@ -1,0 +1,120 @@
+// Shared test helpers: a per-file leak check (no child processes left, no new /dev/shm entries),
+// watchdogs for waits, and small /proc utilities.
+import { readFileSync, readdirSync } from 'node:fs'
+import { setTimeout as delay } from 'node:timers/promises'
+
+import { activeChildren } from '../dist/index.js'
+
+/** Pids of this process's direct children (zombies included), from /proc/self/task/<tid>/children. */
+export function childPids(pid = process.pid) {
+  const pids = new Set()
+  let tasks = []
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`)
+  } catch {
+    return []
+  }
+  for (const tid of tasks) {
+    let text = ''
+    try {
+      text = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8')
+    } catch {
+      continue
+    }
+    for (const p of text.trim().split(/\s+/)) if (p) pids.add(Number(p))
+  }
+  return [...pids]
+}
+
+/** `{ comm, state }` of a process, or null when it no longer exists. */
+export function procStat(pid) {
+  let text
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  } catch {
+    return null
+  }
+  const close = text.lastIndexOf(')')
+  const comm = text.slice(text.indexOf('(') + 1, close)
+  const fields = text.slice(close + 2).split(' ')
+  return { comm, state: fields[0], ppid: Number(fields[1]) }
+}
+
+/** True when `pid` is gone or only a zombie (it has exited; its reaper may not have run yet). */
+export function isDead(pid) {
+  const st = procStat(pid)
+  return st === null || st.state === 'Z' || st.state === 'X'
+}
+
+function shmEntries() {
+  try {
+    return new Set(readdirSync('/dev/shm'))
+  } catch {
+    return new Set()
+  }
+}
+
+/**
+ * Registers, on the given ava `test`, hooks that fail the file if, after all its tests, a child
+ * process of the test process is still there (alive or an unreaped zombie), `activeChildren()` is
+ * not empty, or /dev/shm holds entries that were not there when the file started. Leftover
+ * children are SIGKILLed (by pid) after being reported, so one failure does not leak into others.
+ */
+export function checkNoLeaks(test, { graceMs = 3000 } = {}) {
+  let shmBefore = shmEntries()
+  test.before('snapshot /dev/shm', () => {
+    shmBefore = shmEntries()
+  })
+  test.after.always('no child processes and no /dev/shm entries are left', async (t) => {
+    const deadline = Date.now() + graceMs
+    let kids = childPids()
+    let newShm = [...shmEntries()].filter((n) => !shmBefore.has(n))
+    while ((kids.length > 0 || newShm.length > 0 || activeChildren().length > 0) && Date.now() < deadline) {
+      await delay(50)
+      kids = childPids()
+      newShm = [...shmEntries()].filter((n) => !shmBefore.has(n))
+    }
+    const described = kids.map((pid) => ({ pid, ...procStat(pid) }))
+    for (const { pid } of described) {
+      try {
+        process.kill(pid, 'SIGKILL')
+      } catch {}
+    }
+    t.deepEqual(described, [], 'child processes of the test process are left over')
+    t.deepEqual(
+      activeChildren().map((p) => p.name),
+      [],
+      'activeChildren() is not empty',
+    )
+    t.deepEqual(newShm, [], 'new entries in /dev/shm')
+  })
+}
+
+/** Races `promise` against a timer; the timer rejects with a message naming what hung. */
+export async function within(ms, promise, what = 'operation') {
+  let timer
+  const watchdog = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`watchdog: ${what} did not finish within ${ms} ms`)), ms)
+  })
+  try {
+    return await Promise.race([promise, watchdog])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** Joins a process with a watchdog and returns its exit code (fails if it is still running). */
+export async function joined(p, ms = 10000) {
+  await within(ms, p.join(), `join of ${p.name}`)
+  return p.exitCode
+}
+
+/** A fixture target: `{ module, name }` for a function exported by __test__/fixtures/<file>. */
+export function fixture(file, name) {
+  return { module: new URL(`./fixtures/${file}`, import.meta.url), name }
+}
+
+/** URL of a fixture module. */
+export function fixtureUrl(file) {
+  return new URL(`./fixtures/${file}`, import.meta.url)
+}

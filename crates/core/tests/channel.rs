@@ -1,0 +1,152 @@
+//! The channel across real processes: this test binary re-runs itself as the second process
+//! (`MPROC_ROLE` says which part to play), inheriting the segment's descriptor.
+
+use std::os::fd::RawFd;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use multiproc_core::lock::{Acquired, LockRef};
+use multiproc_core::{spawn, Channel, ChannelConfig, ChannelError, Segment, SpawnOptions, TryRecv};
+
+fn role() -> Option<(String, RawFd)> {
+    let role = std::env::var("MPROC_ROLE").ok()?;
+    let fd = std::env::var("MPROC_FD").ok()?.parse().ok()?;
+    Some((role, fd))
+}
+
+fn attach(fd: RawFd) -> Channel {
+    let seg = Segment::attach(multiproc_core::sys::fd::adopt(fd).unwrap(), 0).unwrap();
+    Channel::attach(seg).unwrap()
+}
+
+/// Starts this test binary again, running only `test` in the role `role`, with `fd` inherited.
+fn spawn_role(test: &str, role: &str, fd: RawFd) -> multiproc_core::Child {
+    let exe = std::env::current_exe().unwrap();
+    let mut env: Vec<(String, String)> = std::env::vars().collect();
+    env.push(("MPROC_ROLE".into(), role.into()));
+    env.push(("MPROC_FD".into(), fd.to_string()));
+    spawn(&SpawnOptions {
+        program: exe.to_string_lossy().into_owned(),
+        args: vec![test.into(), "--exact".into(), "--test-threads=1".into()],
+        env: Some(env),
+        inherit: vec![fd],
+        daemon: true,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn message(i: u64, len: usize) -> Vec<u8> {
+    let mut v = vec![(i % 251) as u8; len];
+    v[..8.min(len)].copy_from_slice(&i.to_le_bytes()[..8.min(len)]);
+    v
+}
+
+#[test]
+fn messages_cross_processes_in_order() {
+    if let Some((role, fd)) = role() {
+        assert_eq!(role, "producer");
+        let ring = attach(fd).ring(0);
+        for i in 0..20_000u64 {
+            let len = 8 + (i as usize * 7919) % 3000;
+            ring.send(1, &message(i, len), None).unwrap();
+        }
+        // One message much larger than the ring streams through it.
+        ring.send(2, &message(7, 1 << 20), None).unwrap();
+        return;
+    }
+    let chan = Channel::create(ChannelConfig { capacity: 64 * 1024, ..Default::default() }).unwrap();
+    let ring = chan.ring(0);
+    let child = spawn_role("messages_cross_processes_in_order", "producer", chan.segment().fd());
+    let deadline = Some(Instant::now() + Duration::from_secs(30));
+    for i in 0..20_000u64 {
+        let (kind, data) = ring.recv(deadline, &mut || true).unwrap();
+        assert_eq!(kind, 1);
+        assert_eq!(data, message(i, 8 + (i as usize * 7919) % 3000));
+    }
+    let (kind, data) = ring.recv(deadline, &mut || true).unwrap();
+    assert_eq!((kind, data.len()), (2, 1 << 20));
+    assert_eq!(data, message(7, 1 << 20));
+    assert_eq!(child.wait(Some(Duration::from_secs(10))).unwrap().map(|s| s.code()), Some(0));
+}
+
+#[test]
+fn a_lock_whose_owner_was_killed_is_taken_over() {
+    if let Some((role, fd)) = role() {
+        assert_eq!(role, "owner");
+        let seg = Segment::attach(multiproc_core::sys::fd::adopt(fd).unwrap(), 16).unwrap();
+        let lock = LockRef::new(seg.u32_at(0), seg.u64_at(8));
+        assert_eq!(lock.acquire(None), Ok(Acquired::Clean));
+        seg.u32_at(4).store(1, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_secs(60));
+        return;
+    }
+    let seg = Segment::create("test-lock", 4096).unwrap();
+    let child = spawn_role("a_lock_whose_owner_was_killed_is_taken_over", "owner", seg.fd());
+    let held = seg.u32_at(4);
+    let start = Instant::now();
+    while held.load(Ordering::SeqCst) == 0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "child never took the lock");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let lock = LockRef::new(seg.u32_at(0), seg.u64_at(8));
+    assert_eq!(lock.try_acquire(), None);
+    child.signal(libc_sigkill()).unwrap();
+    let got = lock.acquire(Some(Instant::now() + Duration::from_secs(5)));
+    assert_eq!(got, Ok(Acquired::OwnerDied));
+    assert!(lock.release());
+    assert_eq!(child.wait(Some(Duration::from_secs(5))).unwrap().map(|s| s.code()), Some(-9));
+}
+
+fn libc_sigkill() -> i32 {
+    9
+}
+
+#[test]
+fn garbage_in_shared_memory_is_a_protocol_error() {
+    let chan = Channel::create(ChannelConfig::default()).unwrap();
+    let ring = chan.ring(0);
+    ring.try_send(0, b"hello").unwrap();
+    // Frame header of the first message: ring data starts after two 256-byte headers.
+    chan.segment().write(512, &[0xff; 8]);
+    assert!(matches!(ring.try_recv(), Err(ChannelError::Protocol(_))));
+
+    let chan = Channel::create(ChannelConfig::default()).unwrap();
+    let ring = chan.ring(0);
+    chan.segment().u64_at(256).store(u64::MAX / 3, Ordering::SeqCst); // tail far past head
+    assert!(matches!(ring.try_recv(), Err(ChannelError::Protocol(_))));
+    assert!(matches!(ring.try_send(0, b"x"), Err(ChannelError::Protocol(_))));
+
+    // A header that claims another capacity is refused on attach.
+    let chan = Channel::create(ChannelConfig::default()).unwrap();
+    chan.segment().u64_at(16).store(12345, Ordering::SeqCst);
+    let seg = Segment::attach_dup(chan.segment().fd(), 0).unwrap();
+    assert!(matches!(Channel::attach(seg), Err(ChannelError::Protocol(_))));
+}
+
+#[test]
+fn full_empty_closed() {
+    let chan = Channel::create(ChannelConfig { maxsize: 2, ..Default::default() }).unwrap();
+    let ring = chan.ring(0);
+    assert_eq!(ring.try_recv(), Ok(TryRecv::Empty));
+    assert_eq!(ring.try_send(0, b"a"), Ok(multiproc_core::TrySend::Sent));
+    assert_eq!(ring.try_send(0, b"b"), Ok(multiproc_core::TrySend::Sent));
+    assert_eq!(ring.try_send(0, b"c"), Ok(multiproc_core::TrySend::Full));
+    assert_eq!(ring.len(), 2);
+    ring.close();
+    assert_eq!(ring.try_send(0, b"d"), Err(ChannelError::Closed));
+    assert_eq!(ring.try_recv(), Ok(TryRecv::Message(0, b"a".to_vec())));
+    assert_eq!(ring.try_recv(), Ok(TryRecv::Message(0, b"b".to_vec())));
+    assert_eq!(ring.try_recv(), Err(ChannelError::Closed));
+    let timed = chan.ring(0).recv(Some(Instant::now() + Duration::from_millis(50)), &mut || true);
+    assert_eq!(timed, Err(ChannelError::Closed));
+}
+
+#[test]
+fn a_timed_receive_times_out() {
+    let chan = Channel::create(ChannelConfig::default()).unwrap();
+    let start = Instant::now();
+    let r = chan.ring(0).recv(Some(Instant::now() + Duration::from_millis(80)), &mut || true);
+    assert_eq!(r, Err(ChannelError::TimedOut));
+    assert!(start.elapsed() >= Duration::from_millis(80));
+}
