@@ -3,7 +3,7 @@
  * bytes through a ring of the binding, and waits (asynchronously or blocking) for room or data.
  * `Queue` and `Connection` are built on it.
  */
-import { fromNative } from './errors.js'
+import { AbortError, TimeoutError, fromNative } from './errors.js'
 import { type Chan, native } from './native.js'
 import { decode, encode, type Serializer } from './serialize.js'
 import { deadlineOf, remaining, type Waitable, waitFor } from './wait.js'
@@ -24,11 +24,31 @@ export interface SendOptions {
   signal?: AbortSignal | undefined
 }
 
+/** Resolves when `prev` settles; rejects if the deadline passes or the signal aborts first. */
+function waitTurn(prev: Promise<unknown>, deadline: number | undefined, signal: AbortSignal | undefined): Promise<void> {
+  if (deadline === undefined && !signal) return prev.then(noop, noop)
+  return new Promise<void>((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined
+    const onAbort = () => finish(new AbortError('put was aborted', { cause: signal?.reason }))
+    const finish = (err?: Error) => {
+      if (timer) clearTimeout(timer)
+      signal?.removeEventListener('abort', onAbort)
+      if (err) reject(err)
+      else resolve()
+    }
+    if (signal?.aborted) return onAbort()
+    if (deadline !== undefined) timer = setTimeout(() => finish(new TimeoutError('put timed out')), Math.max(0, deadline - performance.now()))
+    signal?.addEventListener('abort', onAbort, { once: true })
+    prev.then(() => finish(), () => finish())
+  })
+}
+
+function noop(): void {}
+
 /** Sending and receiving on one ring of a channel. */
 export class RingEnd {
   /** Async sends of this process go one at a time, so FIFO holds and streams never interleave. */
   private sendChain: Promise<unknown> = Promise.resolve()
-  private recvChain: Promise<unknown> = Promise.resolve()
 
   constructor(
     readonly chan: Chan,
@@ -72,12 +92,22 @@ export class RingEnd {
     }
   }
 
+  /**
+   * Sends asynchronously. Sends of this process go in call order (FIFO per producer); one that
+   * is still queued behind another when its deadline passes or its signal aborts fails then.
+   */
   send(value: unknown, opts: SendOptions = {}): Promise<void> {
-    const { kind, bytes } = encode(value, this.serializer)
-    const deadline = deadlineOf(opts.timeout)
-    const run = () => this.sendBytes(kind, bytes, deadline, opts.signal)
-    const next = this.sendChain.then(run, run)
-    this.sendChain = next.catch(() => {})
+    let encoded: ReturnType<typeof encode>
+    let deadline: number | undefined
+    try {
+      encoded = encode(value, this.serializer)
+      deadline = deadlineOf(opts.timeout)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const prev = this.sendChain
+    const next = waitTurn(prev, deadline, opts.signal).then(() => this.sendBytes(encoded.kind, encoded.bytes, deadline, opts.signal))
+    this.sendChain = Promise.allSettled([prev, next])
     return next
   }
 
@@ -155,14 +185,11 @@ export class RingEnd {
     return this.take(code)
   }
 
+  /**
+   * Receives asynchronously. Receives of one process wait side by side, each with its own
+   * deadline; a large message that one of them started is finished by whichever comes next.
+   */
   recv(deadline: number | undefined, signal: AbortSignal | undefined, what: string, peerGone: () => boolean): Promise<unknown> {
-    const run = () => this.recvOnce(deadline, signal, what, peerGone)
-    const next = this.recvChain.then(run, run)
-    this.recvChain = next.catch(() => {})
-    return next
-  }
-
-  private recvOnce(deadline: number | undefined, signal: AbortSignal | undefined, what: string, peerGone: () => boolean): Promise<unknown> {
     const w: Waitable<{ v: unknown }> = {
       attempt: () => {
         const v = this.tryRecv()
