@@ -1,8 +1,9 @@
-//! A process-owned mutual-exclusion word in shared memory, robust against its owner's death.
+//! A mutual-exclusion word in shared memory, owned by a thread (of any process) and robust
+//! against its owner's death.
 //!
-//! Layout (16 bytes, 8-aligned): `state: u32` holds the owner's pid (0 when free) with
-//! [`WAITERS`] set when somebody sleeps; `owner_start: u64` the owner's start time, so that a
-//! recycled pid is not mistaken for the owner. A waiter sleeps in bounded slices and, between
+//! Layout (16 bytes, 8-aligned): `state: u32` holds the owner's thread id (0 when free; the pid
+//! for a process's main thread) with [`WAITERS`] set when somebody sleeps; `owner_start: u64` the
+//! owner's start time, so that a recycled id is not mistaken for the owner. A waiter sleeps in bounded slices and, between
 //! them, checks that the owner still lives; if not, it takes the lock over and says so.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -36,18 +37,18 @@ pub enum Acquired {
 #[derive(Debug, PartialEq, Eq)]
 pub enum AcquireError {
     TimedOut,
-    /// This process already holds it (the word is process-owned, not re-entrant).
+    /// The calling thread already holds it (the lock is not re-entrant).
     WouldDeadlock,
 }
 
 thread_local! {
     static SELF: (u32, u64) = {
-        let pid = process::current_pid() as u32;
-        (pid, process::start_time(pid as i32).unwrap_or(0))
+        let tid = process::current_tid() as u32;
+        (tid, process::start_time(tid as i32).unwrap_or(0))
     };
 }
 
-/// This process's pid and start time.
+/// The calling thread's id and start time: what a lock records as its owner.
 pub fn identity() -> (u32, u64) {
     SELF.with(|s| *s)
 }
@@ -57,7 +58,7 @@ impl<'a> LockRef<'a> {
         LockRef { state, owner_start }
     }
 
-    /// The owner's pid, 0 when free.
+    /// The owner's thread id, 0 when free.
     pub fn owner(&self) -> u32 {
         self.state.load(Ordering::Acquire) & PID_MASK
     }
@@ -125,7 +126,7 @@ impl<'a> LockRef<'a> {
         }
     }
 
-    /// Releases the lock. Returns false when this process did not hold it.
+    /// Releases the lock. Returns false when the calling thread did not hold it.
     pub fn release(&self) -> bool {
         let (me, _) = identity();
         let cur = self.state.load(Ordering::Relaxed);

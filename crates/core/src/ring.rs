@@ -367,10 +367,15 @@ impl Ring {
     }
 
     /// Advances a wake-up sequence and wakes its sleepers, if any (or always, with `force`).
+    ///
+    /// Without sleepers the sequence is left alone: a waiter registers itself (SeqCst) before it
+    /// reads the sequence and re-checks its condition, so if we see no waiter here, it will see
+    /// the change we just published. That keeps the uncontended path free of a shared RMW.
     fn bump(&self, seq: usize, waiters: usize, force: bool) {
-        let word = self.u32(seq);
-        word.fetch_add(1, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
         if force || self.u32(waiters).load(Ordering::SeqCst) > 0 {
+            let word = self.u32(seq);
+            word.fetch_add(1, Ordering::SeqCst);
             futex::wake(word, i32::MAX);
         }
     }
@@ -653,7 +658,7 @@ impl Ring {
             if avail < frame {
                 return protocol(format!("frame of {frame} bytes but only {avail} committed"));
             }
-            let result = if len <= scratch.len() {
+            let result = if !scratch.is_empty() && len <= scratch.len() {
                 self.read_at(head + FRAME_HEADER as u64, &mut scratch[..len]);
                 TryRecv::Copied(kind, len)
             } else {

@@ -90,7 +90,11 @@ impl Segment {
 
     fn check(&self, offset: usize, len: usize, align: usize) {
         let end = offset.checked_add(len).expect("segment offset overflow");
-        assert!(end <= self.len && offset.is_multiple_of(align), "segment access out of bounds: {offset}+{len} of {}", self.len);
+        assert!(
+            end <= self.len && offset.is_multiple_of(align),
+            "segment access out of bounds: {offset}+{len} of {}",
+            self.len
+        );
     }
 
     /// The 32-bit atomic at `offset` (panics on a bad offset: offsets are our own constants).

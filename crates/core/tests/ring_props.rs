@@ -30,3 +30,57 @@ proptest! {
         prop_assert_eq!(rx.len(), 0);
     }
 }
+
+/// Four producer threads and two consumer threads on separate handles of one ring: every message
+/// arrives exactly once and in order per producer.
+#[test]
+fn many_producers_many_consumers_exactly_once() {
+    const PRODUCERS: u64 = 4;
+    const EACH: u64 = 20_000;
+    let chan = Channel::create(ChannelConfig { capacity: 8192, ..Default::default() }).unwrap();
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|p| {
+            let ring = chan.ring(0);
+            std::thread::spawn(move || {
+                for i in 0..EACH {
+                    let mut m = [0u8; 16];
+                    m[..8].copy_from_slice(&p.to_le_bytes());
+                    m[8..].copy_from_slice(&i.to_le_bytes());
+                    ring.send(0, &m, None).unwrap();
+                }
+            })
+        })
+        .collect();
+    let consumers: Vec<_> = (0..2)
+        .map(|_| {
+            let ring = chan.ring(0);
+            std::thread::spawn(move || {
+                let mut last = vec![-1i64; PRODUCERS as usize];
+                let mut got = Vec::new();
+                let deadline = Some(Instant::now() + Duration::from_secs(60));
+                loop {
+                    let (kind, m) = ring.recv(deadline, &mut || true).unwrap();
+                    if kind == 1 {
+                        return got;
+                    }
+                    let p = u64::from_le_bytes(m[..8].try_into().unwrap()) as usize;
+                    let i = u64::from_le_bytes(m[8..].try_into().unwrap()) as i64;
+                    assert!(i > last[p], "producer {p}: {i} after {}", last[p]);
+                    last[p] = i;
+                    got.push((p, i));
+                }
+            })
+        })
+        .collect();
+    for p in producers {
+        p.join().unwrap();
+    }
+    let stop = chan.ring(0);
+    stop.send(1, b"", None).unwrap();
+    stop.send(1, b"", None).unwrap();
+    let mut all: Vec<(usize, i64)> = consumers.into_iter().flat_map(|c| c.join().unwrap()).collect();
+    all.sort();
+    let expected: Vec<(usize, i64)> =
+        (0..PRODUCERS as usize).flat_map(|p| (0..EACH as i64).map(move |i| (p, i))).collect();
+    assert_eq!(all, expected);
+}

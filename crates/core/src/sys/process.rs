@@ -82,6 +82,12 @@ pub fn current_pid() -> i32 {
     unsafe { libc::getpid() }
 }
 
+/// The calling thread's id (the pid, on a process's main thread).
+pub fn current_tid() -> i32 {
+    // SAFETY: gettid cannot fail.
+    unsafe { libc::gettid() }
+}
+
 pub fn parent_pid() -> i32 {
     // SAFETY: getppid cannot fail.
     unsafe { libc::getppid() }
