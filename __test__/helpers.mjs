@@ -1,6 +1,6 @@
 // Shared test helpers: a per-file leak check (no child processes left, no new /dev/shm entries),
 // watchdogs for waits, and small /proc utilities.
-import { readFileSync, readdirSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { setTimeout as delay } from 'node:timers/promises'
 
 import { activeChildren } from '../dist/index.js'
@@ -37,7 +37,11 @@ export function procStat(pid) {
   const close = text.lastIndexOf(')')
   const comm = text.slice(text.indexOf('(') + 1, close)
   const fields = text.slice(close + 2).split(' ')
-  return { comm, state: fields[0], ppid: Number(fields[1]) }
+  let cmdline = ''
+  try {
+    cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim()
+  } catch {}
+  return { comm, state: fields[0], ppid: Number(fields[1]), cmdline }
 }
 
 /** True when `pid` is gone or only a zombie (it has exited; its reaper may not have run yet). */
@@ -117,4 +121,18 @@ export function fixture(file, name) {
 /** URL of a fixture module. */
 export function fixtureUrl(file) {
   return new URL(`./fixtures/${file}`, import.meta.url)
+}
+
+/**
+ * Registers a teardown that kills `p` if it is still running when the test ends (ava assertions
+ * throw, so a failing test would otherwise leave its children behind). Returns `p`.
+ */
+export function guard(t, p) {
+  t.teardown(async () => {
+    if (p.isAlive()) {
+      p.kill()
+      await within(5000, p.join(), `teardown join of ${p.name}`).catch(() => {})
+    }
+  })
+  return p
 }

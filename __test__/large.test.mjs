@@ -3,7 +3,7 @@ import { createHash, randomFillSync } from 'node:crypto'
 import test from 'ava'
 
 import { Pipe, Process, Queue } from '../dist/index.js'
-import { checkNoLeaks, fixture, joined } from './helpers.mjs'
+import { checkNoLeaks, fixture, guard, joined } from './helpers.mjs'
 
 checkNoLeaks(test)
 
@@ -16,7 +16,7 @@ const sha256 = (buf) => createHash('sha256').update(buf).digest('hex')
 
 test.serial('a 64 MiB Buffer from a child through a 1 MiB Queue arrives intact (async put/get)', async (t) => {
   const q = new Queue({ capacityBytes: RING })
-  const p = new Process({ target: fixture('large.mjs', 'sendBigQueue'), args: [q, SIZE] })
+  const p = guard(t, new Process({ target: fixture('large.mjs', 'sendBigQueue'), args: [q, SIZE] }))
   await p.start()
   const meta = await q.get({ timeout: 60000 })
   t.is(meta.length, SIZE)
@@ -30,7 +30,7 @@ test.serial('a 64 MiB Buffer from a child through a 1 MiB Queue arrives intact (
 
 test.serial('a 64 MiB Buffer from a child through a 1 MiB Queue arrives intact (putSync/getSync)', async (t) => {
   const q = new Queue({ capacityBytes: RING })
-  const p = new Process({ target: fixture('large.mjs', 'sendBigQueueSync'), args: [q, SIZE] })
+  const p = guard(t, new Process({ target: fixture('large.mjs', 'sendBigQueueSync'), args: [q, SIZE] }))
   await p.start()
   // getSync blocks this thread: the child does not need us to run anything meanwhile.
   const meta = q.getSync({ timeout: 60000 })
@@ -44,7 +44,7 @@ test.serial('a 64 MiB Buffer from a child through a 1 MiB Queue arrives intact (
 test.serial('a 64 MiB Buffer from the parent through a 1 MiB Queue reaches a child intact', async (t) => {
   const input = new Queue({ capacityBytes: RING })
   const output = new Queue()
-  const p = new Process({ target: fixture('large.mjs', 'hashOne'), args: [input, output] })
+  const p = guard(t, new Process({ target: fixture('large.mjs', 'hashOne'), args: [input, output] }))
   await p.start()
   const buf = Buffer.allocUnsafe(SIZE)
   randomFillSync(buf)
@@ -56,7 +56,7 @@ test.serial('a 64 MiB Buffer from the parent through a 1 MiB Queue reaches a chi
 
 test.serial('a 64 MiB Buffer from a child through a 1 MiB Pipe arrives intact (async send/recv)', async (t) => {
   const [mine, theirs] = Pipe({ duplex: false, capacityBytes: RING })
-  const p = new Process({ target: fixture('large.mjs', 'sendBigPipe'), args: [theirs, SIZE, false] })
+  const p = guard(t, new Process({ target: fixture('large.mjs', 'sendBigPipe'), args: [theirs, SIZE, false] }))
   await p.start()
   theirs.close()
   const meta = await mine.recv({ timeout: 60000 })
@@ -70,7 +70,7 @@ test.serial('a 64 MiB Buffer from a child through a 1 MiB Pipe arrives intact (a
 
 test.serial('a 64 MiB Buffer from a child through a 1 MiB Pipe arrives intact (sendBytesSync, for await)', async (t) => {
   const [mine, theirs] = Pipe({ capacityBytes: RING })
-  const p = new Process({ target: fixture('large.mjs', 'sendBigPipe'), args: [theirs, SIZE, true] })
+  const p = guard(t, new Process({ target: fixture('large.mjs', 'sendBigPipe'), args: [theirs, SIZE, true] }))
   await p.start()
   theirs.close()
   const got = []
@@ -85,7 +85,7 @@ test.serial('a 64 MiB Buffer from a child through a 1 MiB Pipe arrives intact (s
 
 test.serial('a 64 MiB Buffer from the parent through a 1 MiB Pipe reaches a child intact', async (t) => {
   const [mine, theirs] = Pipe({ capacityBytes: RING })
-  const p = new Process({ target: fixture('large.mjs', 'hashOnePipe'), args: [theirs] })
+  const p = guard(t, new Process({ target: fixture('large.mjs', 'hashOnePipe'), args: [theirs] }))
   await p.start()
   theirs.close()
   const buf = Buffer.allocUnsafe(SIZE)

@@ -1,7 +1,7 @@
 import test from 'ava'
 
 import { Pipe, Process, Queue, SerializationError } from '../dist/index.js'
-import { checkNoLeaks, fixture, joined, within } from './helpers.mjs'
+import { checkNoLeaks, fixture, guard, joined, within } from './helpers.mjs'
 
 checkNoLeaks(test)
 
@@ -25,6 +25,7 @@ function samples() {
     ['special numbers', [Number.NaN, -0, Number.POSITIVE_INFINITY, Number.MIN_VALUE, Number.MAX_SAFE_INTEGER]],
     ['string', 'héllo wörld 🌍 \u0000 end'],
     ['booleans, null, undefined', [true, false, null, undefined]],
+    // biome-ignore lint/suspicious/noSparseArray: the hole is what is being tested
     ['sparse array', [1, , 3]],
     ['nested object', { a: { b: { c: { d: [1, { e: 'deep' }] } } }, list: [[1, [2, [3]]]] }],
     [
@@ -116,7 +117,7 @@ function checkError(t, got, sent) {
 test('every structured-clone type round-trips through a Queue and a child process', async (t) => {
   const input = new Queue()
   const output = new Queue()
-  const p = new Process({ target: fixture('echo.mjs', 'echoQueue'), args: [input, output] })
+  const p = guard(t, new Process({ target: fixture('echo.mjs', 'echoQueue'), args: [input, output] }))
   await p.start()
   const values = samples()
   for (const [, v] of values) await input.put(v)
@@ -130,7 +131,7 @@ test('every structured-clone type round-trips through a Queue and a child proces
 
 test('every structured-clone type round-trips through a Pipe and a child process', async (t) => {
   const [mine, theirs] = Pipe()
-  const p = new Process({ target: fixture('echo.mjs', 'echoPipe'), args: [theirs] })
+  const p = guard(t, new Process({ target: fixture('echo.mjs', 'echoPipe'), args: [theirs] }))
   await p.start()
   theirs.close()
   for (const [label, v] of samples()) {
@@ -198,7 +199,7 @@ test('an unserialisable value gives SerializationError at send on a Pipe, which 
 test('the queue stays usable across processes after a failed put', async (t) => {
   const input = new Queue()
   const output = new Queue()
-  const p = new Process({ target: fixture('echo.mjs', 'echoQueue'), args: [input, output] })
+  const p = guard(t, new Process({ target: fixture('echo.mjs', 'echoQueue'), args: [input, output] }))
   await p.start()
   await t.throwsAsync(input.put({ f: () => {} }), { instanceOf: SerializationError })
   await input.put(new Map([['after', 1n]]))

@@ -7,7 +7,7 @@
  * Protocol, the same on every transport: data messages are bytes (or `{ id, x }` objects) whose
  * sequence number is in their first 4 bytes (or `id`); control messages are strings. An echo
  * sends every data message back and stops at 'quit'. A sink counts data messages, answers 'end'
- * with its tally `{ n, bytes, outOfOrder }` (then starts a new tally), and stops at 'quit'.
+ * with its tally `{ n, bytes, outOfOrder, peakRssMiB }` (then starts a new tally), and stops at 'quit'.
  */
 import { isMainThread, parentPort, workerData } from 'node:worker_threads'
 
@@ -33,7 +33,8 @@ function tally() {
       if (m instanceof Uint8Array) bytes += m.byteLength
     },
     take() {
-      const t = { n, bytes, outOfOrder }
+      // Peak resident memory of the consumer's process so far, in MiB.
+      const t = { n, bytes, outOfOrder, peakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024) }
       n = bytes = outOfOrder = 0
       return t
     },
@@ -129,9 +130,19 @@ function serve(role, port, send, quit) {
 }
 
 if (process.argv[2] === '--fork-child' && process.send) {
-  serve(process.argv[3], process, (m) => process.send(m), () => process.disconnect())
+  serve(
+    process.argv[3],
+    process,
+    (m) => process.send(m),
+    () => process.disconnect(),
+  )
   // The parent went away (or said 'quit'): nothing keeps us then.
   process.on('disconnect', () => process.exit(0))
 } else if (!isMainThread && workerData?.role) {
-  serve(workerData.role, parentPort, (m) => parentPort.postMessage(m), () => parentPort.close())
+  serve(
+    workerData.role,
+    parentPort,
+    (m) => parentPort.postMessage(m),
+    () => parentPort.close(),
+  )
 }

@@ -856,7 +856,6 @@ module.exports.channelRecvSync = nativeBinding.channelRecvSync
 module.exports.channelSendSync = nativeBinding.channelSendSync
 module.exports.channelSpinRecv = nativeBinding.channelSpinRecv
 module.exports.channelSpinSend = nativeBinding.channelSpinSend
-module.exports.channelTakeBig = nativeBinding.channelTakeBig
 module.exports.channelTaskAdded = nativeBinding.channelTaskAdded
 module.exports.channelTaskDone = nativeBinding.channelTaskDone
 module.exports.channelTryRecv = nativeBinding.channelTryRecv

@@ -36,8 +36,8 @@ export declare function channelCanRecv(ch: Chan, ring: number): boolean
 
 export declare function channelClose(ch: Chan, ring: number): void
 
-/** Streams more of a large message; true once it is all in the ring. */
-export declare function channelContinueSend(ch: Chan, ring: number): boolean
+/** Streams more of a large message (pass the same bytes); true once it is all in the ring. */
+export declare function channelContinueSend(ch: Chan, ring: number, data: Uint8Array): boolean
 
 /** Overwrites bytes of the segment: for tests of corrupt shared memory only. */
 export declare function channelCorruptForTest(ch: Chan, offset: number, bytes: Uint8Array): void
@@ -68,29 +68,29 @@ export declare function channelJoinSync(ch: Chan, timeoutMs: number): boolean
 export declare function channelQsize(ch: Chan, ring: number): number
 
 /**
- * Blocks until a message arrives. With `peer_fd >= 0`, a hung-up peer socket ends the wait with
- * `ERR_CLOSED` once the ring is drained.
+ * Blocks until a message arrives (or the next one needs a larger buffer). With `peer_fd >= 0`, a
+ * hung-up peer socket ends the wait with `ERR_CLOSED` once the ring is drained.
  */
-export declare function channelRecvSync(ch: Chan, ring: number, scratch: Buffer, timeoutMs: number, peerFd: number): number
+export declare function channelRecvSync(ch: Chan, ring: number, dst: Buffer, timeoutMs: number, peerFd: number): number
 
-/** Blocks until sent; `timeout_ms < 0` waits as long as it takes. */
-export declare function channelSendSync(ch: Chan, ring: number, kind: number, data: Uint8Array, timeoutMs: number): void
+/**
+ * Blocks until sent; `timeout_ms < 0` waits as long as it takes. With `peer_fd >= 0`, a
+ * hung-up peer socket ends a wait for room with `ERR_CLOSED`.
+ */
+export declare function channelSendSync(ch: Chan, ring: number, kind: number, data: Uint8Array, timeoutMs: number, peerFd: number): void
 
 /** Spins up to the learned budget for a receive to become possible. */
 export declare function channelSpinRecv(ch: Chan, ring: number): boolean
 
 export declare function channelSpinSend(ch: Chan, ring: number, len: number): boolean
 
-/** The large message left by the last receive, with its kind as the final byte. */
-export declare function channelTakeBig(ch: Chan): Buffer | null
-
 export declare function channelTaskAdded(ch: Chan): void
 
 /** Remaining unfinished tasks; `ERR_INVALID_STATE` when none was unfinished. */
 export declare function channelTaskDone(ch: Chan): number
 
-/** Takes a message if one is there; see [`ChannelState::deliver`] for the result. */
-export declare function channelTryRecv(ch: Chan, ring: number, scratch: Buffer): number
+/** Takes a message into `dst` if one is there; see [`receipt`] for the result. */
+export declare function channelTryRecv(ch: Chan, ring: number, dst: Buffer): number
 
 /** 0: sent; 1: no room (wait for space); 2: a large message started streaming. */
 export declare function channelTrySend(ch: Chan, ring: number, kind: number, data: Uint8Array): number

@@ -3,13 +3,15 @@
  * bytes through a ring of the binding, and waits (asynchronously or blocking) for room or data.
  * `Queue` and `Connection` are built on it.
  */
-import { AbortError, TimeoutError, fromNative } from './errors.js'
+import { AbortError, fromNative, TimeoutError } from './errors.js'
 import { type Chan, native } from './native.js'
 import { decode, encode, type Serializer } from './serialize.js'
 import { deadlineOf, remaining, type Waitable, waitFor } from './wait.js'
 
-/** Messages up to this size are copied into one reused buffer instead of a new allocation. */
+/** Small messages are copied into one reused buffer and decoded from there. */
 const SCRATCH = Buffer.allocUnsafeSlow(64 * 1024)
+/** Room for a frame header in the ring: a message that fits `capacity - 8` never streams. */
+const FRAME_HEADER = 8
 const NOTHING = Symbol('nothing')
 type Received = unknown | typeof NOTHING
 
@@ -22,6 +24,13 @@ enum SendStatus {
 export interface SendOptions {
   timeout?: number | undefined
   signal?: AbortSignal | undefined
+}
+
+/** The other side of a pipe: whether it is gone, and a way to be woken when it goes. */
+export interface Peer {
+  fd: number
+  gone(): boolean
+  watch(wake: () => void): () => void
 }
 
 /** Resolves when `prev` settles; rejects if the deadline passes or the signal aborts first. */
@@ -37,9 +46,13 @@ function waitTurn(prev: Promise<unknown>, deadline: number | undefined, signal: 
       else resolve()
     }
     if (signal?.aborted) return onAbort()
-    if (deadline !== undefined) timer = setTimeout(() => finish(new TimeoutError('put timed out')), Math.max(0, deadline - performance.now()))
+    if (deadline !== undefined)
+      timer = setTimeout(() => finish(new TimeoutError('put timed out')), Math.max(0, deadline - performance.now()))
     signal?.addEventListener('abort', onAbort, { once: true })
-    prev.then(() => finish(), () => finish())
+    prev.then(
+      () => finish(),
+      () => finish(),
+    )
   })
 }
 
@@ -49,46 +62,47 @@ function noop(): void {}
 export class RingEnd {
   /** Async sends of this process go one at a time, so FIFO holds and streams never interleave. */
   private sendChain: Promise<unknown> = Promise.resolve()
+  /** Where messages that fit are received: never a message that streams through the ring. */
+  private readonly scratch: Buffer
+  /** The buffer a larger message is being received into; the binding needs the same one back. */
+  private inflight: Buffer | undefined
 
   constructor(
     readonly chan: Chan,
     readonly ring: number,
     readonly serializer?: Serializer,
-    /** A socket whose hang-up means the sending side is gone (pipes); -1 for none. */
-    readonly peerFd = -1,
-    private readonly watchPeer?: (wake: () => void) => () => void,
-  ) {}
+    readonly peer?: Peer,
+  ) {
+    const capacity = native.channelInfo(chan).capacity
+    this.scratch = SCRATCH.subarray(0, Math.min(SCRATCH.length, capacity - FRAME_HEADER))
+  }
+
+  /** Maps a native error; a closed ring means EOF to a receiver, a broken pipe or use-after-close to a sender. */
+  private error(err: unknown, receiving: boolean): unknown {
+    return fromNative(err, receiving ? 'eof' : this.peer ? 'broken' : 'closed')
+  }
 
   // ---- sending ----
 
   /** Sends without waiting; false when there is no room. */
   trySend(value: unknown): boolean {
     const { kind, bytes } = encode(value, this.serializer)
-    return this.trySendBytes(kind, bytes, false)
-  }
-
-  private trySendBytes(kind: number, bytes: Uint8Array, allowStream: boolean): boolean {
-    let status: number
-    try {
-      status = native.channelTrySend(this.chan, this.ring, kind, bytes)
-    } catch (err) {
-      throw fromNative(err)
-    }
+    const status = this.callSend(kind, bytes)
     if (status === SendStatus.Streaming) {
-      if (!allowStream) {
-        // A non-blocking send of a message larger than the ring: finish it blocking, as it began.
-        this.finishStreamSync()
-      }
-      return true
+      // Larger than the ring: it has begun, so it is finished now, blocking.
+      this.sendRestSync(bytes)
     }
-    return status === SendStatus.Sent
+    return status !== SendStatus.Full
   }
 
-  private finishStreamSync(): void {
+  private sendRestSync(bytes: Uint8Array): void {
     try {
-      while (!native.channelContinueSend(this.chan, this.ring)) native.channelSpinSend(this.chan, this.ring, 1)
+      while (!native.channelContinueSend(this.chan, this.ring, bytes)) {
+        if (this.peer?.gone()) throw new Error('ERR_CLOSED: the other end of the pipe is closed')
+        native.channelSpinSend(this.chan, this.ring, 1)
+      }
     } catch (err) {
-      throw fromNative(err)
+      throw this.error(err, false)
     }
   }
 
@@ -113,16 +127,21 @@ export class RingEnd {
 
   private async sendBytes(kind: number, bytes: Uint8Array, deadline: number | undefined, signal: AbortSignal | undefined): Promise<void> {
     let streaming = false
+    const peer = this.peer
     const start: Waitable<true> = {
       attempt: () => {
         const status = this.callSend(kind, bytes)
-        if (status === SendStatus.Full) return undefined
+        if (status === SendStatus.Full) {
+          if (peer?.gone()) throw this.error(new Error('ERR_CLOSED: the other end of the pipe is closed'), false)
+          return undefined
+        }
         streaming = status === SendStatus.Streaming
         return true
       },
       spin: () => native.channelSpinSend(this.chan, this.ring, bytes.byteLength),
       arm: (key) => native.channelArmSend(this.chan, this.ring, bytes.byteLength, key),
       disarm: (key, ms) => native.channelDisarmSend(this.chan, this.ring, key, ms),
+      watch: peer && ((wake) => peer.watch(wake)),
     }
     await waitFor(start, deadline, signal, 'put')
     if (!streaming) return
@@ -130,14 +149,17 @@ export class RingEnd {
     const more: Waitable<true> = {
       attempt: () => {
         try {
-          return native.channelContinueSend(this.chan, this.ring) ? true : undefined
+          if (native.channelContinueSend(this.chan, this.ring, bytes)) return true
         } catch (err) {
-          throw fromNative(err)
+          throw this.error(err, false)
         }
+        if (peer?.gone()) throw this.error(new Error('ERR_CLOSED: the other end of the pipe is closed'), false)
+        return undefined
       },
       spin: () => native.channelSpinSend(this.chan, this.ring, 1),
       arm: (key) => native.channelArmSend(this.chan, this.ring, 1, key),
       disarm: (key, ms) => native.channelDisarmSend(this.chan, this.ring, key, ms),
+      watch: start.watch,
     }
     await waitFor(more, undefined, undefined, 'put')
   }
@@ -146,7 +168,7 @@ export class RingEnd {
     try {
       return native.channelTrySend(this.chan, this.ring, kind, bytes)
     } catch (err) {
-      throw fromNative(err)
+      throw this.error(err, false)
     }
   }
 
@@ -155,57 +177,75 @@ export class RingEnd {
     const { kind, bytes } = encode(value, this.serializer)
     const deadline = deadlineOf(timeout)
     try {
-      native.channelSendSync(this.chan, this.ring, kind, bytes, remaining(deadline))
+      native.channelSendSync(this.chan, this.ring, kind, bytes, remaining(deadline), this.peer?.fd ?? -1)
     } catch (err) {
-      throw fromNative(err)
+      throw this.error(err, false)
     }
   }
 
   // ---- receiving ----
 
-  private take(code: number): unknown {
+  /** The buffer to receive into now, and the value for a receipt from the binding. */
+  private target(): Buffer {
+    return this.inflight ?? this.scratch
+  }
+
+  /**
+   * Turns a receipt into a value: `NOTHING` for nothing yet, `undefined` after a larger buffer
+   * was set up (call again), else the message.
+   */
+  private take(code: number, dst: Buffer): Received | undefined {
     if (code === -1) return NOTHING
-    if (code === -2) {
-      const big = native.channelTakeBig(this.chan) as Buffer
-      const kind = big[big.length - 1] as number
-      return decode(kind, big.subarray(0, big.length - 1), this.serializer)
+    if (code < -1) {
+      this.inflight = Buffer.allocUnsafeSlow(-code - 2)
+      return undefined
     }
     const len = Math.floor(code / 256)
-    return decode(code % 256, SCRATCH.subarray(0, len), this.serializer)
+    const kind = code % 256
+    if (dst === this.inflight) {
+      this.inflight = undefined
+      return decode(kind, len === dst.length ? dst : dst.subarray(0, len), this.serializer, true)
+    }
+    return decode(kind, dst.subarray(0, len), this.serializer, false)
   }
 
   /** A message if one is here now; `NOTHING` otherwise. Throws EOFError once closed and drained. */
   tryRecv(): Received {
-    let code: number
-    try {
-      code = native.channelTryRecv(this.chan, this.ring, SCRATCH)
-    } catch (err) {
-      throw fromNative(err, 'eof')
+    for (;;) {
+      const dst = this.target()
+      let code: number
+      try {
+        code = native.channelTryRecv(this.chan, this.ring, dst)
+      } catch (err) {
+        throw this.error(err, true)
+      }
+      const v = this.take(code, dst)
+      if (v !== undefined) return v
     }
-    return this.take(code)
   }
 
   /**
    * Receives asynchronously. Receives of one process wait side by side, each with its own
    * deadline; a large message that one of them started is finished by whichever comes next.
    */
-  recv(deadline: number | undefined, signal: AbortSignal | undefined, what: string, peerGone: () => boolean): Promise<unknown> {
+  recv(deadline: number | undefined, signal: AbortSignal | undefined, what: string): Promise<unknown> {
+    const peer = this.peer
     const w: Waitable<{ v: unknown }> = {
       attempt: () => {
         const v = this.tryRecv()
         if (v !== NOTHING) return { v }
-        if (peerGone()) {
+        if (peer?.gone()) {
           // Drain what the peer committed before it went, then report the end.
           const last = this.tryRecv()
           if (last !== NOTHING) return { v: last }
-          throw fromNative(new Error('ERR_CLOSED: the other end of the pipe is closed'), 'eof')
+          throw this.error(new Error('ERR_CLOSED: the other end of the pipe is closed'), true)
         }
         return undefined
       },
       spin: () => native.channelSpinRecv(this.chan, this.ring),
       arm: (key) => native.channelArmRecv(this.chan, this.ring, key),
       disarm: (key, ms) => native.channelDisarmRecv(this.chan, this.ring, key, ms),
-      watch: this.watchPeer,
+      watch: peer && ((wake) => peer.watch(wake)),
     }
     return waitFor(w, deadline, signal, what).then((r) => r.v)
   }
@@ -213,13 +253,17 @@ export class RingEnd {
   /** Blocks until a message arrives (or `timeout` ms pass: `TimeoutError`). */
   recvSync(timeout?: number): unknown {
     const deadline = deadlineOf(timeout)
-    let code: number
-    try {
-      code = native.channelRecvSync(this.chan, this.ring, SCRATCH, remaining(deadline), this.peerFd)
-    } catch (err) {
-      throw fromNative(err, 'eof')
+    for (;;) {
+      const dst = this.target()
+      let code: number
+      try {
+        code = native.channelRecvSync(this.chan, this.ring, dst, remaining(deadline), this.peer?.fd ?? -1)
+      } catch (err) {
+        throw this.error(err, true)
+      }
+      const v = this.take(code, dst)
+      if (v !== undefined && v !== NOTHING) return v
     }
-    return this.take(code)
   }
 }
 

@@ -5,17 +5,18 @@
  * `close()` or by the death of the processes that held it.
  */
 import net from 'node:net'
-import { RingEnd } from './channel.js'
+import { type Peer, RingEnd } from './channel.js'
 import { ClosedError, EOFError, TimeoutError, typeError } from './errors.js'
 import { type HandleDescriptor, registerHandle, toHandle } from './handles.js'
 import { type Chan, native } from './native.js'
+import { adoptChannel } from './queue.js'
 import type { Serializer } from './serialize.js'
 import { deadlineOf, type WaitOptions, waitFor, waitOptions } from './wait.js'
 
 export interface PipeOptions {
   /** Both ends can send and receive (default). `false`: `[reader, writer]` as in Python. */
   duplex?: boolean
-  /** Bytes of ring per direction. Default 1 MiB. */
+  /** Bytes of ring per direction. Default 4 MiB. */
   capacityBytes?: number
   serializer?: Serializer
 }
@@ -42,9 +43,16 @@ export class Connection<T = unknown> implements AsyncIterable<T> {
     this.#chan = chan
     this.#spec = spec
     this.#peerFd = peerFd
-    const watch = (wake: () => void) => this.#watchPeer(wake)
-    this.#in = spec.recvRing >= 0 ? new RingEnd(chan, spec.recvRing, serializer, peerFd, watch) : undefined
-    this.#out = spec.sendRing >= 0 ? new RingEnd(chan, spec.sendRing, serializer) : undefined
+    const self = this
+    const peer: Peer = {
+      get fd() {
+        return self.#peerFd
+      },
+      gone: () => this.#isPeerGone(),
+      watch: (wake) => this.#watchPeer(wake),
+    }
+    this.#in = spec.recvRing >= 0 ? new RingEnd(chan, spec.recvRing, serializer, peer) : undefined
+    this.#out = spec.sendRing >= 0 ? new RingEnd(chan, spec.sendRing, serializer, peer) : undefined
   }
 
   get readable(): boolean {
@@ -73,7 +81,7 @@ export class Connection<T = unknown> implements AsyncIterable<T> {
 
   /** True once every copy of the other end is closed (its processes may have died). */
   #isPeerGone(): boolean {
-    if (!this.#peerGone && native.peerHungUp(this.#peerFd)) this.#peerGone = true
+    if (!this.#peerGone && this.#peerFd >= 0 && native.peerHungUp(this.#peerFd)) this.#peerGone = true
     return this.#peerGone
   }
 
@@ -96,27 +104,37 @@ export class Connection<T = unknown> implements AsyncIterable<T> {
     return () => this.#wakers.delete(wake)
   }
 
-  async send(value: T): Promise<void> {
-    await this.#sender().send(value)
+  /**
+   * Sends a value; waits while the pipe is full. Rejects with `BrokenPipeError` when the pipe is
+   * full and every copy of the other end is closed.
+   */
+  async send(value: T, opts?: WaitOptions): Promise<void> {
+    await this.#sender().send(value, waitOptions(opts))
   }
 
-  sendSync(value: T): void {
-    this.#sender().sendSync(value)
+  /** Sends a value, blocking the thread while the pipe is full (at most `timeout` ms). */
+  sendSync(value: T, opts?: { timeout?: number } | number): void {
+    this.#sender().sendSync(value, waitOptions(opts).timeout)
   }
 
   /** Sends raw bytes (a view of `buf` from `offset`, `size` bytes long). */
-  async sendBytes(buf: Uint8Array | ArrayBuffer, offset?: number, size?: number): Promise<void> {
-    await this.#sender().send(sliceBytes(buf, offset, size))
+  async sendBytes(buf: Uint8Array | ArrayBuffer, offset?: number, size?: number, opts?: WaitOptions): Promise<void> {
+    await this.#sender().send(sliceBytes(buf, offset, size), waitOptions(opts))
   }
 
-  sendBytesSync(buf: Uint8Array | ArrayBuffer, offset?: number, size?: number): void {
-    this.#sender().sendSync(sliceBytes(buf, offset, size))
+  sendBytesSync(buf: Uint8Array | ArrayBuffer, offset?: number, size?: number, opts?: { timeout?: number } | number): void {
+    this.#sender().sendSync(sliceBytes(buf, offset, size), waitOptions(opts).timeout)
   }
 
   /** Receives a value; rejects with `EOFError` once the other end is closed and nothing is left. */
   recv(opts?: WaitOptions): Promise<T> {
-    const o = waitOptions(opts)
-    return this.#receiver().recv(deadlineOf(o.timeout), o.signal, 'recv', () => this.#isPeerGone()) as Promise<T>
+    try {
+      const o = waitOptions(opts)
+      return this.#receiver().recv(deadlineOf(o.timeout), o.signal, 'recv') as Promise<T>
+    } catch (err) {
+      // A promise-returning method reports a closed end or bad arguments as a rejection, never a throw.
+      return Promise.reject(err)
+    }
   }
 
   recvSync(opts?: { timeout?: number } | number): T {
@@ -219,7 +237,7 @@ function toBuffer(v: unknown): Buffer {
 export function Pipe<T = unknown>(opts: PipeOptions | boolean = {}): [Connection<T>, Connection<T>] {
   const o = typeof opts === 'boolean' ? { duplex: opts } : opts
   const duplex = o.duplex ?? true
-  const chan = native.channelCreate(duplex ? 2 : 1, o.capacityBytes ?? 1 << 20, 0xffff_ffff - 64, 0)
+  const chan = native.channelCreate(duplex ? 2 : 1, o.capacityBytes ?? 4 << 20, 0xffff_ffff - 64, 0)
   const [fa, fb] = native.socketPair() as [number, number]
   if (duplex) {
     return [
@@ -234,6 +252,6 @@ export function Pipe<T = unknown>(opts: PipeOptions | boolean = {}): [Connection
 }
 
 registerHandle('Connection', (data, [segFd, peerFd]) => {
-  const chan = native.channelAdopt(segFd as number)
+  const chan = adoptChannel(segFd as number)
   return new Connection(chan, data as unknown as EndSpec, peerFd as number)
 })

@@ -4,7 +4,7 @@
  */
 import cliProgress from 'cli-progress'
 
-import { Process, cpuCount } from './process.js'
+import { cpuCount, Process } from './process.js'
 import { Queue } from './queue.js'
 
 type Range = [from: number, to: number] | null

@@ -29,6 +29,8 @@ export class AbortError extends MultiprocError {
 }
 /** Nothing more will arrive: the queue is closed and drained, or the pipe's peer is gone. */
 export class EOFError extends define('ERR_EOF') {}
+/** A send on a pipe whose other end is closed (every copy of it), once the pipe is full. */
+export class BrokenPipeError extends define('ERR_BROKEN_PIPE') {}
 /** A task failed in another process; `cause` is the revived error. */
 export class RemoteError extends define('ERR_REMOTE') {}
 /** A worker process died while running a task. */
@@ -75,16 +77,17 @@ const NATIVE = /^(ERR_[A-Z_]+): ([\s\S]*)$/
 
 /**
  * Maps an error thrown by the binding to its class. `closed` picks the class for `ERR_CLOSED`,
- * which means EOF to a receiver and use-after-close to a sender.
+ * which means EOF to a receiver, a broken pipe to a pipe's sender, use-after-close to a queue's.
  */
-export function fromNative(err: unknown, closed: 'eof' | 'closed' = 'closed'): unknown {
+export function fromNative(err: unknown, closed: 'eof' | 'closed' | 'broken' = 'closed'): unknown {
   if (!(err instanceof Error)) return err
   const m = NATIVE.exec(err.message)
   if (!m) return err
   const [, code, message] = m
   switch (code) {
     case 'ERR_CLOSED':
-      return closed === 'eof' ? new EOFError(message) : new ClosedError(message)
+      if (closed === 'eof') return new EOFError(message)
+      return closed === 'broken' ? new BrokenPipeError(message) : new ClosedError(message)
     case 'ERR_PROTOCOL':
       return new ProtocolError(message)
     case 'ERR_TIMEOUT':

@@ -8,6 +8,7 @@ export { Connection, Pipe } from './connection.js'
 export {
   AbortError,
   BrokenBarrierError,
+  BrokenPipeError,
   ClosedError,
   Empty,
   EOFError,

@@ -157,7 +157,8 @@ export class Process {
         program: process.execPath,
         args: [...(o.execArgv ?? process.execArgv), CHILD_MAIN.pathname],
         env: Object.entries(env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`])),
-        inherit: [theirs, ...packed.fds],
+        // Node marks its own stdio close-on-exec, so 0-2 must be listed or the child gets /dev/null.
+        inherit: [0, 1, 2, theirs, ...packed.fds],
         daemon: this.daemon,
       })
     } catch (err) {

@@ -13,7 +13,7 @@ import { deadlineOf, remaining, type WaitOptions, waitFor, waitOptions } from '.
 export interface QueueOptions {
   /** Most items held at once (Python's `maxsize`); 0 or absent: bounded only by `capacityBytes`. */
   maxsize?: number
-  /** Bytes of shared ring; larger messages stream through it. Default 1 MiB. */
+  /** Bytes of shared ring; larger messages stream through it. Default 4 MiB. */
   capacityBytes?: number
   /** Replaces structured clone for this queue's items. */
   serializer?: Serializer
@@ -25,7 +25,7 @@ export interface BlockingOptions {
   timeout?: number
 }
 
-const DEFAULT_CAPACITY = 1 << 20
+const DEFAULT_CAPACITY = 4 << 20
 
 function checkCount(name: string, v: unknown, min: number): number {
   if (typeof v !== 'number') throw typeError(`${name} must be a number`)
@@ -91,8 +91,13 @@ export class Queue<T = unknown> implements AsyncIterable<T> {
 
   /** Takes an item, waiting for one. Rejects with `EOFError` once closed and drained. */
   get(opts?: WaitOptions): Promise<T> {
-    const o = waitOptions(opts)
-    return this.end.recv(deadlineOf(o.timeout), o.signal, 'get', () => false) as Promise<T>
+    try {
+      const o = waitOptions(opts)
+      return this.end.recv(deadlineOf(o.timeout), o.signal, 'get') as Promise<T>
+    } catch (err) {
+      // A promise-returning method reports bad arguments as a rejection, never a throw.
+      return Promise.reject(err)
+    }
   }
 
   /** Takes an item, blocking the thread while there is none. */
@@ -195,6 +200,15 @@ export class JoinableQueue<T = unknown> extends Queue<T> {
   }
 }
 
-registerHandle('Queue', (_data, [fd]) => new Queue({}, native.channelAdopt(fd as number)))
-registerHandle('SimpleQueue', (_data, [fd]) => new SimpleQueue({}, native.channelAdopt(fd as number)))
-registerHandle('JoinableQueue', (_data, [fd]) => new JoinableQueue({}, native.channelAdopt(fd as number)))
+/** Maps an inherited channel; a corrupt or foreign segment gives `ProtocolError`. */
+export function adoptChannel(fd: number): Chan {
+  try {
+    return native.channelAdopt(fd)
+  } catch (err) {
+    throw fromNative(err)
+  }
+}
+
+registerHandle('Queue', (_data, [fd]) => new Queue({}, adoptChannel(fd as number)))
+registerHandle('SimpleQueue', (_data, [fd]) => new SimpleQueue({}, adoptChannel(fd as number)))
+registerHandle('JoinableQueue', (_data, [fd]) => new JoinableQueue({}, adoptChannel(fd as number)))

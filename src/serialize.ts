@@ -58,18 +58,23 @@ function describe(value: unknown): string {
   return `a value of type ${typeof value}`
 }
 
-/** Turns bytes back into a value. `bytes` may be a view of a reused buffer: copy what is kept. */
-export function decode(kind: number, bytes: Uint8Array, serializer?: Serializer): unknown {
+/**
+ * Turns bytes back into a value. Unless `owned`, `bytes` is a view of a reused buffer and what is
+ * kept is copied; an `owned` Buffer is handed out as it is.
+ */
+export function decode(kind: number, bytes: Buffer, serializer: Serializer | undefined, owned: boolean): unknown {
   try {
     switch (kind) {
       case Kind.Clone:
         return v8.deserialize(bytes)
       case Kind.Buffer:
-        return Buffer.from(bytes)
+        return owned ? bytes : Buffer.from(bytes)
       case Kind.Uint8Array:
-        return new Uint8Array(bytes)
+        return owned ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) : new Uint8Array(bytes)
       case Kind.ArrayBuffer:
-        return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)
+        return owned && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
+          ? bytes.buffer
+          : bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)
       case Kind.Custom:
         if (!serializer) throw new Error('the message was encoded by a custom serializer, and none is set here')
         return serializer.deserialize(bytes)

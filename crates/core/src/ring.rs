@@ -128,25 +128,29 @@ pub enum TrySend {
     Streaming,
 }
 
-/// Result of a non-blocking receive.
+/// Result of a receive into a caller's buffer.
 #[derive(Debug, PartialEq, Eq)]
 pub enum TryRecv {
-    Message(u8, Vec<u8>),
-    /// A message copied into the caller's buffer: kind and length.
-    Copied(u8, usize),
+    /// A whole message is at the start of the buffer: its kind and length.
+    Done(u8, usize),
+    /// The next message needs a buffer of this many bytes; nothing was taken.
+    NeedsBuffer(usize),
+    /// Nothing to take yet.
     Empty,
-    /// A large message is arriving; call again as data comes in.
+    /// A large message is arriving into the buffer: call again with the same buffer.
     Streaming,
 }
 
+/// A large message this handle is writing into the ring.
 struct SendStream {
-    data: Vec<u8>,
+    len: usize,
     written: usize,
 }
 
+/// A large message this handle is reading out of the ring, into the caller's buffer.
 struct RecvStream {
     kind: u8,
-    data: Vec<u8>,
+    len: usize,
     filled: usize,
     /// Skipping the rest of a message whose consumer died; `R_CSTREAM_LEFT` counts it.
     discard: bool,
@@ -431,17 +435,9 @@ impl Ring {
     // ---- sending ----
 
     /// Sends without waiting for space (it may wait briefly for another producer's short copy).
+    /// A message larger than the ring starts streaming: finish it with [`Ring::continue_send`],
+    /// passing the same bytes.
     pub fn try_send(&self, kind: u8, data: &[u8]) -> Result<TrySend, ChannelError> {
-        self.send_inner(kind, data, Some(Instant::now()), true)
-    }
-
-    fn send_inner(
-        &self,
-        kind: u8,
-        data: &[u8],
-        lock_deadline: Option<Instant>,
-        may_stream: bool,
-    ) -> Result<TrySend, ChannelError> {
         if data.len() > self.max_message {
             return Err(ChannelError::TooLarge { len: data.len(), max: self.max_message });
         }
@@ -451,7 +447,7 @@ impl Ring {
         if self.is_closed() {
             return Err(ChannelError::Closed);
         }
-        match self.lock_side(self.producer_lock(), lock_deadline) {
+        match self.lock_side(self.producer_lock(), Some(Instant::now())) {
             Ok(_) => {
                 if self.u64(R_PSTREAM_LEFT).load(Ordering::Relaxed) != 0 {
                     // A half-written large message cannot be completed or skipped by consumers
@@ -465,7 +461,7 @@ impl Ring {
             Err(ChannelError::TimedOut) => return Ok(TrySend::Full),
             Err(e) => return Err(e),
         }
-        let result = self.send_locked(kind, data, may_stream);
+        let result = self.send_locked(kind, data);
         match result {
             Ok(TrySend::Streaming) => {}
             _ => self.unlock_producer(),
@@ -476,7 +472,7 @@ impl Ring {
         result
     }
 
-    fn send_locked(&self, kind: u8, data: &[u8], may_stream: bool) -> Result<TrySend, ChannelError> {
+    fn send_locked(&self, kind: u8, data: &[u8]) -> Result<TrySend, ChannelError> {
         self.broken()?;
         if self.is_closed() {
             return Err(ChannelError::Closed);
@@ -497,7 +493,7 @@ impl Ring {
             self.u64(R_TAIL).store(tail + frame as u64, Ordering::Release);
             return Ok(TrySend::Sent);
         }
-        if !may_stream || free < FRAME_HEADER {
+        if free < FRAME_HEADER {
             return Ok(TrySend::Full);
         }
         // Larger than the ring: stream it, header first.
@@ -507,23 +503,27 @@ impl Ring {
         self.u64(R_PSTREAM_LEFT).store((data.len() - chunk) as u64, Ordering::Relaxed);
         self.u64(R_MSGS_IN).fetch_add(1, Ordering::AcqRel);
         self.u64(R_TAIL).store(tail + (FRAME_HEADER + chunk) as u64, Ordering::Release);
-        *self.send.lock().unwrap() = Some(SendStream { data: data.to_vec(), written: chunk });
+        *self.send.lock().unwrap() = Some(SendStream { len: data.len(), written: chunk });
         Ok(TrySend::Streaming)
     }
 
-    /// Streams more of a large message. Returns true once all of it is in the ring.
-    pub fn continue_send(&self) -> Result<bool, ChannelError> {
+    /// Streams more of the large message begun by [`Ring::try_send`] with these same bytes.
+    /// Returns true once all of it is in the ring.
+    pub fn continue_send(&self, data: &[u8]) -> Result<bool, ChannelError> {
         let mut guard = self.send.lock().unwrap();
         let Some(stream) = guard.as_mut() else { return Ok(true) };
+        if data.len() != stream.len {
+            return Err(ChannelError::Busy);
+        }
         let (head, tail) = self.head_tail()?;
         let free = self.cap - (tail - head) as usize;
         if free == 0 {
             return Ok(false);
         }
-        let chunk = free.min(stream.data.len() - stream.written);
-        self.write_at(tail, &stream.data[stream.written..stream.written + chunk]);
+        let chunk = free.min(stream.len - stream.written);
+        self.write_at(tail, &data[stream.written..stream.written + chunk]);
         stream.written += chunk;
-        let left = stream.data.len() - stream.written;
+        let left = stream.len - stream.written;
         self.u64(R_PSTREAM_LEFT).store(left as u64, Ordering::Relaxed);
         self.u64(R_TAIL).store(tail + chunk as u64, Ordering::Release);
         let done = left == 0;
@@ -541,19 +541,32 @@ impl Ring {
         self.send.lock().unwrap().is_some()
     }
 
-    /// Sends, waiting for space until `deadline` (`None`: as long as it takes).
-    pub fn send(&self, kind: u8, data: &[u8], deadline: Option<Instant>) -> Result<(), ChannelError> {
+    /// Sends, waiting for space until `deadline` (`None`: as long as it takes). `alive` is asked
+    /// between sleeps; false ends the wait with `Closed` (the receiving side is gone).
+    pub fn send(
+        &self,
+        kind: u8,
+        data: &[u8],
+        deadline: Option<Instant>,
+        alive: &mut dyn FnMut() -> bool,
+    ) -> Result<(), ChannelError> {
         loop {
-            match self.send_inner(kind, data, Some(Instant::now()), true)? {
+            match self.try_send(kind, data)? {
                 TrySend::Sent => return Ok(()),
                 TrySend::Streaming => break,
                 TrySend::Full => {
+                    if !alive() {
+                        return Err(ChannelError::Closed);
+                    }
                     self.wait_side(R_SPACE_SEQ, R_SPACE_WAITERS, deadline, true, |r| r.can_send(data.len()))?
                 }
             }
         }
         // Once a large message has started it is finished; the deadline no longer applies.
-        while !self.continue_send()? {
+        while !self.continue_send(data)? {
+            if !alive() {
+                return Err(ChannelError::Closed);
+            }
             self.wait_side(R_SPACE_SEQ, R_SPACE_WAITERS, None, true, |r| r.space_free())?;
         }
         Ok(())
@@ -581,26 +594,18 @@ impl Ring {
 
     // ---- receiving ----
 
-    /// Receives without waiting for data. `Err(Closed)` once the ring is closed and drained.
-    pub fn try_recv(&self) -> Result<TryRecv, ChannelError> {
-        self.recv_inner(Some(Instant::now()), &mut [])
-    }
-
-    /// As [`Ring::try_recv`], but a message that fits in `scratch` is copied there
-    /// ([`TryRecv::Copied`]) instead of into a new allocation.
-    pub fn try_recv_into(&self, scratch: &mut [u8]) -> Result<TryRecv, ChannelError> {
-        self.recv_inner(Some(Instant::now()), scratch)
-    }
-
-    fn recv_inner(&self, lock_deadline: Option<Instant>, scratch: &mut [u8]) -> Result<TryRecv, ChannelError> {
+    /// Takes a message into `dst` if one is there. A message longer than `dst` is left in place
+    /// ([`TryRecv::NeedsBuffer`]); a large one that has begun arriving must be continued with the
+    /// same buffer. `Err(Closed)` once the ring is closed and drained.
+    pub fn try_recv(&self, dst: &mut [u8]) -> Result<TryRecv, ChannelError> {
         {
             let mut guard = self.recv.lock().unwrap();
             if guard.is_some() {
-                return self.continue_recv(&mut guard);
+                return self.continue_recv(&mut guard, dst);
             }
         }
         self.broken()?;
-        match self.lock_side(self.consumer_lock(), lock_deadline) {
+        match self.lock_side(self.consumer_lock(), Some(Instant::now())) {
             Ok(_) => {
                 // A consumer died (or dropped its handle) mid-message: the rest of that message
                 // went with it. Skip its remaining bytes as they arrive.
@@ -611,25 +616,25 @@ impl Ring {
                         return protocol("stream remainder exceeds the message limit");
                     }
                     let mut guard = self.recv.lock().unwrap();
-                    *guard = Some(RecvStream { kind: 0, data: Vec::new(), filled: 0, discard: true });
-                    return self.continue_recv(&mut guard);
+                    *guard = Some(RecvStream { kind: 0, len: left as usize, filled: 0, discard: true });
+                    return self.continue_recv(&mut guard, dst);
                 }
             }
             Err(ChannelError::TimedOut) => return Ok(TryRecv::Empty),
             Err(e) => return Err(e),
         }
-        let result = self.recv_locked(scratch);
+        let result = self.recv_locked(dst);
         match result {
             Ok(TryRecv::Streaming) => {}
             _ => self.unlock_consumer(),
         }
-        if matches!(result, Ok(TryRecv::Message(..)) | Ok(TryRecv::Copied(..)) | Ok(TryRecv::Streaming)) {
+        if matches!(result, Ok(TryRecv::Done(..)) | Ok(TryRecv::Streaming)) {
             self.bump(R_SPACE_SEQ, R_SPACE_WAITERS, false);
         }
         result
     }
 
-    fn recv_locked(&self, scratch: &mut [u8]) -> Result<TryRecv, ChannelError> {
+    fn recv_locked(&self, dst: &mut [u8]) -> Result<TryRecv, ChannelError> {
         let (head, tail) = self.head_tail()?;
         let avail = (tail - head) as usize;
         if avail == 0 {
@@ -653,42 +658,35 @@ impl Ring {
         if len > self.max_message {
             return protocol(format!("frame length {len} exceeds the limit {}", self.max_message));
         }
+        if len > dst.len() {
+            return Ok(TryRecv::NeedsBuffer(len));
+        }
         let frame = FRAME_HEADER + len;
         if frame <= self.cap {
             if avail < frame {
                 return protocol(format!("frame of {frame} bytes but only {avail} committed"));
             }
-            let result = if !scratch.is_empty() && len <= scratch.len() {
-                self.read_at(head + FRAME_HEADER as u64, &mut scratch[..len]);
-                TryRecv::Copied(kind, len)
-            } else {
-                let mut data = vec![0u8; len];
-                self.read_at(head + FRAME_HEADER as u64, &mut data);
-                TryRecv::Message(kind, data)
-            };
+            self.read_at(head + FRAME_HEADER as u64, &mut dst[..len]);
             self.u64(R_MSGS_OUT).fetch_add(1, Ordering::AcqRel);
             self.u64(R_HEAD).store(head + frame as u64, Ordering::Release);
-            return Ok(result);
+            return Ok(TryRecv::Done(kind, len));
         }
         // A streamed message: take what is here, keep the lock, come back for the rest.
-        let mut data = vec![0u8; len];
         let chunk = (avail - FRAME_HEADER).min(len);
-        self.read_at(head + FRAME_HEADER as u64, &mut data[..chunk]);
+        self.read_at(head + FRAME_HEADER as u64, &mut dst[..chunk]);
         self.u64(R_CSTREAM_LEFT).store((len - chunk) as u64, Ordering::Relaxed);
         self.u64(R_HEAD).store(head + (FRAME_HEADER + chunk) as u64, Ordering::Release);
         let mut guard = self.recv.lock().unwrap();
-        *guard = Some(RecvStream { kind, data, filled: chunk, discard: false });
-        self.continue_recv(&mut guard)
+        *guard = Some(RecvStream { kind, len, filled: chunk, discard: false });
+        self.continue_recv(&mut guard, dst)
     }
 
-    fn continue_recv(&self, guard: &mut Option<RecvStream>) -> Result<TryRecv, ChannelError> {
+    fn continue_recv(&self, guard: &mut Option<RecvStream>, dst: &mut [u8]) -> Result<TryRecv, ChannelError> {
         let stream = guard.as_mut().expect("stream state");
-        let discard = stream.discard;
-        let left = if discard {
-            self.u64(R_CSTREAM_LEFT).load(Ordering::Relaxed) as usize
-        } else {
-            stream.data.len() - stream.filled
-        };
+        if !stream.discard && dst.len() < stream.len {
+            return Err(ChannelError::Busy);
+        }
+        let left = stream.len - stream.filled;
         if left > 0 {
             let (head, tail) = self.head_tail()?;
             let avail = (tail - head) as usize;
@@ -701,10 +699,10 @@ impl Ring {
                 return Ok(TryRecv::Streaming);
             }
             let chunk = avail.min(left);
-            if !discard {
-                self.read_at(head, &mut stream.data[stream.filled..stream.filled + chunk]);
-                stream.filled += chunk;
+            if !stream.discard {
+                self.read_at(head, &mut dst[stream.filled..stream.filled + chunk]);
             }
+            stream.filled += chunk;
             self.u64(R_CSTREAM_LEFT).store((left - chunk) as u64, Ordering::Relaxed);
             self.u64(R_HEAD).store(head + chunk as u64, Ordering::Release);
             self.bump(R_SPACE_SEQ, R_SPACE_WAITERS, false);
@@ -715,10 +713,59 @@ impl Ring {
         let stream = guard.take().expect("stream state");
         self.u64(R_MSGS_OUT).fetch_add(1, Ordering::AcqRel);
         self.unlock_consumer();
-        if discard {
-            return self.recv_inner(Some(Instant::now()), &mut []);
+        if stream.discard {
+            return self.try_recv(dst);
         }
-        Ok(TryRecv::Message(stream.kind, stream.data))
+        Ok(TryRecv::Done(stream.kind, stream.len))
+    }
+
+    /// Receives into `dst`, waiting until `deadline` (`None`: as long as it takes; still in
+    /// bounded slices). Returns `Done`, or `NeedsBuffer` when the next message is longer than
+    /// `dst`. `alive` is asked between slices; false ends the wait with `Closed` once drained.
+    pub fn recv_into(
+        &self,
+        dst: &mut [u8],
+        deadline: Option<Instant>,
+        alive: &mut dyn FnMut() -> bool,
+    ) -> Result<TryRecv, ChannelError> {
+        loop {
+            match self.try_recv(dst)? {
+                r @ (TryRecv::Done(..) | TryRecv::NeedsBuffer(_)) => return Ok(r),
+                TryRecv::Streaming => {
+                    self.wait_side(R_DATA_SEQ, R_DATA_WAITERS, None, false, |r| r.can_recv())?;
+                }
+                TryRecv::Empty => {
+                    if !alive() {
+                        // Re-check once: the peer may have sent just before it went away.
+                        let last = self.try_recv(dst)?;
+                        if matches!(last, TryRecv::Done(..) | TryRecv::NeedsBuffer(_)) {
+                            return Ok(last);
+                        }
+                        return Err(ChannelError::Closed);
+                    }
+                    self.wait_side(R_DATA_SEQ, R_DATA_WAITERS, deadline, false, |r| r.can_recv())?;
+                }
+            }
+        }
+    }
+
+    /// Receives a message into a new buffer: `(kind, bytes)`.
+    pub fn recv(
+        &self,
+        deadline: Option<Instant>,
+        alive: &mut dyn FnMut() -> bool,
+    ) -> Result<(u8, Vec<u8>), ChannelError> {
+        let mut buf = Vec::new();
+        loop {
+            match self.recv_into(&mut buf, deadline, alive)? {
+                TryRecv::Done(kind, len) => {
+                    buf.truncate(len);
+                    return Ok((kind, buf));
+                }
+                TryRecv::NeedsBuffer(len) => buf.resize(len, 0),
+                _ => unreachable!("recv_into returns Done or NeedsBuffer"),
+            }
+        }
     }
 
     /// True while this handle is in the middle of receiving a large message.
@@ -736,47 +783,6 @@ impl Ring {
             return tail != head;
         }
         tail != head && self.consumer_lock().owner() == 0
-    }
-
-    /// Receives, waiting until `deadline` (`None`: as long as it takes; still in bounded slices).
-    /// `alive` is asked between slices; returning false ends the wait with `Closed`.
-    pub fn recv(
-        &self,
-        deadline: Option<Instant>,
-        alive: &mut dyn FnMut() -> bool,
-    ) -> Result<(u8, Vec<u8>), ChannelError> {
-        match self.recv_into(&mut [], deadline, alive)? {
-            TryRecv::Message(kind, data) => Ok((kind, data)),
-            _ => unreachable!("no scratch to copy into"),
-        }
-    }
-
-    /// As [`Ring::recv`], copying a message that fits into `scratch`. Returns `Message` or `Copied`.
-    pub fn recv_into(
-        &self,
-        scratch: &mut [u8],
-        deadline: Option<Instant>,
-        alive: &mut dyn FnMut() -> bool,
-    ) -> Result<TryRecv, ChannelError> {
-        loop {
-            match self.recv_inner(Some(Instant::now()), scratch)? {
-                r @ (TryRecv::Message(..) | TryRecv::Copied(..)) => return Ok(r),
-                TryRecv::Streaming => {
-                    self.wait_side(R_DATA_SEQ, R_DATA_WAITERS, None, false, |r| r.can_recv())?;
-                }
-                TryRecv::Empty => {
-                    if !alive() {
-                        // Re-check once: the peer may have sent just before it went away.
-                        let last = self.recv_inner(Some(Instant::now()), scratch)?;
-                        if matches!(last, TryRecv::Message(..) | TryRecv::Copied(..)) {
-                            return Ok(last);
-                        }
-                        return Err(ChannelError::Closed);
-                    }
-                    self.wait_side(R_DATA_SEQ, R_DATA_WAITERS, deadline, false, |r| r.can_recv())?;
-                }
-            }
-        }
     }
 
     /// Waits until `ready` holds or the sequence word moves: spin first, then sleep one slice.

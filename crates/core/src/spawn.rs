@@ -30,7 +30,9 @@ pub struct SpawnOptions {
 /// A started child. Not reaped until [`Child::try_wait`] or [`Child::wait`] sees it exit.
 pub struct Child {
     pid: i32,
-    pidfd: OwnedFd,
+    /// `None` where the kernel (or a tool like valgrind) has no pidfds: then the pid is used,
+    /// which is safe as long as we have not reaped it.
+    pidfd: Option<OwnedFd>,
     status: Mutex<Option<ExitStatus>>,
 }
 
@@ -66,7 +68,11 @@ pub fn spawn(opts: &SpawnOptions) -> io::Result<Child> {
     let child = cmd.spawn()?;
     let pid = child.id() as i32;
     // The child cannot be reaped by anyone else before we do, so its pid is still ours here.
-    let pidfd = process::pidfd_open(pid)?;
+    let pidfd = match process::pidfd_open(pid) {
+        Ok(fd) => Some(fd),
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => None,
+        Err(e) => return Err(e),
+    };
     drop(child);
     Ok(Child { pid, pidfd, status: Mutex::new(None) })
 }
@@ -76,16 +82,19 @@ impl Child {
         self.pid
     }
 
-    /// A descriptor that becomes readable when the child exits.
+    /// A descriptor that becomes readable when the child exits (-1 without pidfd support).
     pub fn pidfd(&self) -> RawFd {
-        self.pidfd.as_raw_fd()
+        self.pidfd.as_ref().map_or(-1, |fd| fd.as_raw_fd())
     }
 
     /// The exit status if the child has exited (reaping it the first time).
     pub fn try_wait(&self) -> io::Result<Option<ExitStatus>> {
         let mut status = self.status.lock().unwrap();
         if status.is_none() {
-            *status = process::try_reap(&self.pidfd)?;
+            *status = match &self.pidfd {
+                Some(fd) => process::try_reap(fd)?,
+                None => process::try_reap_pid(self.pid)?,
+            };
         }
         Ok(*status)
     }
@@ -107,7 +116,12 @@ impl Child {
                     (d - now).as_millis().clamp(1, 100) as i32
                 }
             };
-            process::pidfd_exited(&self.pidfd, slice);
+            match &self.pidfd {
+                Some(fd) => {
+                    process::pidfd_exited(fd, slice);
+                }
+                None => std::thread::sleep(Duration::from_millis(slice.min(5) as u64)),
+            }
         }
     }
 
@@ -116,6 +130,9 @@ impl Child {
         if self.status.lock().unwrap().is_some() {
             return Ok(());
         }
-        process::pidfd_signal(&self.pidfd, signal)
+        match &self.pidfd {
+            Some(fd) => process::pidfd_signal(fd, signal),
+            None => process::kill(self.pid, signal),
+        }
     }
 }

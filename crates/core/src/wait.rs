@@ -64,8 +64,9 @@ impl Spinner {
                 (cur + want) / 2 + want / 2
             }
         } else {
-            // Long waits: the channel is idle, so spinning only burns CPU.
-            cur / 4
+            // A long wait: halve, so one outlier (a GC pause, a preemption) costs little, while a
+            // channel that stays idle reaches zero after a handful of waits.
+            cur / 2
         };
         self.budget_ns.store(next.min(cap), Ordering::Relaxed);
     }

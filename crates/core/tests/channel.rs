@@ -49,10 +49,10 @@ fn messages_cross_processes_in_order() {
         let ring = attach(fd).ring(0);
         for i in 0..20_000u64 {
             let len = 8 + (i as usize * 7919) % 3000;
-            ring.send(1, &message(i, len), None).unwrap();
+            ring.send(1, &message(i, len), None, &mut || true).unwrap();
         }
         // One message much larger than the ring streams through it.
-        ring.send(2, &message(7, 1 << 20), None).unwrap();
+        ring.send(2, &message(7, 1 << 20), None, &mut || true).unwrap();
         return;
     }
     let chan = Channel::create(ChannelConfig { capacity: 64 * 1024, ..Default::default() }).unwrap();
@@ -109,12 +109,12 @@ fn garbage_in_shared_memory_is_a_protocol_error() {
     ring.try_send(0, b"hello").unwrap();
     // Frame header of the first message: ring data starts after two 256-byte headers.
     chan.segment().write(512, &[0xff; 8]);
-    assert!(matches!(ring.try_recv(), Err(ChannelError::Protocol(_))));
+    assert!(matches!(ring.try_recv(&mut [0u8; 64]), Err(ChannelError::Protocol(_))));
 
     let chan = Channel::create(ChannelConfig::default()).unwrap();
     let ring = chan.ring(0);
     chan.segment().u64_at(256).store(u64::MAX / 3, Ordering::SeqCst); // tail far past head
-    assert!(matches!(ring.try_recv(), Err(ChannelError::Protocol(_))));
+    assert!(matches!(ring.try_recv(&mut [0u8; 64]), Err(ChannelError::Protocol(_))));
     assert!(matches!(ring.try_send(0, b"x"), Err(ChannelError::Protocol(_))));
 
     // A header that claims another capacity is refused on attach.
@@ -128,16 +128,20 @@ fn garbage_in_shared_memory_is_a_protocol_error() {
 fn full_empty_closed() {
     let chan = Channel::create(ChannelConfig { maxsize: 2, ..Default::default() }).unwrap();
     let ring = chan.ring(0);
-    assert_eq!(ring.try_recv(), Ok(TryRecv::Empty));
+    let mut buf = [0u8; 16];
+    assert_eq!(ring.try_recv(&mut buf), Ok(TryRecv::Empty));
     assert_eq!(ring.try_send(0, b"a"), Ok(multiproc_core::TrySend::Sent));
     assert_eq!(ring.try_send(0, b"b"), Ok(multiproc_core::TrySend::Sent));
     assert_eq!(ring.try_send(0, b"c"), Ok(multiproc_core::TrySend::Full));
     assert_eq!(ring.len(), 2);
     ring.close();
     assert_eq!(ring.try_send(0, b"d"), Err(ChannelError::Closed));
-    assert_eq!(ring.try_recv(), Ok(TryRecv::Message(0, b"a".to_vec())));
-    assert_eq!(ring.try_recv(), Ok(TryRecv::Message(0, b"b".to_vec())));
-    assert_eq!(ring.try_recv(), Err(ChannelError::Closed));
+    assert_eq!(ring.try_recv(&mut buf[..0]), Ok(TryRecv::NeedsBuffer(1)));
+    assert_eq!(ring.try_recv(&mut buf), Ok(TryRecv::Done(0, 1)));
+    assert_eq!(&buf[..1], b"a");
+    assert_eq!(ring.try_recv(&mut buf), Ok(TryRecv::Done(0, 1)));
+    assert_eq!(&buf[..1], b"b");
+    assert_eq!(ring.try_recv(&mut buf), Err(ChannelError::Closed));
     let timed = chan.ring(0).recv(Some(Instant::now() + Duration::from_millis(50)), &mut || true);
     assert_eq!(timed, Err(ChannelError::Closed));
 }

@@ -17,7 +17,7 @@ proptest! {
         let to_send = expected.clone();
         let producer = std::thread::spawn(move || {
             for (i, m) in to_send.iter().enumerate() {
-                tx.send(i as u8, m, None).unwrap();
+                tx.send(i as u8, m, None, &mut || true).unwrap();
             }
         });
         let deadline = Some(Instant::now() + Duration::from_secs(20));
@@ -46,7 +46,7 @@ fn many_producers_many_consumers_exactly_once() {
                     let mut m = [0u8; 16];
                     m[..8].copy_from_slice(&p.to_le_bytes());
                     m[8..].copy_from_slice(&i.to_le_bytes());
-                    ring.send(0, &m, None).unwrap();
+                    ring.send(0, &m, None, &mut || true).unwrap();
                 }
             })
         })
@@ -76,8 +76,8 @@ fn many_producers_many_consumers_exactly_once() {
         p.join().unwrap();
     }
     let stop = chan.ring(0);
-    stop.send(1, b"", None).unwrap();
-    stop.send(1, b"", None).unwrap();
+    stop.send(1, b"", None, &mut || true).unwrap();
+    stop.send(1, b"", None, &mut || true).unwrap();
     let mut all: Vec<(usize, i64)> = consumers.into_iter().flat_map(|c| c.join().unwrap()).collect();
     all.sort();
     let expected: Vec<(usize, i64)> =

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use multiproc_core::sys::{fd, process};
 use multiproc_core::waker::Waker;
 use multiproc_core::{Channel, ChannelConfig, ChannelError, Ring, Segment, TryRecv, TrySend};
-use napi::bindgen_prelude::{Buffer, BufferSlice, External};
+use napi::bindgen_prelude::{BufferSlice, External};
 use napi::{Error, Result, Status};
 use napi_derive::napi;
 
@@ -43,8 +43,6 @@ fn deadline(timeout_ms: f64) -> Option<Instant> {
 pub struct ChannelState {
     channel: Channel,
     rings: Vec<Ring>,
-    /// A large message taken by `channel_recv` that did not fit the caller's scratch buffer.
-    big: std::cell::RefCell<Option<Vec<u8>>>,
 }
 
 type Chan = External<ChannelState>;
@@ -52,25 +50,22 @@ type Chan = External<ChannelState>;
 impl ChannelState {
     fn wrap(channel: Channel) -> Chan {
         let rings = (0..channel.config().rings).map(|i| channel.ring(i)).collect();
-        External::new(ChannelState { channel, rings, big: Default::default() })
+        External::new(ChannelState { channel, rings })
     }
 
     fn ring(&self, index: u32) -> Result<&Ring> {
         self.rings.get(index as usize).ok_or_else(|| fail("ERR_INVALID_ARG", "no such ring"))
     }
+}
 
-    /// Encodes a received message for JavaScript: `(len << 8) | kind` when it was copied into the
-    /// scratch buffer, `-2` when it waits in `big` (kind from `channel_take_big`), `-1` for none.
-    fn deliver(&self, r: TryRecv) -> f64 {
-        match r {
-            TryRecv::Copied(kind, len) => (len as f64) * 256.0 + kind as f64,
-            TryRecv::Message(kind, mut data) => {
-                data.push(kind);
-                *self.big.borrow_mut() = Some(data);
-                -2.0
-            }
-            TryRecv::Empty | TryRecv::Streaming => -1.0,
-        }
+/// Encodes a receive for JavaScript in one number: `len * 256 + kind` when a message of `len`
+/// bytes is at the start of the buffer; `-1` for nothing yet (or a large message still arriving
+/// into the buffer); `-(n + 2)` when the next message needs a buffer of `n` bytes.
+fn receipt(r: TryRecv) -> f64 {
+    match r {
+        TryRecv::Done(kind, len) => (len as f64) * 256.0 + kind as f64,
+        TryRecv::NeedsBuffer(n) => -(n as f64) - 2.0,
+        TryRecv::Empty | TryRecv::Streaming => -1.0,
     }
 }
 
@@ -124,38 +119,32 @@ pub fn channel_try_send(ch: &Chan, ring: u32, kind: u32, data: &[u8]) -> Result<
     }
 }
 
-/// Streams more of a large message; true once it is all in the ring.
+/// Streams more of a large message (pass the same bytes); true once it is all in the ring.
 #[napi]
-pub fn channel_continue_send(ch: &Chan, ring: u32) -> Result<bool> {
-    ch.ring(ring)?.continue_send().map_err(channel_error)
+pub fn channel_continue_send(ch: &Chan, ring: u32, data: &[u8]) -> Result<bool> {
+    ch.ring(ring)?.continue_send(data).map_err(channel_error)
 }
 
-/// Blocks until sent; `timeout_ms < 0` waits as long as it takes.
+/// Blocks until sent; `timeout_ms < 0` waits as long as it takes. With `peer_fd >= 0`, a
+/// hung-up peer socket ends a wait for room with `ERR_CLOSED`.
 #[napi]
-pub fn channel_send_sync(ch: &Chan, ring: u32, kind: u32, data: &[u8], timeout_ms: f64) -> Result<()> {
-    ch.ring(ring)?.send(kind as u8, data, deadline(timeout_ms)).map_err(channel_error)
-}
-
-/// Takes a message if one is there; see [`ChannelState::deliver`] for the result.
-#[napi]
-pub fn channel_try_recv(ch: &Chan, ring: u32, mut scratch: BufferSlice) -> Result<f64> {
-    let r = ch.ring(ring)?.try_recv_into(&mut scratch).map_err(channel_error)?;
-    Ok(ch.deliver(r))
-}
-
-/// Blocks until a message arrives. With `peer_fd >= 0`, a hung-up peer socket ends the wait with
-/// `ERR_CLOSED` once the ring is drained.
-#[napi]
-pub fn channel_recv_sync(ch: &Chan, ring: u32, mut scratch: BufferSlice, timeout_ms: f64, peer_fd: i32) -> Result<f64> {
+pub fn channel_send_sync(ch: &Chan, ring: u32, kind: u32, data: &[u8], timeout_ms: f64, peer_fd: i32) -> Result<()> {
     let mut alive = || peer_fd < 0 || !fd::peer_hung_up(peer_fd);
-    let r = ch.ring(ring)?.recv_into(&mut scratch, deadline(timeout_ms), &mut alive).map_err(channel_error)?;
-    Ok(ch.deliver(r))
+    ch.ring(ring)?.send(kind as u8, data, deadline(timeout_ms), &mut alive).map_err(channel_error)
 }
 
-/// The large message left by the last receive, with its kind as the final byte.
+/// Takes a message into `dst` if one is there; see [`receipt`] for the result.
 #[napi]
-pub fn channel_take_big(ch: &Chan) -> Option<Buffer> {
-    ch.big.borrow_mut().take().map(Buffer::from)
+pub fn channel_try_recv(ch: &Chan, ring: u32, mut dst: BufferSlice) -> Result<f64> {
+    ch.ring(ring)?.try_recv(&mut dst).map(receipt).map_err(channel_error)
+}
+
+/// Blocks until a message arrives (or the next one needs a larger buffer). With `peer_fd >= 0`, a
+/// hung-up peer socket ends the wait with `ERR_CLOSED` once the ring is drained.
+#[napi]
+pub fn channel_recv_sync(ch: &Chan, ring: u32, mut dst: BufferSlice, timeout_ms: f64, peer_fd: i32) -> Result<f64> {
+    let mut alive = || peer_fd < 0 || !fd::peer_hung_up(peer_fd);
+    ch.ring(ring)?.recv_into(&mut dst, deadline(timeout_ms), &mut alive).map(receipt).map_err(channel_error)
 }
 
 /// Spins up to the learned budget for a receive to become possible.

@@ -77,6 +77,36 @@ pub fn try_reap(pidfd: &OwnedFd) -> io::Result<Option<ExitStatus>> {
     Ok(Some(if info.si_code == libc::CLD_EXITED { ExitStatus::Exited(status) } else { ExitStatus::Signaled(status) }))
 }
 
+/// Reaps child `pid` if it has exited (for systems, or tools such as valgrind, without pidfds).
+pub fn try_reap_pid(pid: i32) -> io::Result<Option<ExitStatus>> {
+    let mut status = 0;
+    // SAFETY: waitpid on one child pid writes the status word only.
+    let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if rc == 0 {
+        return Ok(None);
+    }
+    Ok(Some(if libc::WIFEXITED(status) {
+        ExitStatus::Exited(libc::WEXITSTATUS(status))
+    } else {
+        ExitStatus::Signaled(libc::WTERMSIG(status))
+    }))
+}
+
+/// Sends `signal` to `pid` (for systems without pidfds; the pid is an unreaped child of ours).
+pub fn kill(pid: i32, signal: i32) -> io::Result<()> {
+    // SAFETY: kill only delivers a signal.
+    if unsafe { libc::kill(pid, signal) } < 0 {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::ESRCH) {
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
 pub fn current_pid() -> i32 {
     // SAFETY: getpid cannot fail.
     unsafe { libc::getpid() }
