@@ -28,7 +28,10 @@ test('close() while this process streams a large put: the event loop runs, the p
   t.falsy(err, `the scenario did not finish (event loop starved?): ${err?.message} ${stderr}`)
   const r = JSON.parse(stdout)
   t.log(r)
-  t.deepEqual(r.events, ['timer', 'get: 8388608 bytes', 'put: undefined', 'get after drain: EOFError'])
+  // The put settles once its last byte is in the ring, the get once it has read it: either order.
+  t.deepEqual(r.events[0], 'timer')
+  t.deepEqual(r.events.slice(1, 3).sort(), ['get: 8388608 bytes', 'put: undefined'])
+  t.deepEqual(r.events.slice(3), ['get after drain: EOFError'])
   t.true(r.cpuMs < r.wallMs / 2, `${r.cpuMs} ms of CPU in ${r.wallMs} ms while waiting for a reader`)
 })
 

@@ -92,8 +92,11 @@ export declare function channelTaskDone(ch: Chan): number
 /** Takes a message into `dst` if one is there; see [`receipt`] for the result. */
 export declare function channelTryRecv(ch: Chan, ring: number, dst: Buffer): number
 
-/** 0: sent; 1: no room (wait for space); 2: a large message started streaming. */
-export declare function channelTrySend(ch: Chan, ring: number, kind: number, data: Uint8Array): number
+/**
+ * 0: sent; 1: no room (wait for space); 2: a large message started streaming. With `whole`, a
+ * message larger than the ring is refused (1) instead of starting to stream.
+ */
+export declare function channelTrySend(ch: Chan, ring: number, kind: number, data: Uint8Array, whole: boolean): number
 
 /** Closes a descriptor JavaScript owns. */
 export declare function closeFd(raw: number): void

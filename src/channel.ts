@@ -66,6 +66,7 @@ export class RingEnd {
   private readonly scratch: Buffer
   /** The buffer a larger message is being received into; the binding needs the same one back. */
   private inflight: Buffer | undefined
+  private readonly capacity: number
 
   constructor(
     readonly chan: Chan,
@@ -73,8 +74,8 @@ export class RingEnd {
     readonly serializer?: Serializer,
     readonly peer?: Peer,
   ) {
-    const capacity = native.channelInfo(chan).capacity
-    this.scratch = SCRATCH.subarray(0, Math.min(SCRATCH.length, capacity - FRAME_HEADER))
+    this.capacity = native.channelInfo(chan).capacity
+    this.scratch = SCRATCH.subarray(0, Math.min(SCRATCH.length, this.capacity - FRAME_HEADER))
   }
 
   /** Maps a native error; a closed ring means EOF to a receiver, a broken pipe or use-after-close to a sender. */
@@ -84,26 +85,22 @@ export class RingEnd {
 
   // ---- sending ----
 
-  /** Sends without waiting; false when there is no room. */
+  /**
+   * Sends without waiting; false when there is no room now. A message larger than the ring can
+   * never be sent without waiting for a receiver, so it is refused too (see `fitsWhole`).
+   */
   trySend(value: unknown): boolean {
     const { kind, bytes } = encode(value, this.serializer)
-    const status = this.callSend(kind, bytes)
-    if (status === SendStatus.Streaming) {
-      // Larger than the ring: it has begun, so it is finished now, blocking.
-      this.sendRestSync(bytes)
-    }
-    return status !== SendStatus.Full
-  }
-
-  private sendRestSync(bytes: Uint8Array): void {
     try {
-      while (!native.channelContinueSend(this.chan, this.ring, bytes)) {
-        if (this.peer?.gone()) throw new Error('ERR_CLOSED: the other end of the pipe is closed')
-        native.channelSpinSend(this.chan, this.ring, 1)
-      }
+      return native.channelTrySend(this.chan, this.ring, kind, bytes, true) === SendStatus.Sent
     } catch (err) {
       throw this.error(err, false)
     }
+  }
+
+  /** Whether a message of `len` encoded bytes fits the ring whole (else it must stream). */
+  fitsWhole(len: number): boolean {
+    return len + FRAME_HEADER <= this.capacity
   }
 
   /**
@@ -166,7 +163,7 @@ export class RingEnd {
 
   private callSend(kind: number, bytes: Uint8Array): number {
     try {
-      return native.channelTrySend(this.chan, this.ring, kind, bytes)
+      return native.channelTrySend(this.chan, this.ring, kind, bytes, false)
     } catch (err) {
       throw this.error(err, false)
     }
@@ -264,6 +261,15 @@ export class RingEnd {
       const v = this.take(code, dst)
       if (v !== undefined && v !== NOTHING) return v
     }
+  }
+}
+
+/** Maps an inherited channel; a corrupt or foreign segment gives `ProtocolError`. */
+export function adoptChannel(fd: number): Chan {
+  try {
+    return native.channelAdopt(fd)
+  } catch (err) {
+    throw fromNative(err)
   }
 }
 

@@ -5,11 +5,10 @@
  * `close()` or by the death of the processes that held it.
  */
 import net from 'node:net'
-import { type Peer, RingEnd } from './channel.js'
-import { ClosedError, EOFError, TimeoutError, typeError } from './errors.js'
+import { adoptChannel, type Peer, RingEnd } from './channel.js'
+import { ClosedError, EOFError, InvalidStateError, TimeoutError, typeError } from './errors.js'
 import { type HandleDescriptor, registerHandle, toHandle } from './handles.js'
 import { type Chan, native } from './native.js'
-import { adoptChannel } from './queue.js'
 import type { Serializer } from './serialize.js'
 import { deadlineOf, type WaitOptions, waitFor, waitOptions } from './wait.js'
 
@@ -69,13 +68,13 @@ export class Connection<T = unknown> implements AsyncIterable<T> {
 
   #sender(): RingEnd {
     if (this.#closed) throw new ClosedError('the connection is closed')
-    if (!this.#out) throw new InvalidOp('this end of the pipe is read-only')
+    if (!this.#out) throw new InvalidStateError('this end of the pipe is read-only')
     return this.#out
   }
 
   #receiver(): RingEnd {
     if (this.#closed) throw new ClosedError('the connection is closed')
-    if (!this.#in) throw new InvalidOp('this end of the pipe is write-only')
+    if (!this.#in) throw new InvalidStateError('this end of the pipe is write-only')
     return this.#in
   }
 
@@ -214,8 +213,6 @@ export class Connection<T = unknown> implements AsyncIterable<T> {
     }
   }
 }
-
-class InvalidOp extends ClosedError {}
 
 function sliceBytes(buf: Uint8Array | ArrayBuffer, offset = 0, size?: number): Buffer {
   const bytes = buf instanceof ArrayBuffer ? new Uint8Array(buf) : buf

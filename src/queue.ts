@@ -3,11 +3,11 @@
  * shared-memory ring. FIFO per producer; a message larger than the ring still goes through.
  */
 
-import { NOTHING, RingEnd } from './channel.js'
+import { adoptChannel, NOTHING, RingEnd } from './channel.js'
 import { ClosedError, Empty, Full, fromNative, rangeError, TimeoutError, typeError } from './errors.js'
 import { type HandleDescriptor, registerHandle, toHandle } from './handles.js'
 import { type Chan, native } from './native.js'
-import type { Serializer } from './serialize.js'
+import { encode, type Serializer } from './serialize.js'
 import { deadlineOf, remaining, type WaitOptions, waitFor, waitOptions } from './wait.js'
 
 export interface QueueOptions {
@@ -85,8 +85,16 @@ export class Queue<T = unknown> implements AsyncIterable<T> {
   /** Puts an item or throws `Full` at once. */
   putNowait(item: T): void {
     this.#checkOpen()
-    if (!this.end.trySend(item)) throw new Full('the queue is full')
+    if (!this.end.trySend(item)) throw new Full(this.#fullReason(item))
     this.onPut()
+  }
+
+  #fullReason(item: T): string {
+    const { bytes } = encode(item, this.#serializer)
+    if (!this.end.fitsWhole(bytes.byteLength)) {
+      return `the item (${bytes.byteLength} bytes) is larger than the queue's ring (capacityBytes): it can only stream through with put() or putSync()`
+    }
+    return 'the queue is full'
   }
 
   /** Takes an item, waiting for one. Rejects with `EOFError` once closed and drained. */
@@ -197,15 +205,6 @@ export class JoinableQueue<T = unknown> extends Queue<T> {
   /** Blocks until every item put has been marked done. */
   joinSync(timeout?: number): void {
     if (!native.channelJoinSync(this.chan, remaining(deadlineOf(timeout)))) throw new TimeoutError('join timed out')
-  }
-}
-
-/** Maps an inherited channel; a corrupt or foreign segment gives `ProtocolError`. */
-export function adoptChannel(fd: number): Chan {
-  try {
-    return native.channelAdopt(fd)
-  } catch (err) {
-    throw fromNative(err)
   }
 }
 

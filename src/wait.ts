@@ -39,6 +39,9 @@ export function remaining(deadline: number | undefined): number {
   return deadline === undefined ? -1 : Math.max(0, deadline - performance.now())
 }
 
+/** The longest an armed wait sleeps before it re-checks. */
+const SLICE_MS = 250
+
 let doorbell: net.Socket | undefined
 const armed = new Map<number, () => void>()
 let nextKey = 1
@@ -76,14 +79,13 @@ export async function waitFor<T>(w: Waitable<T>, deadline: number | undefined, s
     if (signal?.aborted) throw new AbortError(`${what} was aborted`, { cause: signal.reason })
     const r = w.attempt()
     if (r !== undefined) return r
+    // Progress looked possible but did not come: yield now and then so that a stubborn race
+    // (another process holding the ring a moment) cannot starve the event loop.
+    if (++rounds % 64 === 0) await new Promise((resolve) => setImmediate(resolve))
     if (w.spin()) continue
     if (deadline !== undefined && performance.now() >= deadline) throw new TimeoutError(`${what} timed out`)
     const key = nextKey++
-    if (!w.arm(key)) {
-      // Ready already; yield now and then so a stubborn race cannot starve the loop.
-      if (++rounds % 64 === 0) await new Promise((resolve) => setImmediate(resolve))
-      continue
-    }
+    if (!w.arm(key)) continue
     const started = performance.now()
     await sleep(key, deadline, signal, w)
     w.disarm(key, performance.now() - started)
@@ -105,7 +107,10 @@ function sleep(key: number, deadline: number | undefined, signal: AbortSignal | 
     }
     armed.set(key, done)
     if (armed.size === 1) doorbell?.ref()
-    if (deadline !== undefined) timer = setTimeout(done, Math.max(0, deadline - performance.now()) + 1)
+    // Bounded: re-check at least every SLICE_MS, for what moves no shared word (a lock holder
+    // that died). Costs a wake-up four times a second while a wait is pending.
+    const until = deadline === undefined ? SLICE_MS : Math.min(SLICE_MS, Math.max(0, deadline - performance.now()) + 1)
+    timer = setTimeout(done, until)
     signal?.addEventListener('abort', done, { once: true })
     unwatch = w.watch?.(done)
   })

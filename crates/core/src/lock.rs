@@ -120,10 +120,23 @@ impl<'a> LockRef<'a> {
             {
                 continue;
             }
-            if !wait::sleep_slice(self.state, with_waiters, deadline) {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                // Before giving up, make sure the owner is not dead: a caller that only ever
+                // tries (deadline now) must still be able to take over a dead owner's lock.
+                if !check_owner && !process::is_alive(owner as i32, self.owner_start.load(Ordering::Relaxed)) {
+                    last_check = Instant::now() - OWNER_CHECK_EVERY;
+                    continue;
+                }
                 return Err(AcquireError::TimedOut);
             }
+            wait::sleep_slice(self.state, with_waiters, deadline);
         }
+    }
+
+    /// True when the lock is held by a thread that no longer exists.
+    pub fn owner_is_dead(&self) -> bool {
+        let owner = self.owner();
+        owner != 0 && !process::is_alive(owner as i32, self.owner_start.load(Ordering::Relaxed))
     }
 
     /// Releases the lock. Returns false when the calling thread did not hold it.

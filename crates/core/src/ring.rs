@@ -438,6 +438,19 @@ impl Ring {
     /// A message larger than the ring starts streaming: finish it with [`Ring::continue_send`],
     /// passing the same bytes.
     pub fn try_send(&self, kind: u8, data: &[u8]) -> Result<TrySend, ChannelError> {
+        self.try_send_inner(kind, data, true)
+    }
+
+    /// As [`Ring::try_send`], but a message larger than the ring is refused with `Full` instead of
+    /// starting to stream: for callers that must never wait.
+    pub fn try_send_whole(&self, kind: u8, data: &[u8]) -> Result<TrySend, ChannelError> {
+        self.try_send_inner(kind, data, false)
+    }
+
+    fn try_send_inner(&self, kind: u8, data: &[u8], may_stream: bool) -> Result<TrySend, ChannelError> {
+        if !may_stream && FRAME_HEADER + data.len() > self.cap {
+            return Ok(TrySend::Full);
+        }
         if data.len() > self.max_message {
             return Err(ChannelError::TooLarge { len: data.len(), max: self.max_message });
         }
@@ -578,11 +591,15 @@ impl Ring {
 
     /// Whether a send of `len` bytes might now make progress (or fail at once).
     pub fn can_send(&self, len: usize) -> bool {
-        if self.is_closed() || self.u32(R_BROKEN).load(Ordering::Relaxed) != 0 {
+        if self.u32(R_BROKEN).load(Ordering::Relaxed) != 0 {
             return true;
         }
+        // A message already streaming is finished even if the ring was closed meanwhile.
         if self.is_sending() {
             return self.space_free();
+        }
+        if self.is_closed() {
+            return true;
         }
         if self.producer_lock().owner() != 0 || self.is_full() {
             return false;
@@ -671,7 +688,14 @@ impl Ring {
             self.u64(R_HEAD).store(head + frame as u64, Ordering::Release);
             return Ok(TryRecv::Done(kind, len));
         }
-        // A streamed message: take what is here, keep the lock, come back for the rest.
+        // A streamed message: its producer must be writing it right now, with exactly the bytes
+        // not yet in the ring (or fewer, if it wrote more since we looked) still to come.
+        let left = self.u64(R_PSTREAM_LEFT).load(Ordering::Acquire);
+        let unwritten = (len - (avail - FRAME_HEADER)) as u64;
+        if left == 0 || left > unwritten {
+            return protocol(format!("a frame of {len} bytes is larger than the ring but no producer is streaming it"));
+        }
+        // Take what is here, keep the lock, come back for the rest.
         let chunk = (avail - FRAME_HEADER).min(len);
         self.read_at(head + FRAME_HEADER as u64, &mut dst[..chunk]);
         self.u64(R_CSTREAM_LEFT).store((len - chunk) as u64, Ordering::Relaxed);
@@ -691,6 +715,10 @@ impl Ring {
             let (head, tail) = self.head_tail()?;
             let avail = (tail - head) as usize;
             if avail == 0 {
+                if !stream.discard && self.producer_lock().owner_is_dead() {
+                    // Its producer died mid-message: nobody can ever complete it.
+                    self.u32(R_BROKEN).store(1, Ordering::SeqCst);
+                }
                 if self.u32(R_BROKEN).load(Ordering::Acquire) != 0 {
                     *guard = None;
                     self.unlock_consumer();
@@ -714,7 +742,8 @@ impl Ring {
         self.u64(R_MSGS_OUT).fetch_add(1, Ordering::AcqRel);
         self.unlock_consumer();
         if stream.discard {
-            return self.try_recv(dst);
+            // Skipped; the caller (still holding `self.recv`) simply tries again.
+            return Ok(TryRecv::Empty);
         }
         Ok(TryRecv::Done(stream.kind, stream.len))
     }
@@ -775,14 +804,14 @@ impl Ring {
 
     /// Whether a receive might now make progress (or fail at once).
     pub fn can_recv(&self) -> bool {
-        if self.is_closed() || self.u32(R_BROKEN).load(Ordering::Relaxed) != 0 {
+        if self.u32(R_BROKEN).load(Ordering::Relaxed) != 0 {
             return true;
         }
         let Ok((head, tail)) = self.head_tail() else { return true };
         if self.is_receiving() {
             return tail != head;
         }
-        tail != head && self.consumer_lock().owner() == 0
+        self.is_closed() || (tail != head && self.consumer_lock().owner() == 0)
     }
 
     /// Waits until `ready` holds or the sequence word moves: spin first, then sleep one slice.
@@ -839,7 +868,9 @@ impl Ring {
         let word = self.u32(seq);
         self.u32(waiters).fetch_add(1, Ordering::SeqCst);
         let expected = word.load(Ordering::SeqCst);
-        if ready(self) {
+        // A lock held by a dead thread moves no word: report ready so the caller takes it over.
+        let lock = if seq == R_DATA_SEQ { self.consumer_lock() } else { self.producer_lock() };
+        if ready(self) || lock.owner_is_dead() {
             self.u32(waiters).fetch_sub(1, Ordering::SeqCst);
             return None;
         }

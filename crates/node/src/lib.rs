@@ -109,10 +109,13 @@ pub fn channel_info(ch: &Chan) -> ChannelInfo {
     }
 }
 
-/// 0: sent; 1: no room (wait for space); 2: a large message started streaming.
+/// 0: sent; 1: no room (wait for space); 2: a large message started streaming. With `whole`, a
+/// message larger than the ring is refused (1) instead of starting to stream.
 #[napi]
-pub fn channel_try_send(ch: &Chan, ring: u32, kind: u32, data: &[u8]) -> Result<u32> {
-    match ch.ring(ring)?.try_send(kind as u8, data).map_err(channel_error)? {
+pub fn channel_try_send(ch: &Chan, ring: u32, kind: u32, data: &[u8], whole: bool) -> Result<u32> {
+    let r = ch.ring(ring)?;
+    let sent = if whole { r.try_send_whole(kind as u8, data) } else { r.try_send(kind as u8, data) };
+    match sent.map_err(channel_error)? {
         TrySend::Sent => Ok(0),
         TrySend::Full => Ok(1),
         TrySend::Streaming => Ok(2),
