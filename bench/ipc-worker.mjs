@@ -9,6 +9,7 @@
  * sends every data message back and stops at 'quit'. A sink counts data messages, answers 'end'
  * with its tally `{ n, bytes, outOfOrder, peakRssMiB }` (then starts a new tally), and stops at 'quit'.
  */
+import { deserialize } from 'node:v8'
 import { isMainThread, parentPort, workerData } from 'node:worker_threads'
 
 /** No single wait in the benchmark comes near this; it only keeps a broken case bounded. */
@@ -112,6 +113,49 @@ export function pipeSinkSync(conn) {
     if (m === 'quit') return
     if (m === 'end') conn.sendSync(t.take())
     else t.add(m)
+  }
+}
+
+/**
+ * A sink that receives every message's bytes into one reused buffer (`recvBytesInto`), as a
+ * consumer that processes and drops each message would. Control messages are the only short ones.
+ */
+function intoSink(receive, send) {
+  const t = tally()
+  const buf = Buffer.allocUnsafeSlow(4 << 20)
+  return async () => {
+    for (;;) {
+      const len = await receive(buf)
+      if (len < 64) {
+        const m = deserialize(buf.subarray(0, len))
+        if (m === 'quit') return
+        if (m === 'end') await send(t.take())
+        continue
+      }
+      t.add(buf.subarray(0, len))
+    }
+  }
+}
+
+export function pipeSinkIntoAsync(conn) {
+  return intoSink(
+    (buf) => conn.recvBytesInto(buf, 0, wait),
+    (v) => conn.send(v),
+  )()
+}
+
+export function pipeSinkIntoSync(conn) {
+  const t = tally()
+  const buf = Buffer.allocUnsafeSlow(4 << 20)
+  for (;;) {
+    const len = conn.recvBytesIntoSync(buf, 0, wait)
+    if (len < 64) {
+      const m = deserialize(buf.subarray(0, len))
+      if (m === 'quit') return
+      if (m === 'end') conn.sendSync(t.take())
+      continue
+    }
+    t.add(buf.subarray(0, len))
   }
 }
 

@@ -48,6 +48,8 @@ const TRANSPORTS = [
   { id: 'mp-queue-sync-obj', name: 'multiproc Queue', api: 'putSync / getSync', object: true },
   { id: 'mp-pipe-async', name: 'multiproc Pipe', api: 'await send / await recv' },
   { id: 'mp-pipe-sync', name: 'multiproc Pipe', api: 'sendSync / recvSync' },
+  { id: 'mp-pipe-into-async', name: 'multiproc Pipe', api: 'await send / await recvBytesInto (reused buffer)', bulkOnly: true },
+  { id: 'mp-pipe-into-sync', name: 'multiproc Pipe', api: 'sendSync / recvBytesIntoSync (reused buffer)', bulkOnly: true },
   { id: 'cp-fork', name: 'child_process.fork', api: "send / 'message' (serialization: 'advanced')" },
   { id: 'worker', name: 'worker_threads', api: "postMessage / 'message'" },
   { id: 'py-pipe', name: 'CPython multiprocessing.Pipe', api: 'send_bytes / recv_bytes', py: true },
@@ -61,7 +63,9 @@ const SCENARIOS = [
 ]
 
 // The object row is about structured clone of small messages: not run for 1 MiB.
-const CASES = SCENARIOS.flatMap((s) => TRANSPORTS.filter((t) => !(t.object && s.id === 'bulk')).map((t) => ({ transport: t, scenario: s })))
+const CASES = SCENARIOS.flatMap((s) =>
+  TRANSPORTS.filter((t) => !(t.object && s.id === 'bulk') && !(t.bulkOnly && s.id !== 'bulk')).map((t) => ({ transport: t, scenario: s })),
+)
 
 function payloadLabel(t, scenario) {
   if (t.object) return '{ id, x: 1.5 } (structured clone)'
@@ -157,7 +161,7 @@ async function connectMultiproc(id, role) {
       return () => mine.close()
     }
   }
-  const name = `${id.startsWith('mp-queue') ? 'queue' : 'pipe'}${suffix}`
+  const name = `${id.startsWith('mp-queue') ? 'queue' : 'pipe'}${suffix.replace('Sink', id.includes('-into') ? 'SinkInto' : 'Sink')}`
   const proc = new mp.Process({ target: { module: WORKER, name }, args, name: `bench-${name}`, daemon: true })
   await proc.start()
   if (id.startsWith('mp-pipe')) args[0].close() // the child holds its own copy now

@@ -10,5 +10,5 @@ bins=$(cargo test -p multiproc-core --no-run --message-format=json 2>/dev/null |
 for bin in $bins; do
   [ "$(basename "$bin" | cut -d- -f1)" = multiproc_core ] && continue # the library has no unit tests
   echo "valgrind: $(basename "$bin")"
-  valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite -q "$bin" --test-threads=1 --quiet
+  valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-possibly-lost=no -q "$bin" --test-threads=1 --quiet
 done

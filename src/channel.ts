@@ -3,7 +3,7 @@
  * bytes through a ring of the binding, and waits (asynchronously or blocking) for room or data.
  * `Queue` and `Connection` are built on it.
  */
-import { AbortError, fromNative, TimeoutError } from './errors.js'
+import { AbortError, BufferTooShort, fromNative, TimeoutError } from './errors.js'
 import { type Chan, native } from './native.js'
 import { decode, encode, type Serializer } from './serialize.js'
 import { deadlineOf, remaining, type Waitable, waitFor } from './wait.js'
@@ -66,6 +66,10 @@ export class RingEnd {
   private readonly scratch: Buffer
   /** The buffer a larger message is being received into; the binding needs the same one back. */
   private inflight: Buffer | undefined
+  /** `inflight` is a caller's buffer (`recvBytesInto`), not one of ours to hand out. */
+  private inflightIsCallers = false
+  /** A large message has begun arriving: it is received whole, whatever the deadline. */
+  private streaming = false
   private readonly capacity: number
 
   constructor(
@@ -192,18 +196,40 @@ export class RingEnd {
    * was set up (call again), else the message.
    */
   private take(code: number, dst: Buffer): Received | undefined {
-    if (code === -1) return NOTHING
-    if (code < -1) {
-      this.inflight = Buffer.allocUnsafeSlow(-code - 2)
-      return undefined
-    }
+    if (this.pending(code, dst)) return code >= -2 ? NOTHING : undefined
     const len = Math.floor(code / 256)
     const kind = code % 256
     if (dst === this.inflight) {
-      this.inflight = undefined
-      return decode(kind, len === dst.length ? dst : dst.subarray(0, len), this.serializer, true)
+      const owned = !this.inflightIsCallers
+      this.finished()
+      return decode(kind, len === dst.length ? dst : dst.subarray(0, len), this.serializer, owned)
     }
     return decode(kind, dst.subarray(0, len), this.serializer, false)
+  }
+
+  /**
+   * Handles the receipts that are not a message: nothing yet (-1), a stream under way into
+   * `dst` (-2), or the need for a buffer of n bytes (-(n + 2)), which it allocates. True for those.
+   */
+  private pending(code: number, dst: Buffer): boolean {
+    if (code >= 0) return false
+    if (code === -2) {
+      this.streaming = true
+      if (this.inflight !== dst) {
+        this.inflight = dst
+        this.inflightIsCallers = true
+      }
+    } else if (code < -2) {
+      this.inflight = Buffer.allocUnsafeSlow(-code - 2)
+      this.inflightIsCallers = false
+    }
+    return true
+  }
+
+  private finished(): void {
+    this.inflight = undefined
+    this.inflightIsCallers = false
+    this.streaming = false
   }
 
   /** A message if one is here now; `NOTHING` otherwise. Throws EOFError once closed and drained. */
@@ -221,19 +247,57 @@ export class RingEnd {
     }
   }
 
+  /** One attempt to receive a message's raw bytes into `into`: its length, or `NOTHING`. */
+  tryRecvInto(into: Buffer): number | typeof NOTHING {
+    for (;;) {
+      const dst = this.inflight ?? into
+      let code: number
+      try {
+        code = native.channelTryRecv(this.chan, this.ring, dst)
+      } catch (err) {
+        throw this.error(err, true)
+      }
+      const len = this.intoResult(code, dst, into)
+      if (len !== undefined) return len
+    }
+  }
+
+  /** A receipt for a raw receive: the length, `NOTHING`, or `undefined` to call again. */
+  private intoResult(code: number, dst: Buffer, into: Buffer): number | typeof NOTHING | undefined {
+    if (this.pending(code, dst)) return code >= -2 ? NOTHING : undefined
+    const len = Math.floor(code / 256)
+    if (dst === this.inflight) this.finished()
+    if (dst === into) return len
+    // It arrived in a buffer of its own: larger than `into`, or begun by another receive.
+    if (len > into.length) {
+      throw new BufferTooShort(`the message has ${len} bytes, the buffer room for ${into.length}`, dst.subarray(0, len))
+    }
+    dst.copy(into, 0, 0, len)
+    return len
+  }
+
   /**
    * Receives asynchronously. Receives of one process wait side by side, each with its own
    * deadline; a large message that one of them started is finished by whichever comes next.
    */
   recv(deadline: number | undefined, signal: AbortSignal | undefined, what: string): Promise<unknown> {
+    return this.receive(() => this.tryRecv(), deadline, signal, what)
+  }
+
+  /** Receives a message's raw bytes into `into` (Python's `recv_bytes_into`); resolves to its length. */
+  recvInto(into: Buffer, deadline: number | undefined, signal: AbortSignal | undefined): Promise<number> {
+    return this.receive(() => this.tryRecvInto(into), deadline, signal, 'recvBytesInto') as Promise<number>
+  }
+
+  private receive(attempt: () => unknown, deadline: number | undefined, signal: AbortSignal | undefined, what: string): Promise<unknown> {
     const peer = this.peer
     const w: Waitable<{ v: unknown }> = {
       attempt: () => {
-        const v = this.tryRecv()
+        const v = attempt()
         if (v !== NOTHING) return { v }
         if (peer?.gone()) {
           // Drain what the peer committed before it went, then report the end.
-          const last = this.tryRecv()
+          const last = attempt()
           if (last !== NOTHING) return { v: last }
           throw this.error(new Error('ERR_CLOSED: the other end of the pipe is closed'), true)
         }
@@ -243,6 +307,7 @@ export class RingEnd {
       arm: (key) => native.channelArmRecv(this.chan, this.ring, key),
       disarm: (key, ms) => native.channelDisarmRecv(this.chan, this.ring, key, ms),
       watch: peer && ((wake) => peer.watch(wake)),
+      committed: () => this.streaming,
     }
     return waitFor(w, deadline, signal, what).then((r) => r.v)
   }
@@ -252,14 +317,26 @@ export class RingEnd {
     const deadline = deadlineOf(timeout)
     for (;;) {
       const dst = this.target()
-      let code: number
-      try {
-        code = native.channelRecvSync(this.chan, this.ring, dst, remaining(deadline), this.peer?.fd ?? -1)
-      } catch (err) {
-        throw this.error(err, true)
-      }
-      const v = this.take(code, dst)
+      const v = this.take(this.recvSyncInto(dst, deadline), dst)
       if (v !== undefined && v !== NOTHING) return v
+    }
+  }
+
+  /** Blocks until a message arrives and puts its raw bytes into `into`; returns its length. */
+  recvIntoSync(into: Buffer, timeout?: number): number {
+    const deadline = deadlineOf(timeout)
+    for (;;) {
+      const dst = this.inflight ?? into
+      const len = this.intoResult(this.recvSyncInto(dst, deadline), dst, into)
+      if (len !== undefined && len !== NOTHING) return len
+    }
+  }
+
+  private recvSyncInto(dst: Buffer, deadline: number | undefined): number {
+    try {
+      return native.channelRecvSync(this.chan, this.ring, dst, remaining(deadline), this.peer?.fd ?? -1)
+    } catch (err) {
+      throw this.error(err, true)
     }
   }
 }

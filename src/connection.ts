@@ -151,6 +151,25 @@ export class Connection<T = unknown> implements AsyncIterable<T> {
   }
 
   /**
+   * Receives a message's bytes into `buf` at `offset` (Python's `recv_bytes_into`) and resolves
+   * to their count. Reusing one buffer saves the allocation a received message otherwise needs,
+   * which for large messages costs more than the copy. A message longer than the room left
+   * rejects with `BufferTooShort`, whose `data` holds all of it.
+   */
+  recvBytesInto(buf: Uint8Array, offset = 0, opts?: WaitOptions): Promise<number> {
+    try {
+      const o = waitOptions(opts)
+      return this.#receiver().recvInto(intoView(buf, offset), deadlineOf(o.timeout), o.signal)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  recvBytesIntoSync(buf: Uint8Array, offset = 0, opts?: { timeout?: number } | number): number {
+    return this.#receiver().recvIntoSync(intoView(buf, offset), waitOptions(opts).timeout)
+  }
+
+  /**
    * Whether data is available, waiting up to `timeout` ms (no argument: return at once). A
    * hung-up peer also counts as readable, as in Python: the next `recv` raises `EOFError`.
    */
@@ -221,6 +240,14 @@ function sliceBytes(buf: Uint8Array | ArrayBuffer, offset = 0, size?: number): B
   if (offset < 0 || end > bytes.byteLength || end < offset)
     throw Object.assign(new RangeError('offset/size out of range'), { code: 'ERR_OUT_OF_RANGE' })
   return Buffer.from(bytes.buffer, bytes.byteOffset + offset, end - offset)
+}
+
+function intoView(buf: Uint8Array, offset: number): Buffer {
+  if (!(buf instanceof Uint8Array)) throw typeError('recvBytesInto takes a Buffer or Uint8Array')
+  if (!Number.isInteger(offset) || offset < 0 || offset > buf.byteLength) {
+    throw Object.assign(new RangeError(`offset ${offset} is outside the buffer`), { code: 'ERR_OUT_OF_RANGE' })
+  }
+  return Buffer.from(buf.buffer, buf.byteOffset + offset, buf.byteLength - offset)
 }
 
 function toBuffer(v: unknown): Buffer {

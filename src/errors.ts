@@ -31,6 +31,16 @@ export class AbortError extends MultiprocError {
 export class EOFError extends define('ERR_EOF') {}
 /** A send on a pipe whose other end is closed (every copy of it), once the pipe is full. */
 export class BrokenPipeError extends define('ERR_BROKEN_PIPE') {}
+/** `recvBytesInto` got a message longer than the buffer; `data` holds the whole message. */
+export class BufferTooShort extends MultiprocError {
+  override readonly code = 'ERR_BUFFER_TOO_SHORT'
+  constructor(
+    message: string,
+    readonly data: Buffer,
+  ) {
+    super(message)
+  }
+}
 /** A task failed in another process; `cause` is the revived error. */
 export class RemoteError extends define('ERR_REMOTE') {}
 /** A worker process died while running a task. */

@@ -9,6 +9,7 @@ export {
   AbortError,
   BrokenBarrierError,
   BrokenPipeError,
+  BufferTooShort,
   ClosedError,
   Empty,
   EOFError,

@@ -59,13 +59,15 @@ impl ChannelState {
 }
 
 /// Encodes a receive for JavaScript in one number: `len * 256 + kind` when a message of `len`
-/// bytes is at the start of the buffer; `-1` for nothing yet (or a large message still arriving
-/// into the buffer); `-(n + 2)` when the next message needs a buffer of `n` bytes.
+/// bytes is at the start of the buffer; `-1` for nothing yet; `-2` while a large message is
+/// arriving into the buffer (pass the same one again); `-(n + 2)` (n ≥ 1) when the next message
+/// needs a buffer of `n` bytes.
 fn receipt(r: TryRecv) -> f64 {
     match r {
         TryRecv::Done(kind, len) => (len as f64) * 256.0 + kind as f64,
         TryRecv::NeedsBuffer(n) => -(n as f64) - 2.0,
-        TryRecv::Empty | TryRecv::Streaming => -1.0,
+        TryRecv::Streaming => -2.0,
+        TryRecv::Empty => -1.0,
     }
 }
 
