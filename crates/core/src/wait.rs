@@ -43,34 +43,39 @@ impl Spinner {
                 return true;
             }
             i = i.wrapping_add(1);
-            if i.is_multiple_of(64) && start.elapsed() >= budget {
-                return false;
+            if i.is_multiple_of(64) {
+                let spent = start.elapsed();
+                if spent >= budget {
+                    return false;
+                }
+                // Past the first few µs, let a peer that shares this CPU run (when the machine
+                // is short of cores, spinning alone would only delay the hand-off it waits for).
+                if spent >= YIELD_AFTER {
+                    std::thread::yield_now();
+                }
             }
             std::hint::spin_loop();
         }
     }
 
-    /// Records how long a wait took in all (spin, then sleep) and whether the spin caught it.
-    pub fn learn(&self, waited: Duration, caught_by_spin: bool) {
+    /// Records how long a wait took in all (spin, then sleep, then the wake-up).
+    ///
+    /// A busy channel (the wait was short, or a sleep of no more than [`BUSY`] that a long spin
+    /// would have caught) spins the full [`MAX_SPIN`] next time: hiccups of tens of µs are common
+    /// on a shared 2-vCPU machine, and each one a shorter spin misses costs a 100–250 µs wake-up.
+    /// A long wait halves the budget, so an idle channel stops spinning after a handful of waits.
+    pub fn learn(&self, waited: Duration, _caught_by_spin: bool) {
         let cur = self.budget_ns.load(Ordering::Relaxed);
-        let waited = waited.as_nanos().min(u64::MAX as u128) as u64;
-        let cap = MAX_SPIN.as_nanos() as u64;
-        let next = if waited <= cap {
-            // A spin of twice this wait would have caught it: grow towards that.
-            let want = (waited * 2).clamp(2_000, cap);
-            if caught_by_spin {
-                cur.max(want)
-            } else {
-                (cur + want) / 2 + want / 2
-            }
-        } else {
-            // A long wait: halve, so one outlier (a GC pause, a preemption) costs little, while a
-            // channel that stays idle reaches zero after a handful of waits.
-            cur / 2
-        };
-        self.budget_ns.store(next.min(cap), Ordering::Relaxed);
+        let next = if waited <= BUSY { MAX_SPIN.as_nanos() as u64 } else { cur / 2 };
+        self.budget_ns.store(next, Ordering::Relaxed);
     }
 }
+
+/// How long a spin runs before it also yields the CPU between checks.
+const YIELD_AFTER: Duration = Duration::from_micros(5);
+
+/// A wait up to this long (wake-up latency included) means the channel is busy.
+pub const BUSY: Duration = Duration::from_micros(500);
 
 /// Sleeps until `word` differs from `expected` or `deadline` passes, for at most one [`SLICE`].
 /// Returns false once the deadline has passed.
