@@ -8,7 +8,7 @@ import net from 'node:net'
 import os from 'node:os'
 import v8 from 'node:v8'
 
-import { ClosedError, fromNative, InvalidStateError, ProcessError, TimeoutError, typeError } from './errors.js'
+import { ClosedError, fromNative, InvalidStateError, ProcessError, typeError } from './errors.js'
 import { packHandles } from './handles.js'
 import { native } from './native.js'
 import { describeTarget, type Target } from './target.js'
@@ -157,8 +157,9 @@ export class Process {
         program: process.execPath,
         args: [...(o.execArgv ?? process.execArgv), CHILD_MAIN.pathname],
         env: Object.entries(env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`])),
-        // Node marks its own stdio close-on-exec, so 0-2 must be listed or the child gets /dev/null.
-        inherit: [0, 1, 2, theirs, ...packed.fds],
+        // Node marks its stdio close-on-exec, so stdout and stderr are listed to be shared;
+        // stdin is /dev/null in the child, as in Python.
+        inherit: [1, 2, theirs, ...packed.fds],
         daemon: this.daemon,
       })
     } catch (err) {
@@ -270,12 +271,5 @@ export class Process {
   toString(): string {
     const state = !this.#child ? 'initial' : this.isAlive() ? 'started' : `stopped exitcode=${this.#exitCode}`
     return `<Process name='${this.name}' ${state}${this.daemon ? ' daemon' : ''}>`
-  }
-
-  /** Waits for exit, throwing `TimeoutError` if it does not come within `timeout` ms. */
-  async waitExit(timeout: number): Promise<number> {
-    await this.join(timeout)
-    if (this.exitCode === null) throw new TimeoutError(`${this.name} did not exit within ${timeout} ms`)
-    return this.exitCode
   }
 }

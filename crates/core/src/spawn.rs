@@ -21,7 +21,8 @@ pub struct SpawnOptions {
     /// The whole environment of the child; `None` inherits this process's.
     pub env: Option<Vec<(String, String)>>,
     pub cwd: Option<String>,
-    /// Descriptors the child inherits under the same numbers.
+    /// Descriptors the child inherits under the same numbers. Standard input is `/dev/null`
+    /// unless 0 is listed.
     pub inherit: Vec<RawFd>,
     /// Dies with its parent (SIGKILL), even when the parent is killed.
     pub daemon: bool,
@@ -45,6 +46,10 @@ pub fn spawn(opts: &SpawnOptions) -> io::Result<Child> {
     }
     if let Some(cwd) = &opts.cwd {
         cmd.current_dir(cwd);
+    }
+    // As Python's children do, read from /dev/null unless told to share standard input.
+    if !opts.inherit.contains(&0) {
+        cmd.stdin(std::process::Stdio::null());
     }
     let inherit = opts.inherit.clone();
     let daemon = opts.daemon;
