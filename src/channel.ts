@@ -176,9 +176,9 @@ export class RingEnd {
   /** Blocks until sent (or `timeout` ms pass: `TimeoutError`). */
   sendSync(value: unknown, timeout?: number): void {
     const { kind, bytes } = encode(value, this.serializer)
-    const deadline = deadlineOf(timeout)
+    const limit = timeout === undefined ? -1 : remaining(deadlineOf(timeout))
     try {
-      native.channelSendSync(this.chan, this.ring, kind, bytes, remaining(deadline), this.peer?.fd ?? -1)
+      native.channelSendSync(this.chan, this.ring, kind, bytes, limit, this.peer?.fd ?? -1)
     } catch (err) {
       throw this.error(err, false)
     }

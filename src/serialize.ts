@@ -68,7 +68,7 @@ export function decode(kind: number, bytes: Buffer, serializer: Serializer | und
       case Kind.Clone:
         return v8.deserialize(bytes)
       case Kind.Buffer:
-        return owned ? bytes : Buffer.from(bytes)
+        return owned ? bytes : copyOf(bytes)
       case Kind.Uint8Array:
         return owned ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) : new Uint8Array(bytes)
       case Kind.ArrayBuffer:
@@ -84,4 +84,10 @@ export function decode(kind: number, bytes: Buffer, serializer: Serializer | und
   } catch (err) {
     throw new SerializationError(`cannot deserialize a message: ${(err as Error)?.message ?? err}`, { cause: err })
   }
+}
+
+function copyOf(bytes: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(bytes.length)
+  bytes.copy(out)
+  return out
 }

@@ -25,8 +25,10 @@ export function deadlineOf(timeout: unknown): number | undefined {
 }
 
 /** Accepts `{ timeout, signal }` or, where Python takes a positional timeout, a bare number. */
+const NO_OPTIONS: WaitOptions = Object.freeze({})
+
 export function waitOptions(opts: unknown): WaitOptions {
-  if (opts === undefined || opts === null) return {}
+  if (opts === undefined || opts === null) return NO_OPTIONS
   if (typeof opts === 'number') return { timeout: opts }
   if (typeof opts !== 'object') throw typeError('options must be an object or a timeout in milliseconds')
   const o = opts as WaitOptions

@@ -79,6 +79,9 @@ impl<'a> LockRef<'a> {
 
     /// Takes the lock, waiting until `deadline` (`None`: no limit, still in bounded slices).
     pub fn acquire(&self, deadline: Option<Instant>) -> Result<Acquired, AcquireError> {
+        if let Some(a) = self.try_acquire() {
+            return Ok(a);
+        }
         let (me, start) = identity();
         let mut spins = 0u32;
         let mut last_check = Instant::now();

@@ -413,6 +413,15 @@ impl Ring {
         }
     }
 
+    /// Takes a side's lock if it is free or soon will be (it may spin through another process's
+    /// short copy); `TimedOut` otherwise. The clock is read only when the lock is contended.
+    fn lock_now(&self, lock: LockRef<'_>) -> Result<Acquired, ChannelError> {
+        if let Some(a) = lock.try_acquire() {
+            return Ok(a);
+        }
+        self.lock_side(lock, Some(Instant::now()))
+    }
+
     fn lock_side(&self, lock: LockRef<'_>, deadline: Option<Instant>) -> Result<Acquired, ChannelError> {
         match lock.acquire(deadline) {
             Ok(a) => Ok(a),
@@ -460,7 +469,7 @@ impl Ring {
         if self.is_closed() {
             return Err(ChannelError::Closed);
         }
-        match self.lock_side(self.producer_lock(), Some(Instant::now())) {
+        match self.lock_now(self.producer_lock()) {
             Ok(_) => {
                 if self.u64(R_PSTREAM_LEFT).load(Ordering::Relaxed) != 0 {
                     // A half-written large message cannot be completed or skipped by consumers
@@ -622,7 +631,7 @@ impl Ring {
             }
         }
         self.broken()?;
-        match self.lock_side(self.consumer_lock(), Some(Instant::now())) {
+        match self.lock_now(self.consumer_lock()) {
             Ok(_) => {
                 // A consumer died (or dropped its handle) mid-message: the rest of that message
                 // went with it. Skip its remaining bytes as they arrive.
