@@ -29,7 +29,8 @@ export interface SendOptions {
 /** The other side of a pipe: whether it is gone, and a way to be woken when it goes. */
 export interface Peer {
   fd: number
-  gone(): boolean
+  /** What is known without a system call; with `probe`, asks the kernel. */
+  gone(probe?: boolean): boolean
   watch(wake: () => void): () => void
 }
 
@@ -58,10 +59,13 @@ function waitTurn(prev: Promise<unknown>, deadline: number | undefined, signal: 
 
 function noop(): void {}
 
+const RESOLVED: Promise<void> = Promise.resolve()
+
 /** Sending and receiving on one ring of a channel. */
 export class RingEnd {
   /** Async sends of this process go one at a time, so FIFO holds and streams never interleave. */
   private sendChain: Promise<unknown> = Promise.resolve()
+  private sendsPending = 0
   /** Where messages that fit are received: never a message that streams through the ring. */
   private readonly scratch: Buffer
   /** The buffer a larger message is being received into; the binding needs the same one back. */
@@ -120,8 +124,31 @@ export class RingEnd {
     } catch (err) {
       return Promise.reject(err)
     }
+    if (this.sendsPending === 0 && !opts.signal?.aborted) {
+      // Nothing queued before it: try at once, and settle without a trip through the chain.
+      let status: number
+      try {
+        status = this.callSend(encoded.kind, encoded.bytes)
+      } catch (err) {
+        return Promise.reject(err)
+      }
+      if (status === SendStatus.Sent) return RESOLVED
+      if (status === SendStatus.Streaming) return this.chained(Promise.resolve(), () => this.finishStream(encoded.bytes))
+    }
+    return this.chained(waitTurn(this.sendChain, deadline, opts.signal), () =>
+      this.sendBytes(encoded.kind, encoded.bytes, deadline, opts.signal),
+    )
+  }
+
+  /** Runs `step` after `turn`, as the last link of this process's chain of sends. */
+  private chained(turn: Promise<void>, step: () => Promise<void>): Promise<void> {
     const prev = this.sendChain
-    const next = waitTurn(prev, deadline, opts.signal).then(() => this.sendBytes(encoded.kind, encoded.bytes, deadline, opts.signal))
+    this.sendsPending++
+    const next = turn.then(step)
+    const settled = () => {
+      this.sendsPending--
+    }
+    next.then(settled, settled)
     this.sendChain = Promise.allSettled([prev, next])
     return next
   }
@@ -133,7 +160,7 @@ export class RingEnd {
       attempt: () => {
         const status = this.callSend(kind, bytes)
         if (status === SendStatus.Full) {
-          if (peer?.gone()) throw this.error(new Error('ERR_CLOSED: the other end of the pipe is closed'), false)
+          if (peer?.gone(true)) throw this.error(new Error('ERR_CLOSED: the other end of the pipe is closed'), false)
           return undefined
         }
         streaming = status === SendStatus.Streaming
@@ -145,8 +172,12 @@ export class RingEnd {
       watch: peer && ((wake) => peer.watch(wake)),
     }
     await waitFor(start, deadline, signal, 'put')
-    if (!streaming) return
-    // A message larger than the ring has started: it is finished whatever the deadline.
+    if (streaming) await this.finishStream(bytes)
+  }
+
+  /** Writes the rest of a message larger than the ring: it is finished whatever the deadline. */
+  private async finishStream(bytes: Uint8Array): Promise<void> {
+    const peer = this.peer
     const more: Waitable<true> = {
       attempt: () => {
         try {
@@ -154,13 +185,13 @@ export class RingEnd {
         } catch (err) {
           throw this.error(err, false)
         }
-        if (peer?.gone()) throw this.error(new Error('ERR_CLOSED: the other end of the pipe is closed'), false)
+        if (peer?.gone(true)) throw this.error(new Error('ERR_CLOSED: the other end of the pipe is closed'), false)
         return undefined
       },
       spin: () => native.channelSpinSend(this.chan, this.ring, 1),
       arm: (key) => native.channelArmSend(this.chan, this.ring, 1, key),
       disarm: (key, ms) => native.channelDisarmSend(this.chan, this.ring, key, ms),
-      watch: start.watch,
+      watch: peer && ((wake) => peer.watch(wake)),
     }
     await waitFor(more, undefined, undefined, 'put')
   }
@@ -281,6 +312,16 @@ export class RingEnd {
    * deadline; a large message that one of them started is finished by whichever comes next.
    */
   recv(deadline: number | undefined, signal: AbortSignal | undefined, what: string): Promise<unknown> {
+    if (!signal?.aborted) {
+      // A message already here settles without building a wait.
+      let v: unknown
+      try {
+        v = this.tryRecv()
+      } catch (err) {
+        return Promise.reject(err)
+      }
+      if (v !== NOTHING) return Promise.resolve(v)
+    }
     return this.receive(() => this.tryRecv(), deadline, signal, what)
   }
 
@@ -304,7 +345,8 @@ export class RingEnd {
         return undefined
       },
       spin: () => native.channelSpinRecv(this.chan, this.ring),
-      arm: (key) => native.channelArmRecv(this.chan, this.ring, key),
+      // Ask the kernel about the peer only before sleeping; while asleep, its socket wakes us.
+      arm: (key) => !peer?.gone(true) && native.channelArmRecv(this.chan, this.ring, key),
       disarm: (key, ms) => native.channelDisarmRecv(this.chan, this.ring, key, ms),
       watch: peer && ((wake) => peer.watch(wake)),
       committed: () => this.streaming,

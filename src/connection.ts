@@ -47,7 +47,7 @@ export class Connection<T = unknown> implements AsyncIterable<T> {
       get fd() {
         return self.#peerFd
       },
-      gone: () => this.#isPeerGone(),
+      gone: (probe) => (probe ? this.#isPeerGone() : this.#peerGone),
       watch: (wake) => this.#watchPeer(wake),
     }
     this.#in = spec.recvRing >= 0 ? new RingEnd(chan, spec.recvRing, serializer, peer) : undefined
@@ -107,8 +107,12 @@ export class Connection<T = unknown> implements AsyncIterable<T> {
    * Sends a value; waits while the pipe is full. Rejects with `BrokenPipeError` when the pipe is
    * full and every copy of the other end is closed.
    */
-  async send(value: T, opts?: WaitOptions): Promise<void> {
-    await this.#sender().send(value, waitOptions(opts))
+  send(value: T, opts?: WaitOptions): Promise<void> {
+    try {
+      return this.#sender().send(value, waitOptions(opts))
+    } catch (err) {
+      return Promise.reject(err)
+    }
   }
 
   /** Sends a value, blocking the thread while the pipe is full (at most `timeout` ms). */
@@ -117,8 +121,12 @@ export class Connection<T = unknown> implements AsyncIterable<T> {
   }
 
   /** Sends raw bytes (a view of `buf` from `offset`, `size` bytes long). */
-  async sendBytes(buf: Uint8Array | ArrayBuffer, offset?: number, size?: number, opts?: WaitOptions): Promise<void> {
-    await this.#sender().send(sliceBytes(buf, offset, size), waitOptions(opts))
+  sendBytes(buf: Uint8Array | ArrayBuffer, offset?: number, size?: number, opts?: WaitOptions): Promise<void> {
+    try {
+      return this.#sender().send(sliceBytes(buf, offset, size), waitOptions(opts))
+    } catch (err) {
+      return Promise.reject(err)
+    }
   }
 
   sendBytesSync(buf: Uint8Array | ArrayBuffer, offset?: number, size?: number, opts?: { timeout?: number } | number): void {

@@ -59,16 +59,23 @@ export class Queue<T = unknown> implements AsyncIterable<T> {
     return native.channelInfo(this.chan).maxsize
   }
 
+  /** Closed here; a close by another process is reported by the ring itself. */
   #checkOpen(): void {
-    if (this.#closed || native.channelIsClosed(this.chan, 0)) throw new ClosedError('put() on a closed queue')
+    if (this.#closed) throw new ClosedError('put() on a closed queue')
   }
 
   /** Puts an item, waiting for room. A timed put that runs out rejects with `TimeoutError`. */
-  async put(item: T, opts?: WaitOptions): Promise<void> {
-    const o = waitOptions(opts)
-    this.#checkOpen()
-    await this.end.send(item, o)
-    this.onPut()
+  put(item: T, opts?: WaitOptions): Promise<void> {
+    let o: WaitOptions
+    try {
+      o = waitOptions(opts)
+      this.#checkOpen()
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    this.beforePut()
+    // `send` reports every failure, even an unserialisable item, as a rejection.
+    return this.counted(this.end.send(item, o))
   }
 
   /** Puts an item, blocking the thread while there is no room. */
@@ -78,15 +85,25 @@ export class Queue<T = unknown> implements AsyncIterable<T> {
       this.putNowait(item)
       return
     }
-    this.end.sendSync(item, opts.timeout)
-    this.onPut()
+    this.#counting(() => this.end.sendSync(item, opts.timeout))
   }
 
   /** Puts an item or throws `Full` at once. */
   putNowait(item: T): void {
     this.#checkOpen()
-    if (!this.end.trySend(item)) throw new Full(this.#fullReason(item))
-    this.onPut()
+    this.#counting(() => {
+      if (!this.end.trySend(item)) throw new Full(this.#fullReason(item))
+    })
+  }
+
+  #counting(put: () => void): void {
+    this.beforePut()
+    try {
+      put()
+    } catch (err) {
+      this.putFailed()
+      throw err
+    }
   }
 
   #fullReason(item: T): string {
@@ -157,7 +174,14 @@ export class Queue<T = unknown> implements AsyncIterable<T> {
     }
   }
 
-  protected onPut(): void {}
+  /** Called before an item becomes visible to consumers (JoinableQueue counts it here). */
+  protected beforePut(): void {}
+  /** Undoes `beforePut` for a put that failed. */
+  protected putFailed(): void {}
+  /** Undoes `beforePut` if an asynchronous put fails. */
+  protected counted(sent: Promise<void>): Promise<void> {
+    return sent
+  }
 
   [toHandle](): HandleDescriptor {
     return { type: this.constructor.name, data: {}, fds: [native.channelInfo(this.chan).fd] }
@@ -173,8 +197,20 @@ export class SimpleQueue<T = unknown> extends Queue<T> {
 
 /** A Queue whose consumers mark items done, so producers can `join()` until all are handled. */
 export class JoinableQueue<T = unknown> extends Queue<T> {
-  protected override onPut(): void {
+  // Counted before the item is visible, so a consumer's taskDone() can never come first.
+  protected override beforePut(): void {
     native.channelTaskAdded(this.chan)
+  }
+
+  protected override putFailed(): void {
+    native.channelTaskDone(this.chan)
+  }
+
+  protected override counted(sent: Promise<void>): Promise<void> {
+    return sent.catch((err) => {
+      this.putFailed()
+      throw err
+    })
   }
 
   /** Marks one item taken by `get` as handled. Too many calls throw `InvalidStateError`. */
