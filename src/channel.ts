@@ -3,7 +3,7 @@
  * bytes through a ring of the binding, and waits (asynchronously or blocking) for room or data.
  * `Queue` and `Connection` are built on it.
  */
-import { AbortError, BufferTooShort, fromNative, TimeoutError } from './errors.js'
+import { AbortError, BufferTooShort, EOFError, fromNative, TimeoutError } from './errors.js'
 import { type Chan, native } from './native.js'
 import { decode, encode, type Serializer } from './serialize.js'
 import { deadlineOf, remaining, type Waitable, waitFor } from './wait.js'
@@ -380,6 +380,20 @@ export class RingEnd {
     } catch (err) {
       throw this.error(err, true)
     }
+  }
+}
+
+/** Yields what `receive` resolves to until it rejects with `EOFError`: the end of the stream. */
+export async function* untilEnd<T>(receive: () => Promise<T>): AsyncGenerator<T, void, undefined> {
+  for (;;) {
+    let v: T
+    try {
+      v = await receive()
+    } catch (err) {
+      if (err instanceof EOFError) return
+      throw err
+    }
+    yield v
   }
 }
 

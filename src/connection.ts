@@ -5,8 +5,8 @@
  * `close()` or by the death of the processes that held it.
  */
 import net from 'node:net'
-import { adoptChannel, type Peer, RingEnd } from './channel.js'
-import { ClosedError, EOFError, InvalidStateError, TimeoutError, typeError } from './errors.js'
+import { adoptChannel, type Peer, RingEnd, untilEnd } from './channel.js'
+import { ClosedError, InvalidStateError, TimeoutError, typeError } from './errors.js'
 import { type HandleDescriptor, registerHandle, toHandle } from './handles.js'
 import { type Chan, native } from './native.js'
 import type { Serializer } from './serialize.js'
@@ -214,17 +214,8 @@ export class Connection<T = unknown> implements AsyncIterable<T> {
     for (const w of [...this.#wakers]) w()
   }
 
-  async *[Symbol.asyncIterator](): AsyncIterator<T> {
-    for (;;) {
-      let v: T
-      try {
-        v = await this.recv()
-      } catch (err) {
-        if (err instanceof EOFError) return
-        throw err
-      }
-      yield v
-    }
+  [Symbol.asyncIterator](): AsyncIterator<T> {
+    return untilEnd(() => this.recv())
   }
 
   [Symbol.dispose](): void {

@@ -3,7 +3,7 @@
  * shared-memory ring. FIFO per producer; a message larger than the ring still goes through.
  */
 
-import { adoptChannel, NOTHING, RingEnd } from './channel.js'
+import { adoptChannel, NOTHING, RingEnd, untilEnd } from './channel.js'
 import { ClosedError, Empty, Full, fromNative, rangeError, TimeoutError, typeError } from './errors.js'
 import { type HandleDescriptor, registerHandle, toHandle } from './handles.js'
 import { type Chan, native } from './native.js'
@@ -161,17 +161,8 @@ export class Queue<T = unknown> implements AsyncIterable<T> {
   joinThread(): void {}
 
   /** Iterates items until the queue is closed and drained. */
-  async *[Symbol.asyncIterator](): AsyncIterator<T> {
-    for (;;) {
-      let v: T
-      try {
-        v = await this.get()
-      } catch (err) {
-        if ((err as { code?: string }).code === 'ERR_EOF') return
-        throw err
-      }
-      yield v
-    }
+  [Symbol.asyncIterator](): AsyncIterator<T> {
+    return untilEnd(() => this.get())
   }
 
   /** Called before an item becomes visible to consumers (JoinableQueue counts it here). */
