@@ -164,6 +164,30 @@ pub struct Channel {
 
 impl Channel {
     pub fn create(config: ChannelConfig) -> Result<Channel, ChannelError> {
+        let config = Self::validated(config)?;
+        let seg = Segment::create("multiproc-channel", Self::size_for(config.rings, config.capacity))?;
+        Ok(Self::init(seg, config))
+    }
+
+    /// The in-process twin of [`Channel::create`]: the same rings in private memory, for threads
+    /// of one process (and for testing the ring apart from the cross-process plumbing).
+    pub fn create_private(config: ChannelConfig) -> Result<Channel, ChannelError> {
+        let config = Self::validated(config)?;
+        let seg = Segment::private(Self::size_for(config.rings, config.capacity))?;
+        Ok(Self::init(seg, config))
+    }
+
+    fn init(seg: Segment, config: ChannelConfig) -> Channel {
+        seg.u32_at(S_VERSION).store(VERSION, Ordering::Relaxed);
+        seg.u32_at(S_RINGS).store(config.rings as u32, Ordering::Relaxed);
+        seg.u64_at(S_CAPACITY).store(config.capacity as u64, Ordering::Relaxed);
+        seg.u64_at(S_MAX_MESSAGE).store(config.max_message as u64, Ordering::Relaxed);
+        seg.u64_at(S_MAXSIZE).store(config.maxsize, Ordering::Relaxed);
+        seg.u64_at(S_MAGIC).store(MAGIC, Ordering::Release);
+        Channel { seg: Arc::new(seg), config }
+    }
+
+    fn validated(config: ChannelConfig) -> Result<ChannelConfig, ChannelError> {
         if config.rings == 0 || config.rings > 2 {
             return Err(ChannelError::Segment(format!("a channel has 1 or 2 rings, not {}", config.rings)));
         }
@@ -172,15 +196,7 @@ impl Channel {
         }
         let capacity = config.capacity.max(MIN_CAPACITY).next_power_of_two();
         let max_message = config.max_message.clamp(1, MAX_MESSAGE);
-        let config = ChannelConfig { capacity, max_message, ..config };
-        let seg = Segment::create("multiproc-channel", Self::size_for(config.rings, capacity))?;
-        seg.u32_at(S_VERSION).store(VERSION, Ordering::Relaxed);
-        seg.u32_at(S_RINGS).store(config.rings as u32, Ordering::Relaxed);
-        seg.u64_at(S_CAPACITY).store(capacity as u64, Ordering::Relaxed);
-        seg.u64_at(S_MAX_MESSAGE).store(max_message as u64, Ordering::Relaxed);
-        seg.u64_at(S_MAXSIZE).store(config.maxsize, Ordering::Relaxed);
-        seg.u64_at(S_MAGIC).store(MAGIC, Ordering::Release);
-        Ok(Channel { seg: Arc::new(seg), config })
+        Ok(ChannelConfig { capacity, max_message, ..config })
     }
 
     /// Validates and maps a channel segment received from another process.

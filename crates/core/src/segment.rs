@@ -34,9 +34,10 @@ impl std::error::Error for SegmentError {}
 
 pub const MAX_SEGMENT_SIZE: usize = 1 << 40;
 
-/// An owned mapping of a shared memory file. Unmapped on drop.
+/// An owned mapping of a shared memory file (or, for the in-process twin, of private anonymous
+/// memory that threads of one process share). Unmapped on drop.
 pub struct Segment {
-    fd: OwnedFd,
+    fd: Option<OwnedFd>,
     ptr: NonNull<u8>,
     len: usize,
 }
@@ -57,6 +58,17 @@ impl Segment {
         Self::map_fd(fd, len)
     }
 
+    /// The in-process twin: zero-filled private memory with the same layout and accessors, shared
+    /// only by the threads of this process. Every concept built on segments runs on it unchanged,
+    /// so their tests run against both kinds.
+    pub fn private(len: usize) -> Result<Segment, SegmentError> {
+        if len == 0 || len > MAX_SEGMENT_SIZE {
+            return Err(SegmentError::InvalidSize(len));
+        }
+        let ptr = memfd::map_private(len).map_err(SegmentError::Os)?;
+        Ok(Segment { fd: None, ptr, len })
+    }
+
     /// Maps the segment behind an inherited or received descriptor, taking ownership of it.
     pub fn attach(fd: OwnedFd, min_len: usize) -> Result<Segment, SegmentError> {
         let len = memfd::size(fd.as_raw_fd()).map_err(|_| SegmentError::NotASegment)?;
@@ -73,7 +85,7 @@ impl Segment {
 
     fn map_fd(fd: OwnedFd, len: usize) -> Result<Segment, SegmentError> {
         let ptr = memfd::map(fd.as_raw_fd(), len).map_err(SegmentError::Os)?;
-        Ok(Segment { fd, ptr, len })
+        Ok(Segment { fd: Some(fd), ptr, len })
     }
 
     pub fn len(&self) -> usize {
@@ -84,8 +96,9 @@ impl Segment {
         self.len == 0
     }
 
+    /// The descriptor other processes can map; -1 for the in-process twin.
     pub fn fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.fd.as_ref().map_or(-1, |fd| fd.as_raw_fd())
     }
 
     fn check(&self, offset: usize, len: usize, align: usize) {

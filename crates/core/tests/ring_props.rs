@@ -1,5 +1,6 @@
 //! Property tests: any sequence of message sizes, through rings of any capacity, arrives intact
 //! and in order, with a consumer on another thread (streaming when messages outgrow the ring).
+//! Each test runs on both kinds of segment: shared memory, and the in-process twin.
 
 use std::time::{Duration, Instant};
 
@@ -9,8 +10,9 @@ use proptest::prelude::*;
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
     #[test]
-    fn messages_arrive_intact_and_in_order(sizes in prop::collection::vec(0usize..20_000, 1..60), cap_pow in 12u32..16) {
-        let chan = Channel::create(ChannelConfig { capacity: 1 << cap_pow, ..Default::default() }).unwrap();
+    fn messages_arrive_intact_and_in_order(sizes in prop::collection::vec(0usize..20_000, 1..60), cap_pow in 12u32..16, private in any::<bool>()) {
+        let config = ChannelConfig { capacity: 1 << cap_pow, ..Default::default() };
+        let chan = if private { Channel::create_private(config) } else { Channel::create(config) }.unwrap();
         let tx = chan.ring(0);
         let rx = chan.ring(0);
         let expected: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(i, &n)| (0..n).map(|j| (i * 31 + j) as u8).collect()).collect();
@@ -35,9 +37,17 @@ proptest! {
 /// arrives exactly once and in order per producer.
 #[test]
 fn many_producers_many_consumers_exactly_once() {
+    mpmc(Channel::create(ChannelConfig { capacity: 8192, ..Default::default() }).unwrap());
+}
+
+#[test]
+fn many_producers_many_consumers_exactly_once_in_process() {
+    mpmc(Channel::create_private(ChannelConfig { capacity: 8192, ..Default::default() }).unwrap());
+}
+
+fn mpmc(chan: Channel) {
     const PRODUCERS: u64 = 4;
     const EACH: u64 = 20_000;
-    let chan = Channel::create(ChannelConfig { capacity: 8192, ..Default::default() }).unwrap();
     let producers: Vec<_> = (0..PRODUCERS)
         .map(|p| {
             let ring = chan.ring(0);

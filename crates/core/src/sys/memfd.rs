@@ -56,7 +56,26 @@ pub fn map(fd: RawFd, size: usize) -> io::Result<NonNull<u8>> {
     NonNull::new(p as *mut u8).ok_or_else(|| io::Error::from(io::ErrorKind::Other))
 }
 
-/// Unmaps a mapping made by [`map`].
+/// Maps `size` bytes of zero-filled private anonymous memory, read-write.
+pub fn map_private(size: usize) -> io::Result<NonNull<u8>> {
+    // SAFETY: a fresh private mapping chosen by the kernel; no existing memory is affected.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    NonNull::new(p as *mut u8).ok_or_else(|| io::Error::from(io::ErrorKind::Other))
+}
+
+/// Unmaps a mapping made by [`map`] or [`map_private`].
 ///
 /// # Safety
 /// `ptr`/`size` must be exactly one mapping returned by [`map`], with no live references into it.
