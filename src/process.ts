@@ -31,6 +31,7 @@ export interface ProcessOptions {
 /** What the child receives on its control socket before anything else. */
 export interface Boot {
   name: string
+  identity: number[]
   daemon: boolean
   parentPid: number
   parentName: string
@@ -46,9 +47,11 @@ interface Identity {
   pid: number
   daemon: boolean
   children: number
+  /** Python's `_identity`: the path of child counters from the main process, e.g. [1, 2]. */
+  identity: number[]
 }
 
-const self: Identity = { name: 'MainProcess', pid: process.pid, daemon: false, children: 0 }
+const self: Identity = { name: 'MainProcess', pid: process.pid, daemon: false, children: 0, identity: [] }
 let parent: ParentProcess | null = null
 const active = new Set<Process>()
 
@@ -61,8 +64,9 @@ export interface ParentProcess {
 }
 
 /** @internal Called by the child's entry point before anything of the user's runs. */
-export function setIdentity(name: string, daemon: boolean, parentPid: number, parentName: string): void {
+export function setIdentity(name: string, identity: number[], daemon: boolean, parentPid: number, parentName: string): void {
   self.name = name
+  self.identity = identity
   self.daemon = daemon
   const start = native.processStartTime(parentPid)
   const isAlive = () => start > 0 && native.processAlive(parentPid, start)
@@ -111,6 +115,7 @@ export class Process {
   #exited: Promise<void> | undefined
   #closed = false
   #waiters = 0
+  readonly #identity: number[]
 
   constructor(opts: ProcessOptions) {
     if (typeof opts !== 'object' || opts === null) throw typeError('Process takes an options object')
@@ -118,8 +123,9 @@ export class Process {
     describeTarget(opts.target) // validates early
     this.#opts = opts
     self.children += 1
-    this.name =
-      opts.name ?? `${self.name === 'MainProcess' ? 'Process' : self.name}-${self.children}`.replace(/^(.+)-(\d+)-(\d+)$/, '$1-$2:$3')
+    this.#identity = [...self.identity, self.children]
+    // As Python: Process-1, Process-2, …; the children of Process-1 are Process-1:1, ….
+    this.name = opts.name ?? `Process-${this.#identity.join(':')}`
     this.daemon = opts.daemon ?? false
   }
 
@@ -142,6 +148,7 @@ export class Process {
     const packed = packHandles(o.args ?? [])
     const boot: Boot = {
       name: this.name,
+      identity: this.#identity,
       daemon: this.daemon,
       parentPid: process.pid,
       parentName: self.name,

@@ -33,7 +33,7 @@ async function main(): Promise<number> {
   const boot = v8.deserialize(readExactly(fd, len)) as Boot
   if (boot.daemon) native.dieWithParent(boot.parentPid)
   for (const f of boot.fds) native.setCloexec(f, true)
-  setIdentity(boot.name, boot.daemon, boot.parentPid, boot.parentName)
+  setIdentity(boot.name, boot.identity, boot.daemon, boot.parentPid, boot.parentName)
   const args = unpackHandles(boot.args) as unknown[]
   const control = new net.Socket({ fd, readable: true, writable: true })
   control.on('error', () => {})
