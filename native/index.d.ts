@@ -67,18 +67,6 @@ export declare function channelJoinSync(ch: Chan, timeoutMs: number): boolean
 
 export declare function channelQsize(ch: Chan, ring: number): number
 
-/**
- * Blocks until a message arrives (or the next one needs a larger buffer). With `peer_fd >= 0`, a
- * hung-up peer socket ends the wait with `ERR_CLOSED` once the ring is drained.
- */
-export declare function channelRecvSync(ch: Chan, ring: number, dst: Buffer, timeoutMs: number, peerFd: number): number
-
-/**
- * Blocks until sent; `timeout_ms < 0` waits as long as it takes. With `peer_fd >= 0`, a
- * hung-up peer socket ends a wait for room with `ERR_CLOSED`.
- */
-export declare function channelSendSync(ch: Chan, ring: number, kind: number, data: Uint8Array, timeoutMs: number, peerFd: number): void
-
 /** Spins up to the learned budget for a receive to become possible. */
 export declare function channelSpinRecv(ch: Chan, ring: number): boolean
 
@@ -89,20 +77,14 @@ export declare function channelTaskAdded(ch: Chan): void
 /** Remaining unfinished tasks; `ERR_INVALID_STATE` when none was unfinished. */
 export declare function channelTaskDone(ch: Chan): number
 
-/** Takes a message into `dst` if one is there; see [`receipt`] for the result. */
-export declare function channelTryRecv(ch: Chan, ring: number, dst: Buffer): number
-
-/**
- * 0: sent; 1: no room (wait for space); 2: a large message started streaming. With `whole`, a
- * message larger than the ring is refused (1) instead of starting to stream.
- */
-export declare function channelTrySend(ch: Chan, ring: number, kind: number, data: Uint8Array, whole: boolean): number
-
 /** Closes a descriptor JavaScript owns. */
 export declare function closeFd(raw: number): void
 
 /** Kills the calling process with SIGKILL when its parent thread exits, and checks at once. */
 export declare function dieWithParent(expectedParent: number): void
+
+/** Adds the per-message calls (see `fast.rs`) to `target`, the binding's exports object. */
+export declare function installFastPaths(target: object): void
 
 /** True when every copy of the peer end of a stream socket is closed. */
 export declare function peerHungUp(raw: number): boolean

@@ -2,12 +2,24 @@
 import { createRequire } from 'node:module'
 
 type NativeBinding = typeof import('../native/index.js')
+type Chan = ReturnType<NativeBinding['channelCreate']>
+
+/** The per-message calls, installed by `installFastPaths` as plain Node-API functions. */
+interface FastPaths {
+  /** 0: sent; 1: no room; 2: a message larger than the ring started streaming. */
+  channelTrySend(chan: Chan, ring: number, kind: number, data: Uint8Array, whole: boolean): number
+  channelSendSync(chan: Chan, ring: number, kind: number, data: Uint8Array, timeoutMs: number, peerFd: number): void
+  /** A receipt: `len * 256 + kind`, -1 nothing yet, -2 still streaming, -(n + 2) needs n bytes. */
+  channelTryRecv(chan: Chan, ring: number, dst: Buffer): number
+  channelRecvSync(chan: Chan, ring: number, dst: Buffer, timeoutMs: number, peerFd: number): number
+}
 
 const require = createRequire(import.meta.url)
 
-function load(): NativeBinding {
+function load(): NativeBinding & FastPaths {
+  let binding: NativeBinding & FastPaths
   try {
-    return require('../native/index.cjs')
+    binding = require('../native/index.cjs')
   } catch (err) {
     const libc =
       process.platform === 'linux'
@@ -25,7 +37,9 @@ function load(): NativeBinding {
       { code: 'ERR_MULTIPROC_NO_BINARY' },
     )
   }
+  binding.installFastPaths(binding)
+  return binding
 }
 
-export const native: NativeBinding = load()
-export type Chan = ReturnType<NativeBinding['channelCreate']>
+export const native = load()
+export type { Chan }

@@ -2,8 +2,10 @@
 //! against its owner's death.
 //!
 //! Layout (16 bytes, 8-aligned): `state: u32` holds the owner's thread id (0 when free; the pid
-//! for a process's main thread) with [`WAITERS`] set when somebody sleeps; `owner_start: u64` the
-//! owner's start time, so that a recycled id is not mistaken for the owner. A waiter sleeps in bounded slices and, between
+//! for a process's main thread) with [`WAITERS`] set when somebody sleeps; `owner: u64` records
+//! `tid << 32 | start time` of the owner, so that a recycled id is not mistaken for it. The record
+//! is written just after the state changes hands: a record that names another thread than the
+//! state is not yet (or no longer) the owner's, and then only the id's existence is checked. A waiter sleeps in bounded slices and, between
 //! them, checks that the owner still lives; if not, it takes the lock over and says so.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -44,11 +46,18 @@ pub enum AcquireError {
 thread_local! {
     static SELF: (u32, u64) = {
         let tid = process::current_tid() as u32;
-        (tid, process::start_time(tid as i32).unwrap_or(0))
+        (tid, record_of(tid, process::start_time(tid as i32).unwrap_or(0)))
     };
 }
 
-/// The calling thread's id and start time: what a lock records as its owner.
+const START_MASK: u64 = 0xffff_ffff;
+
+/// An owner record: the thread id, and the low 32 bits of its start time (clock ticks since boot).
+fn record_of(tid: u32, start: u64) -> u64 {
+    ((tid as u64) << 32) | (start & START_MASK)
+}
+
+/// The calling thread's id and owner record.
 pub fn identity() -> (u32, u64) {
     SELF.with(|s| *s)
 }
@@ -71,7 +80,7 @@ impl<'a> LockRef<'a> {
     pub fn try_acquire(&self) -> Option<Acquired> {
         let (pid, start) = identity();
         if self.state.compare_exchange(0, pid, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-            self.owner_start.store(start, Ordering::Relaxed);
+            self.owner_start.store(start, Ordering::Release);
             return Some(Acquired::Clean);
         }
         None
@@ -108,11 +117,11 @@ impl<'a> LockRef<'a> {
             if check_owner {
                 last_check = Instant::now();
             }
-            if check_owner && !process::is_alive(owner as i32, self.owner_start.load(Ordering::Relaxed)) {
+            if check_owner && self.holder_is_dead(cur) {
                 // Take it over, keeping the waiters bit so sleepers are still woken on release.
                 let next = me | (cur & WAITERS);
                 if self.state.compare_exchange(cur, next, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-                    self.owner_start.store(start, Ordering::Relaxed);
+                    self.owner_start.store(start, Ordering::Release);
                     return Ok(Acquired::OwnerDied);
                 }
                 continue;
@@ -126,7 +135,7 @@ impl<'a> LockRef<'a> {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 // Before giving up, make sure the owner is not dead: a caller that only ever
                 // tries (deadline now) must still be able to take over a dead owner's lock.
-                if !check_owner && !process::is_alive(owner as i32, self.owner_start.load(Ordering::Relaxed)) {
+                if !check_owner && self.holder_is_dead(cur) {
                     last_check = Instant::now() - OWNER_CHECK_EVERY;
                     continue;
                 }
@@ -138,8 +147,22 @@ impl<'a> LockRef<'a> {
 
     /// True when the lock is held by a thread that no longer exists.
     pub fn owner_is_dead(&self) -> bool {
-        let owner = self.owner();
-        owner != 0 && !process::is_alive(owner as i32, self.owner_start.load(Ordering::Relaxed))
+        self.holder_is_dead(self.state.load(Ordering::Acquire))
+    }
+
+    /// Whether the thread named in `observed` (a value of the state word) has died.
+    fn holder_is_dead(&self, observed: u32) -> bool {
+        let tid = observed & PID_MASK;
+        if tid == 0 {
+            return false;
+        }
+        let record = self.owner_start.load(Ordering::Acquire);
+        // Only a record of this very thread says when it started; otherwise it is being written.
+        let start = if (record >> 32) as u32 == tid { record & START_MASK } else { 0 };
+        match process::start_time(tid as i32) {
+            None => true,
+            Some(t) => start != 0 && (t & START_MASK) != start,
+        }
     }
 
     /// Releases the lock. Returns false when the calling thread did not hold it.

@@ -154,3 +154,41 @@ fn a_timed_receive_times_out() {
     assert_eq!(r, Err(ChannelError::TimedOut));
     assert!(start.elapsed() >= Duration::from_millis(80));
 }
+
+/// Processes that only ever try the lock (deadline: now), as the channel's non-blocking paths
+/// do, contend for it: the dead-owner check each failed try makes must never take a live owner's
+/// lock, even in the instant between a new owner's taking the word and writing its record.
+#[test]
+fn trying_processes_never_share_a_lock() {
+    fn contend(seg: &Segment, rounds: u32) {
+        let lock = LockRef::new(seg.u32_at(0), seg.u64_at(8));
+        let (inside, overlaps) = (seg.u32_at(64), seg.u32_at(68));
+        for _ in 0..rounds {
+            if lock.acquire(Some(Instant::now())).is_ok() {
+                if inside.fetch_add(1, Ordering::SeqCst) != 0 {
+                    overlaps.fetch_add(1, Ordering::SeqCst);
+                }
+                // Hold it a moment, as a copy would, so that others' tries run out and check.
+                let until = Instant::now() + Duration::from_micros(2);
+                while Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+                inside.fetch_sub(1, Ordering::SeqCst);
+                assert!(lock.release());
+            }
+        }
+    }
+    if let Some((role, fd)) = role() {
+        assert_eq!(role, "contender");
+        contend(&Segment::attach(multiproc_core::sys::fd::adopt(fd).unwrap(), 4096).unwrap(), 50_000);
+        return;
+    }
+    let seg = Segment::create("test-contended-lock", 4096).unwrap();
+    let children: Vec<_> =
+        (0..3).map(|_| spawn_role("trying_processes_never_share_a_lock", "contender", seg.fd())).collect();
+    contend(&seg, 50_000);
+    for child in children {
+        assert_eq!(child.wait(Some(Duration::from_secs(60))).unwrap().map(|s| s.code()), Some(0));
+    }
+    assert_eq!(seg.u32_at(68).load(Ordering::SeqCst), 0, "a lock was held by two processes at once");
+}

@@ -7,19 +7,22 @@ use std::time::{Duration, Instant};
 
 use multiproc_core::sys::{fd, process};
 use multiproc_core::waker::Waker;
-use multiproc_core::{Channel, ChannelConfig, ChannelError, Ring, Segment, TryRecv, TrySend};
-use napi::bindgen_prelude::{BufferSlice, External};
+use multiproc_core::{Channel, ChannelConfig, ChannelError, Ring, Segment, TryRecv};
+use napi::bindgen_prelude::{External, Object};
+use napi::{Env, JsValue};
 use napi::{Error, Result, Status};
 use napi_derive::napi;
 
 mod child;
+mod fast;
 
 fn fail(code: &str, msg: impl std::fmt::Display) -> Error {
     Error::new(Status::GenericFailure, format!("{code}: {msg}"))
 }
 
-fn channel_error(e: ChannelError) -> Error {
-    let code = match &e {
+/// The stable code and the message of a channel error.
+pub(crate) fn channel_error_parts(e: &ChannelError) -> (&'static str, String) {
+    let code = match e {
         ChannelError::Closed => "ERR_CLOSED",
         ChannelError::Protocol(_) => "ERR_PROTOCOL",
         ChannelError::TooLarge { .. } => "ERR_MESSAGE_TOO_LARGE",
@@ -27,14 +30,19 @@ fn channel_error(e: ChannelError) -> Error {
         ChannelError::Busy => "ERR_INVALID_STATE",
         ChannelError::Segment(_) => "ERR_SHARED_MEMORY",
     };
-    fail(code, e)
+    (code, e.to_string())
+}
+
+fn channel_error(e: ChannelError) -> Error {
+    let (code, msg) = channel_error_parts(&e);
+    fail(code, msg)
 }
 
 pub(crate) fn os_error(e: std::io::Error) -> Error {
     fail("ERR_OS", e)
 }
 
-fn deadline(timeout_ms: f64) -> Option<Instant> {
+pub(crate) fn deadline(timeout_ms: f64) -> Option<Instant> {
     (timeout_ms >= 0.0 && timeout_ms.is_finite()).then(|| Instant::now() + Duration::from_secs_f64(timeout_ms / 1000.0))
 }
 
@@ -53,7 +61,7 @@ impl ChannelState {
         External::new(ChannelState { channel, rings })
     }
 
-    fn ring(&self, index: u32) -> Result<&Ring> {
+    pub(crate) fn ring(&self, index: u32) -> Result<&Ring> {
         self.rings.get(index as usize).ok_or_else(|| fail("ERR_INVALID_ARG", "no such ring"))
     }
 }
@@ -62,13 +70,20 @@ impl ChannelState {
 /// bytes is at the start of the buffer; `-1` for nothing yet; `-2` while a large message is
 /// arriving into the buffer (pass the same one again); `-(n + 2)` (n ≥ 1) when the next message
 /// needs a buffer of `n` bytes.
-fn receipt(r: TryRecv) -> f64 {
+pub(crate) fn receipt(r: TryRecv) -> f64 {
     match r {
         TryRecv::Done(kind, len) => (len as f64) * 256.0 + kind as f64,
         TryRecv::NeedsBuffer(n) => -(n as f64) - 2.0,
         TryRecv::Streaming => -2.0,
         TryRecv::Empty => -1.0,
     }
+}
+
+/// Adds the per-message calls (see `fast.rs`) to `target`, the binding's exports object.
+#[napi]
+pub fn install_fast_paths(env: Env, target: Object) -> Result<()> {
+    // SAFETY: `env` is this call's environment and `target` a live object of it.
+    unsafe { fast::install(env.raw(), target.raw()) }
 }
 
 #[napi(object)]
@@ -111,45 +126,10 @@ pub fn channel_info(ch: &Chan) -> ChannelInfo {
     }
 }
 
-/// 0: sent; 1: no room (wait for space); 2: a large message started streaming. With `whole`, a
-/// message larger than the ring is refused (1) instead of starting to stream.
-#[napi]
-pub fn channel_try_send(ch: &Chan, ring: u32, kind: u32, data: &[u8], whole: bool) -> Result<u32> {
-    let r = ch.ring(ring)?;
-    let sent = if whole { r.try_send_whole(kind as u8, data) } else { r.try_send(kind as u8, data) };
-    match sent.map_err(channel_error)? {
-        TrySend::Sent => Ok(0),
-        TrySend::Full => Ok(1),
-        TrySend::Streaming => Ok(2),
-    }
-}
-
 /// Streams more of a large message (pass the same bytes); true once it is all in the ring.
 #[napi]
 pub fn channel_continue_send(ch: &Chan, ring: u32, data: &[u8]) -> Result<bool> {
     ch.ring(ring)?.continue_send(data).map_err(channel_error)
-}
-
-/// Blocks until sent; `timeout_ms < 0` waits as long as it takes. With `peer_fd >= 0`, a
-/// hung-up peer socket ends a wait for room with `ERR_CLOSED`.
-#[napi]
-pub fn channel_send_sync(ch: &Chan, ring: u32, kind: u32, data: &[u8], timeout_ms: f64, peer_fd: i32) -> Result<()> {
-    let mut alive = || peer_fd < 0 || !fd::peer_hung_up(peer_fd);
-    ch.ring(ring)?.send(kind as u8, data, deadline(timeout_ms), &mut alive).map_err(channel_error)
-}
-
-/// Takes a message into `dst` if one is there; see [`receipt`] for the result.
-#[napi]
-pub fn channel_try_recv(ch: &Chan, ring: u32, mut dst: BufferSlice) -> Result<f64> {
-    ch.ring(ring)?.try_recv(&mut dst).map(receipt).map_err(channel_error)
-}
-
-/// Blocks until a message arrives (or the next one needs a larger buffer). With `peer_fd >= 0`, a
-/// hung-up peer socket ends the wait with `ERR_CLOSED` once the ring is drained.
-#[napi]
-pub fn channel_recv_sync(ch: &Chan, ring: u32, mut dst: BufferSlice, timeout_ms: f64, peer_fd: i32) -> Result<f64> {
-    let mut alive = || peer_fd < 0 || !fd::peer_hung_up(peer_fd);
-    ch.ring(ring)?.recv_into(&mut dst, deadline(timeout_ms), &mut alive).map(receipt).map_err(channel_error)
 }
 
 /// Spins up to the learned budget for a receive to become possible.
