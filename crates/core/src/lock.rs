@@ -159,10 +159,15 @@ impl<'a> LockRef<'a> {
         let record = self.owner_start.load(Ordering::Acquire);
         // Only a record of this very thread says when it started; otherwise it is being written.
         let start = if (record >> 32) as u32 == tid { record & START_MASK } else { 0 };
-        match process::start_time(tid as i32) {
-            None => true,
-            Some(t) => start != 0 && (t & START_MASK) != start,
-        }
+        let gone = match process::task(tid as i32) {
+            process::Task::Live(t) => start != 0 && (t & START_MASK) != start,
+            process::Task::Zombie => true,
+            // Unreadable is not proof of death (hidden /proc entries): ask the kernel directly.
+            process::Task::Unreadable => !process::exists(tid as i32),
+        };
+        // It may have released the lock and exited since we looked: only a holder that is gone
+        // while the word still names it died holding it.
+        gone && self.state.load(Ordering::Acquire) == observed
     }
 
     /// Releases the lock. Returns false when the calling thread did not hold it.

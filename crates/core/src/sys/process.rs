@@ -138,6 +138,36 @@ pub fn start_time(pid: i32) -> Option<u64> {
     fields.nth(18)?.parse().ok()
 }
 
+/// What `/proc/ID/stat` says of a process or thread.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Task {
+    /// Running (or sleeping, stopped, …), started at this many clock ticks after boot.
+    Live(u64),
+    /// Exited, not yet reaped.
+    Zombie,
+    /// No entry could be read: gone, or hidden from us (`hidepid`, some tools' own threads).
+    Unreadable,
+}
+
+pub fn task(id: i32) -> Task {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{id}/stat")) else { return Task::Unreadable };
+    // The command name may contain spaces and parentheses: fields start after the last ')'.
+    let Some(close) = stat.rfind(')') else { return Task::Unreadable };
+    let mut fields = stat[close + 1..].split_whitespace();
+    match fields.next() {
+        Some("Z" | "X" | "x") => Task::Zombie,
+        Some(_) => fields.nth(18).and_then(|f| f.parse().ok()).map_or(Task::Unreadable, Task::Live),
+        None => Task::Unreadable,
+    }
+}
+
+/// Whether any process or thread has id `id` (zombies included), by a null signal.
+pub fn exists(id: i32) -> bool {
+    // SAFETY: signal 0 only checks that the target exists and may be signalled.
+    let rc = unsafe { libc::kill(id, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
 /// True while the process `pid` runs and is the one that started at `start` (0: unknown).
 pub fn is_alive(pid: i32, start: u64) -> bool {
     match start_time(pid) {
