@@ -154,15 +154,23 @@ impl Args {
     }
 }
 
-fn finish(r: Result<sys::napi_value, Thrown>) -> sys::napi_value {
-    r.unwrap_or(ptr::null_mut())
+/// Runs a callback body; an error was thrown already, and a panic (a bug) becomes a thrown
+/// error too instead of unwinding into Node.
+fn finish(a: &Args, body: impl FnOnce() -> Result<sys::napi_value, Thrown>) -> sys::napi_value {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        Ok(r) => r.unwrap_or(ptr::null_mut()),
+        Err(_) => {
+            a.throw("ERR_INTERNAL", "multiproc's native code failed (a bug: please report it)");
+            ptr::null_mut()
+        }
+    }
 }
 
 /// `channelTrySend(chan, ring, kind, bytes, whole)`: 0 sent, 1 no room, 2 streaming.
 unsafe extern "C" fn try_send(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
     // SAFETY: called by Node-API with this invocation's env and info.
     let a = unsafe { Args::new(env, info) };
-    finish((|| {
+    finish(&a, || {
         let ch = a.channel()?;
         let ring = ch.ring(a.u32(1)?).map_err(|_| a.throw("ERR_INVALID_ARG", "no such ring"))?;
         let (kind, data, whole) = (a.u32(2)? as u8, a.bytes(3)?, a.bool(4)?);
@@ -173,45 +181,45 @@ unsafe extern "C" fn try_send(env: sys::napi_env, info: sys::napi_callback_info)
             TrySend::Streaming => 2.0,
         };
         Ok(a.number(status))
-    })())
+    })
 }
 
 /// `channelSendSync(chan, ring, kind, bytes, timeoutMs, peerFd)`.
 unsafe extern "C" fn send_sync(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
     // SAFETY: called by Node-API with this invocation's env and info.
     let a = unsafe { Args::new(env, info) };
-    finish((|| {
+    finish(&a, || {
         let ch = a.channel()?;
         let ring = ch.ring(a.u32(1)?).map_err(|_| a.throw("ERR_INVALID_ARG", "no such ring"))?;
         let (kind, data, until, peer) = (a.u32(2)? as u8, a.bytes(3)?, deadline(a.f64(4)?), a.i32(5)?);
         let mut alive = || peer < 0 || !fd::peer_hung_up(peer);
         ring.send(kind, data, until, &mut alive).map_err(|e| a.fail(e))?;
         Ok(a.undefined())
-    })())
+    })
 }
 
 /// `channelTryRecv(chan, ring, dst)`: see `receipt`.
 unsafe extern "C" fn try_recv(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
     // SAFETY: called by Node-API with this invocation's env and info.
     let a = unsafe { Args::new(env, info) };
-    finish((|| {
+    finish(&a, || {
         let ch = a.channel()?;
         let ring = ch.ring(a.u32(1)?).map_err(|_| a.throw("ERR_INVALID_ARG", "no such ring"))?;
         let r = ring.try_recv(a.bytes(2)?).map_err(|e| a.fail(e))?;
         Ok(a.number(receipt(r)))
-    })())
+    })
 }
 
 /// `channelRecvSync(chan, ring, dst, timeoutMs, peerFd)`: see `receipt`.
 unsafe extern "C" fn recv_sync(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
     // SAFETY: called by Node-API with this invocation's env and info.
     let a = unsafe { Args::new(env, info) };
-    finish((|| {
+    finish(&a, || {
         let ch = a.channel()?;
         let ring = ch.ring(a.u32(1)?).map_err(|_| a.throw("ERR_INVALID_ARG", "no such ring"))?;
         let (dst, until, peer) = (a.bytes(2)?, deadline(a.f64(3)?), a.i32(4)?);
         let mut alive = || peer < 0 || !fd::peer_hung_up(peer);
         let r = ring.recv_into(dst, until, &mut alive).map_err(|e| a.fail(e))?;
         Ok(a.number(receipt(r)))
-    })())
+    })
 }
