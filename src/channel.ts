@@ -13,6 +13,8 @@ const SCRATCH = Buffer.allocUnsafeSlow(64 * 1024)
 /** Room for a frame header in the ring: a message that fits `capacity - 8` never streams. */
 const FRAME_HEADER = 8
 const NOTHING = Symbol('nothing')
+/** A larger buffer was set up: call the binding again. (A message may itself be `undefined`.) */
+const AGAIN = Symbol('again')
 type Received = unknown | typeof NOTHING
 
 enum SendStatus {
@@ -223,11 +225,11 @@ export class RingEnd {
   }
 
   /**
-   * Turns a receipt into a value: `NOTHING` for nothing yet, `undefined` after a larger buffer
-   * was set up (call again), else the message.
+   * Turns a receipt into a value: `NOTHING` for nothing yet, `AGAIN` after a larger buffer was
+   * set up (call again), else the message.
    */
-  private take(code: number, dst: Buffer): Received | undefined {
-    if (this.pending(code, dst)) return code >= -2 ? NOTHING : undefined
+  private take(code: number, dst: Buffer): Received | typeof AGAIN {
+    if (this.pending(code, dst)) return code >= -2 ? NOTHING : AGAIN
     const len = Math.floor(code / 256)
     const kind = code % 256
     if (dst === this.inflight) {
@@ -274,7 +276,7 @@ export class RingEnd {
         throw this.error(err, true)
       }
       const v = this.take(code, dst)
-      if (v !== undefined) return v
+      if (v !== AGAIN) return v
     }
   }
 
@@ -360,7 +362,7 @@ export class RingEnd {
     for (;;) {
       const dst = this.target()
       const v = this.take(this.recvSyncInto(dst, deadline), dst)
-      if (v !== undefined && v !== NOTHING) return v
+      if (v !== AGAIN && v !== NOTHING) return v
     }
   }
 
