@@ -150,3 +150,19 @@ test('undefined and null are messages like any other, async and sync', async (t)
   t.is(await q.get({ timeout: 1000 }), undefined)
   t.true(q.empty())
 })
+
+test('a getter that itself sends a message does not disturb the message being encoded', (t) => {
+  const q = new Queue()
+  const inner = new Queue()
+  const tricky = {
+    a: 1,
+    get b() {
+      inner.putSync({ nested: [1, 2, 3] })
+      return 'bee'
+    },
+    c: [4, 5],
+  }
+  q.putSync(tricky)
+  t.deepEqual(q.getSync(), { a: 1, b: 'bee', c: [4, 5] })
+  t.deepEqual(inner.getSync(), { nested: [1, 2, 3] })
+})

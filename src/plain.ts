@@ -29,6 +29,7 @@ let out = Buffer.allocUnsafeSlow(16 * 1024)
 let pos = 0
 let first: object | undefined
 let seen: Set<object> | undefined
+let busy = false
 
 function room(n: number): void {
   if (pos + n <= out.length) return
@@ -123,6 +124,10 @@ function container(v: object, depth: number): void {
  * data. Errors thrown by the value itself (a getter) propagate.
  */
 export function encodePlain(v: unknown): Buffer | undefined {
+  // A getter of the value being encoded may itself send a message: leave that one to V8 rather
+  // than overwrite the encoding in progress.
+  if (busy) return undefined
+  busy = true
   pos = 0
   first = undefined
   seen = undefined
@@ -132,6 +137,7 @@ export function encodePlain(v: unknown): Buffer | undefined {
     if (err === FALLBACK) return undefined
     throw err
   } finally {
+    busy = false
     first = undefined
     seen = undefined
   }
