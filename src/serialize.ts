@@ -90,7 +90,8 @@ export function decode(kind: number, bytes: Buffer, serializer: Serializer | und
         return decodePlain(bytes)
       case Kind.Custom:
         if (!serializer) throw new Error('the message was encoded by a custom serializer, and none is set here')
-        return serializer.deserialize(bytes)
+        // Its own copy: user code may receive again (into the shared scratch buffer) meanwhile.
+        return serializer.deserialize(owned ? bytes : copyOf(bytes))
       default:
         throw new Error(`unknown message kind ${kind}`)
     }
