@@ -124,7 +124,8 @@ test('shared references and cycles keep their identity', (t) => {
   t.is(a, b)
   const c = { x: 1 }
   c.self = c
-  const back = (q.putSync(c), q.getSync())
+  q.putSync(c)
+  const back = q.getSync()
   t.is(back.self, back)
 })
 

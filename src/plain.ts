@@ -61,9 +61,11 @@ function str(s: string): void {
 function value(v: unknown, depth: number): void {
   switch (typeof v) {
     case 'undefined':
-      return tag(Tag.Undefined)
+      tag(Tag.Undefined)
+      break
     case 'boolean':
-      return tag(v ? Tag.True : Tag.False)
+      tag(v ? Tag.True : Tag.False)
+      break
     case 'number':
       if ((v | 0) === v && !Object.is(v, -0)) {
         tag(Tag.Int32)
@@ -76,13 +78,15 @@ function value(v: unknown, depth: number): void {
         out.writeDoubleLE(v, pos)
         pos += 8
       }
-      return
+      break
     case 'string':
       tag(Tag.String)
-      return str(v)
+      str(v)
+      break
     case 'object':
-      if (v === null) return tag(Tag.Null)
-      return container(v, depth)
+      if (v === null) tag(Tag.Null)
+      else container(v, depth)
+      break
     default:
       throw FALLBACK
   }
