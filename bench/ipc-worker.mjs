@@ -9,7 +9,6 @@
  * sends every data message back and stops at 'quit'. A sink counts data messages, answers 'end'
  * with its tally `{ n, bytes, outOfOrder, peakRssMiB }` (then starts a new tally), and stops at 'quit'.
  */
-import { deserialize } from 'node:v8'
 import { isMainThread, parentPort, workerData } from 'node:worker_threads'
 
 /** No single wait in the benchmark comes near this; it only keeps a broken case bounded. */
@@ -127,7 +126,8 @@ function intoSink(receive, send) {
     for (;;) {
       const len = await receive(buf)
       if (len < 64) {
-        const m = deserialize(buf.subarray(0, len))
+        // Control messages reach these sinks as bytes (see connectMultiproc in ipc.mjs).
+        const m = buf.toString('utf8', 0, len)
         if (m === 'quit') return
         if (m === 'end') await send(t.take())
         continue
@@ -150,7 +150,7 @@ export function pipeSinkIntoSync(conn) {
   for (;;) {
     const len = conn.recvBytesIntoSync(buf, 0, wait)
     if (len < 64) {
-      const m = deserialize(buf.subarray(0, len))
+      const m = buf.toString('utf8', 0, len)
       if (m === 'quit') return
       if (m === 'end') conn.sendSync(t.take())
       continue

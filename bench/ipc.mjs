@@ -68,7 +68,7 @@ const CASES = SCENARIOS.flatMap((s) =>
 )
 
 function payloadLabel(t, scenario) {
-  if (t.object) return '{ id, x: 1.5 } (structured clone)'
+  if (t.object) return '{ id, x: 1.5 } (plain data)'
   const size = scenario === 'bulk' ? '1 MiB' : '64 B'
   return t.py ? `${size} bytes` : `${size} Buffer`
 }
@@ -153,11 +153,13 @@ async function connectMultiproc(id, role) {
   } else {
     const [mine, theirs] = mp.Pipe()
     args = [theirs]
+    // The recvBytesInto sinks read every message as bytes: their control words come as bytes too.
+    const word = id.includes('-into') ? (m) => (typeof m === 'string' ? Buffer.from(m) : m) : (m) => m
     ep = sync
-      ? { sync, send: (m) => mine.sendSync(m), recv: () => mine.recvSync(wait) }
-      : { sync, send: (m) => mine.send(m), recv: () => mine.recv(wait) }
+      ? { sync, send: (m) => mine.sendSync(word(m)), recv: () => mine.recvSync(wait) }
+      : { sync, send: (m) => mine.send(word(m)), recv: () => mine.recv(wait) }
     stop = () => {
-      mine.sendSync('quit')
+      mine.sendSync(word('quit'))
       return () => mine.close()
     }
   }
