@@ -94,3 +94,31 @@ fn mpmc(chan: Channel) {
         (0..PRODUCERS as usize).flat_map(|p| (0..EACH as i64).map(move |i| (p, i))).collect();
     assert_eq!(all, expected);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+    /// Garbage written anywhere in a channel's headers or data, between operations, never makes
+    /// an operation panic, hang or read out of bounds: it succeeds, reports no room or nothing, or
+    /// fails with an error.
+    #[test]
+    fn garbage_anywhere_is_survived(
+        hits in prop::collection::vec((0usize..(512 + 4096), prop::collection::vec(any::<u8>(), 1..16)), 1..8),
+        ops in prop::collection::vec((any::<bool>(), 0usize..6000), 1..40),
+    ) {
+        let chan = Channel::create_private(ChannelConfig { capacity: 4096, ..Default::default() }).unwrap();
+        let ring = chan.ring(0);
+        let seg = chan.segment().clone();
+        let mut buf = vec![0u8; 8192];
+        for (i, (send, len)) in ops.iter().enumerate() {
+            if let Some((offset, bytes)) = hits.get(i) {
+                let end = (*offset + bytes.len()).min(seg.len());
+                seg.write(*offset, &bytes[..end - offset]);
+            }
+            if *send {
+                let _ = ring.try_send(1, &vec![7u8; *len]);
+            } else {
+                let _ = ring.try_recv(&mut buf);
+            }
+        }
+    }
+}
