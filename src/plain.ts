@@ -150,77 +150,92 @@ export function encodePlain(v: unknown): Buffer | undefined {
   return bytes
 }
 
+// The decoder's cursor: module state rather than closures, so a decode allocates only its value.
+let src: Buffer = Buffer.alloc(0)
+let at = 0
+
+function need(n: number): void {
+  if (at + n > src.length) throw new Error('truncated plain-data message')
+}
+
+function readU32(): number {
+  need(4)
+  const n = src.readUInt32LE(at)
+  at += 4
+  return n
+}
+
+function readStr(): string {
+  const n = readU32()
+  need(n)
+  const s = src.toString('utf8', at, at + n)
+  at += n
+  return s
+}
+
+function read(depth: number): unknown {
+  if (depth > MAX_DEPTH) throw new Error('plain-data message nested too deep')
+  need(1)
+  const t = src[at++]
+  switch (t) {
+    case Tag.Undefined:
+      return undefined
+    case Tag.Null:
+      return null
+    case Tag.False:
+      return false
+    case Tag.True:
+      return true
+    case Tag.Int32: {
+      need(4)
+      const n = src.readInt32LE(at)
+      at += 4
+      return n
+    }
+    case Tag.Float64: {
+      need(8)
+      const n = src.readDoubleLE(at)
+      at += 8
+      return n
+    }
+    case Tag.String:
+      return readStr()
+    case Tag.Array: {
+      const n = readU32()
+      // Every element takes at least one byte: a length beyond what is left is corrupt.
+      need(n)
+      const a = new Array(n)
+      for (let i = 0; i < n; i++) a[i] = read(depth + 1)
+      return a
+    }
+    case Tag.Object: {
+      const n = readU32()
+      need(n)
+      const o: Record<string, unknown> = {}
+      for (let i = 0; i < n; i++) {
+        const k = readStr()
+        const v = read(depth + 1)
+        if (k === '__proto__') Object.defineProperty(o, k, { value: v, writable: true, enumerable: true, configurable: true })
+        else o[k] = v
+      }
+      return o
+    }
+    default:
+      throw new Error(`unknown plain-data tag ${t}`)
+  }
+}
+
 /** Decodes the plain encoding; throws on bytes that are not a whole, valid encoding. */
 export function decodePlain(bytes: Buffer): unknown {
-  let p = 0
-  const need = (n: number) => {
-    if (p + n > bytes.length) throw new Error('truncated plain-data message')
+  src = bytes
+  at = 0
+  try {
+    const v = read(0)
+    if (at !== bytes.length) throw new Error('trailing bytes after a plain-data message')
+    return v
+  } finally {
+    src = EMPTY
   }
-  const readU32 = () => {
-    need(4)
-    const n = bytes.readUInt32LE(p)
-    p += 4
-    return n
-  }
-  const readStr = () => {
-    const n = readU32()
-    need(n)
-    const s = bytes.toString('utf8', p, p + n)
-    p += n
-    return s
-  }
-  const read = (depth: number): unknown => {
-    if (depth > MAX_DEPTH) throw new Error('plain-data message nested too deep')
-    need(1)
-    const t = bytes[p++]
-    switch (t) {
-      case Tag.Undefined:
-        return undefined
-      case Tag.Null:
-        return null
-      case Tag.False:
-        return false
-      case Tag.True:
-        return true
-      case Tag.Int32: {
-        need(4)
-        const n = bytes.readInt32LE(p)
-        p += 4
-        return n
-      }
-      case Tag.Float64: {
-        need(8)
-        const n = bytes.readDoubleLE(p)
-        p += 8
-        return n
-      }
-      case Tag.String:
-        return readStr()
-      case Tag.Array: {
-        const n = readU32()
-        // Every element takes at least one byte: a length beyond what is left is corrupt.
-        need(n)
-        const a = new Array(n)
-        for (let i = 0; i < n; i++) a[i] = read(depth + 1)
-        return a
-      }
-      case Tag.Object: {
-        const n = readU32()
-        need(n)
-        const o: Record<string, unknown> = {}
-        for (let i = 0; i < n; i++) {
-          const k = readStr()
-          const v = read(depth + 1)
-          if (k === '__proto__') Object.defineProperty(o, k, { value: v, writable: true, enumerable: true, configurable: true })
-          else o[k] = v
-        }
-        return o
-      }
-      default:
-        throw new Error(`unknown plain-data tag ${t}`)
-    }
-  }
-  const v = read(0)
-  if (p !== bytes.length) throw new Error('trailing bytes after a plain-data message')
-  return v
 }
+
+const EMPTY = Buffer.alloc(0)
