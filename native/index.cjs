@@ -848,7 +848,6 @@ module.exports.channelCreate = nativeBinding.channelCreate
 module.exports.channelDisarmRecv = nativeBinding.channelDisarmRecv
 module.exports.channelDisarmSend = nativeBinding.channelDisarmSend
 module.exports.channelInfo = nativeBinding.channelInfo
-module.exports.channelIsClosed = nativeBinding.channelIsClosed
 module.exports.channelIsFull = nativeBinding.channelIsFull
 module.exports.channelJoinSync = nativeBinding.channelJoinSync
 module.exports.channelQsize = nativeBinding.channelQsize

@@ -59,8 +59,6 @@ export interface ChannelInfo {
   maxsize: number
 }
 
-export declare function channelIsClosed(ch: Chan, ring: number): boolean
-
 export declare function channelIsFull(ch: Chan, ring: number): boolean
 
 export declare function channelJoinSync(ch: Chan, timeoutMs: number): boolean

@@ -89,10 +89,6 @@ impl Waker {
         std::mem::take(&mut self.state.lock().unwrap().fired)
     }
 
-    pub fn armed_count(&self) -> usize {
-        self.state.lock().unwrap().armed.len()
-    }
-
     fn poke(&self) {
         self.control.fetch_add(1, Ordering::SeqCst);
         futex::wake(&self.control, 1);

@@ -192,11 +192,6 @@ pub fn channel_can_recv(ch: &Chan, ring: u32) -> Result<bool> {
 }
 
 #[napi]
-pub fn channel_is_closed(ch: &Chan, ring: u32) -> Result<bool> {
-    Ok(ch.ring(ring)?.is_closed())
-}
-
-#[napi]
 pub fn channel_qsize(ch: &Chan, ring: u32) -> Result<f64> {
     Ok(ch.ring(ring)?.len() as f64)
 }
