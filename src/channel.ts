@@ -219,7 +219,7 @@ export class RingEnd {
 
   // ---- receiving ----
 
-  /** The buffer to receive into now, and the value for a receipt from the binding. */
+  /** The buffer to receive into now: a large message's own, else the shared scratch. */
   private target(): Buffer {
     return this.inflight ?? this.scratch
   }
@@ -291,13 +291,13 @@ export class RingEnd {
         throw this.error(err, true)
       }
       const len = this.intoResult(code, dst, into)
-      if (len !== undefined) return len
+      if (len !== AGAIN) return len
     }
   }
 
-  /** A receipt for a raw receive: the length, `NOTHING`, or `undefined` to call again. */
-  private intoResult(code: number, dst: Buffer, into: Buffer): number | typeof NOTHING | undefined {
-    if (this.pending(code, dst)) return code >= -2 ? NOTHING : undefined
+  /** A receipt for a raw receive: the length, `NOTHING`, or `AGAIN` to call again. */
+  private intoResult(code: number, dst: Buffer, into: Buffer): number | typeof NOTHING | typeof AGAIN {
+    if (this.pending(code, dst)) return code >= -2 ? NOTHING : AGAIN
     const len = Math.floor(code / 256)
     if (dst === this.inflight) this.finished()
     if (dst === into) return len
@@ -372,7 +372,7 @@ export class RingEnd {
     for (;;) {
       const dst = this.inflight ?? into
       const len = this.intoResult(this.recvSyncInto(dst, deadline), dst, into)
-      if (len !== undefined && len !== NOTHING) return len
+      if (len !== AGAIN && len !== NOTHING) return len
     }
   }
 

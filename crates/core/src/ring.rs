@@ -720,14 +720,13 @@ impl Ring {
         if left == 0 || left > unwritten {
             return protocol(format!("a frame of {len} bytes is larger than the ring but no producer is streaming it"));
         }
-        // Take what is here, keep the lock, come back for the rest.
+        // Take what is here and keep the lock: the next call continues with the rest.
         let chunk = (avail - FRAME_HEADER).min(len);
         self.read_at(head + FRAME_HEADER as u64, &mut dst[..chunk]);
         self.u64(R_CSTREAM_LEFT).store((len - chunk) as u64, Ordering::Relaxed);
         self.u64(R_HEAD).store(head + (FRAME_HEADER + chunk) as u64, Ordering::Release);
-        let mut guard = self.recv.lock().unwrap();
-        *guard = Some(RecvStream { kind, len, filled: chunk, discard: false });
-        self.continue_recv(&mut guard, dst)
+        *self.recv.lock().unwrap() = Some(RecvStream { kind, len, filled: chunk, discard: false });
+        Ok(TryRecv::Streaming)
     }
 
     fn continue_recv(&self, guard: &mut Option<RecvStream>, dst: &mut [u8]) -> Result<TryRecv, ChannelError> {

@@ -7,7 +7,7 @@ use std::ffi::{c_char, c_void, CString};
 use std::ptr;
 
 use multiproc_core::sys::fd;
-use multiproc_core::{ChannelError, TrySend};
+use multiproc_core::{ChannelError, Ring, TrySend};
 use napi::bindgen_prelude::External;
 use napi::sys;
 
@@ -83,6 +83,12 @@ impl Args {
         // dereferencing it; the object lives as long as the JavaScript value we were passed.
         unsafe { External::<ChannelState>::inner_from_raw(data) }
             .ok_or_else(|| self.throw("ERR_INVALID_ARG", "not a channel"))
+    }
+
+    /// Ring `argv[1]` of the channel in `argv[0]`.
+    fn ring(&self) -> Result<&'static Ring, Thrown> {
+        let ch = self.channel()?;
+        ch.ring(self.u32(1)?).map_err(|_| self.throw("ERR_INVALID_ARG", "no such ring"))
     }
 
     fn u32(&self, i: usize) -> Result<u32, Thrown> {
@@ -171,8 +177,7 @@ unsafe extern "C" fn try_send(env: sys::napi_env, info: sys::napi_callback_info)
     // SAFETY: called by Node-API with this invocation's env and info.
     let a = unsafe { Args::new(env, info) };
     finish(&a, || {
-        let ch = a.channel()?;
-        let ring = ch.ring(a.u32(1)?).map_err(|_| a.throw("ERR_INVALID_ARG", "no such ring"))?;
+        let ring = a.ring()?;
         let (kind, data, whole) = (a.u32(2)? as u8, a.bytes(3)?, a.bool(4)?);
         let sent = if whole { ring.try_send_whole(kind, data) } else { ring.try_send(kind, data) };
         let status = match sent.map_err(|e| a.fail(e))? {
@@ -189,8 +194,7 @@ unsafe extern "C" fn send_sync(env: sys::napi_env, info: sys::napi_callback_info
     // SAFETY: called by Node-API with this invocation's env and info.
     let a = unsafe { Args::new(env, info) };
     finish(&a, || {
-        let ch = a.channel()?;
-        let ring = ch.ring(a.u32(1)?).map_err(|_| a.throw("ERR_INVALID_ARG", "no such ring"))?;
+        let ring = a.ring()?;
         let (kind, data, until, peer) = (a.u32(2)? as u8, a.bytes(3)?, deadline(a.f64(4)?), a.i32(5)?);
         let mut alive = || peer < 0 || !fd::peer_hung_up(peer);
         ring.send(kind, data, until, &mut alive).map_err(|e| a.fail(e))?;
@@ -203,8 +207,7 @@ unsafe extern "C" fn try_recv(env: sys::napi_env, info: sys::napi_callback_info)
     // SAFETY: called by Node-API with this invocation's env and info.
     let a = unsafe { Args::new(env, info) };
     finish(&a, || {
-        let ch = a.channel()?;
-        let ring = ch.ring(a.u32(1)?).map_err(|_| a.throw("ERR_INVALID_ARG", "no such ring"))?;
+        let ring = a.ring()?;
         let r = ring.try_recv(a.bytes(2)?).map_err(|e| a.fail(e))?;
         Ok(a.number(receipt(r)))
     })
@@ -215,8 +218,7 @@ unsafe extern "C" fn recv_sync(env: sys::napi_env, info: sys::napi_callback_info
     // SAFETY: called by Node-API with this invocation's env and info.
     let a = unsafe { Args::new(env, info) };
     finish(&a, || {
-        let ch = a.channel()?;
-        let ring = ch.ring(a.u32(1)?).map_err(|_| a.throw("ERR_INVALID_ARG", "no such ring"))?;
+        let ring = a.ring()?;
         let (dst, until, peer) = (a.bytes(2)?, deadline(a.f64(3)?), a.i32(4)?);
         let mut alive = || peer < 0 || !fd::peer_hung_up(peer);
         let r = ring.recv_into(dst, until, &mut alive).map_err(|e| a.fail(e))?;
