@@ -1,0 +1,102 @@
+/**
+ * The loop a pool worker runs: take a chunk of tasks from its own inbox, run them in order,
+ * send one message with the chunk's results (or the error that stopped it) to the pool's shared
+ * result queue. It exits after `maxTasks` chunks (Python's `maxtasksperchild`) or when the pool
+ * closes its inbox.
+ */
+import { EOFError, SerializationError } from './errors.js'
+import type { Queue } from './queue.js'
+import { type ErrorRecord, toRecord } from './remote-error.js'
+import { resolveTarget, type TargetFunction, type TargetSpec } from './target.js'
+
+/** parent → worker: `[chunkId, targetId, items, star, spec]`; `spec` the first time a target is used. */
+export type TaskMessage = [chunkId: number, targetId: number, items: unknown[], star: boolean, spec: TargetSpec | null]
+
+/** worker → parent, tagged by the first element. */
+export enum Reply {
+  Ready = 0,
+  Done = 1,
+  Failed = 2,
+  InitFailed = 3,
+  /** Put by the pool itself after it saw the worker exit: everything the worker sent is before it. */
+  Exited = 4,
+}
+export type ReplyMessage =
+  | [Reply.Ready, worker: number, pid: number]
+  | [Reply.Done, worker: number, chunkId: number, values: unknown[]]
+  | [Reply.Failed, worker: number, chunkId: number, error: ErrorRecord, wrapped: boolean]
+  | [Reply.InitFailed, worker: number, error: ErrorRecord]
+  | [Reply.Exited, worker: number]
+
+export interface WorkerSetup {
+  index: number
+  initializer: TargetSpec | null
+  initargs: unknown[]
+  /** Chunks to run before exiting; 0: no limit. */
+  maxTasks: number
+}
+
+function isPromise(v: unknown): v is PromiseLike<unknown> {
+  return typeof v === 'object' && v !== null && typeof (v as PromiseLike<unknown>).then === 'function'
+}
+
+async function runChunk(fn: TargetFunction, items: unknown[], star: boolean): Promise<unknown[]> {
+  const out = new Array<unknown>(items.length)
+  for (let i = 0; i < items.length; i++) {
+    let r = star ? fn(...(items[i] as unknown[])) : fn(items[i])
+    if (isPromise(r)) r = await r
+    out[i] = r
+  }
+  return out
+}
+
+/** The pool worker's target. */
+export async function poolWorker(inbox: Queue<TaskMessage | null>, results: Queue<ReplyMessage>, setup: WorkerSetup): Promise<void> {
+  const me = setup.index
+  if (setup.initializer) {
+    try {
+      const init = await resolveTarget(setup.initializer)
+      await init(...setup.initargs)
+    } catch (err) {
+      await results.put([Reply.InitFailed, me, toRecord(err)])
+      return
+    }
+  }
+  await results.put([Reply.Ready, me, process.pid])
+  const targets = new Map<number, TargetFunction>()
+  for (let done = 0; setup.maxTasks === 0 || done < setup.maxTasks; done++) {
+    let task: TaskMessage | null
+    try {
+      task = await inbox.get()
+    } catch (err) {
+      if (err instanceof EOFError) return // the pool closed: no more work
+      throw err
+    }
+    if (task === null) return
+    const [chunkId, targetId, items, star, spec] = task
+    let fn = targets.get(targetId)
+    try {
+      if (!fn) {
+        if (!spec) throw new Error(`target ${targetId} was never described to this worker`)
+        fn = await resolveTarget(spec)
+        targets.set(targetId, fn)
+      }
+    } catch (err) {
+      // The target cannot be found here: the call fails with that error itself.
+      await results.put([Reply.Failed, me, chunkId, toRecord(err), false])
+      continue
+    }
+    let reply: ReplyMessage
+    try {
+      reply = [Reply.Done, me, chunkId, await runChunk(fn, items, star)]
+    } catch (err) {
+      reply = [Reply.Failed, me, chunkId, toRecord(err), true]
+    }
+    try {
+      await results.put(reply)
+    } catch (err) {
+      if (!(err instanceof SerializationError)) throw err
+      await results.put([Reply.Failed, me, chunkId, toRecord(err), false])
+    }
+  }
+}
