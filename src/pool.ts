@@ -17,14 +17,14 @@ import {
   InvalidStateError,
   MultiprocError,
   ProcessError,
-  rangeError,
   RemoteError,
+  rangeError,
   TerminatedError,
   TimeoutError,
   typeError,
   WorkerExitedError,
 } from './errors.js'
-import { IMapIterator, IMapResults, type IMapSource, AsyncResult, type ResultCallbacks } from './pool-result.js'
+import { AsyncResult, IMapIterator, IMapResults, type IMapSource, type ResultCallbacks } from './pool-result.js'
 import { Reply, type ReplyMessage, type TaskMessage, type WorkerSetup } from './pool-worker.js'
 import { cpuCount, Process, whenExited } from './process.js'
 import { Queue } from './queue.js'
@@ -341,7 +341,11 @@ export class Pool extends EventEmitter {
     return this.#mapAsync<R>(fn, iterable, false, opts).get()
   }
 
-  mapAsync<R>(fn: Target, iterable: Iterable<unknown> | AsyncIterable<unknown>, opts: MapOptions & ResultCallbacks<R[]> = {}): AsyncResult<R[]> {
+  mapAsync<R>(
+    fn: Target,
+    iterable: Iterable<unknown> | AsyncIterable<unknown>,
+    opts: MapOptions & ResultCallbacks<R[]> = {},
+  ): AsyncResult<R[]> {
     return this.#mapAsync<R>(fn, iterable, false, opts)
   }
 
@@ -435,7 +439,9 @@ export class Pool extends EventEmitter {
     }
     if (timeout !== undefined || signal) {
       const timer =
-        timeout === undefined ? undefined : setTimeout(() => this.#cancel(call, new TimeoutError(`the call took longer than ${timeout} ms`)), timeout)
+        timeout === undefined
+          ? undefined
+          : setTimeout(() => this.#cancel(call, new TimeoutError(`the call took longer than ${timeout} ms`)), timeout)
       const onAbort = () => this.#cancel(call, new AbortError('the call was aborted', { cause: signal?.reason }))
       signal?.addEventListener('abort', onAbort, { once: true })
       const { failed, completed } = sink
@@ -620,7 +626,13 @@ export class Pool extends EventEmitter {
       const ms = timeout * chunk.items.length
       chunk.timer = setTimeout(() => this.#expire(chunk, ms), ms)
     }
-    const message: TaskMessage = [chunk.id, call.targetId, chunk.items, call.star, tellsTarget ? (this.#targets[call.targetId] as TargetSpec) : null]
+    const message: TaskMessage = [
+      chunk.id,
+      call.targetId,
+      chunk.items,
+      call.star,
+      tellsTarget ? (this.#targets[call.targetId] as TargetSpec) : null,
+    ]
     w.inbox.put(message).catch((err) => {
       if (w.inflight.includes(chunk) && !(err instanceof MultiprocError && err.code !== 'ERR_SERIALIZATION')) {
         // It never left: the input cannot be serialised. The call fails with that error.
@@ -675,7 +687,10 @@ export class Pool extends EventEmitter {
   }
 
   #complete(call: Call): void {
-    if (call.inputError) return this.#fail(call, call.inputError.error)
+    if (call.inputError) {
+      this.#fail(call, call.inputError.error)
+      return
+    }
     this.#settle(call)
     call.sink.completed()
   }
@@ -798,7 +813,10 @@ export class Pool extends EventEmitter {
         continue
       }
       const how = signal ? `was killed by ${signal}` : `exited with code ${code}`
-      this.#chunkFailed(chunk, new WorkerExitedError(`${w.proc.name} (pid ${w.proc.pid}) ${how} while running a task`, signal ? null : code, signal))
+      this.#chunkFailed(
+        chunk,
+        new WorkerExitedError(`${w.proc.name} (pid ${w.proc.pid}) ${how} while running a task`, signal ? null : code, signal),
+      )
     }
     for (const chunk of requeue.reverse()) chunk.call.queue.unshift(chunk)
     if (this.#state !== 'terminated' && !this.#broken && (this.#state === 'running' || this.#calls.length > 0)) this.#spawn()
