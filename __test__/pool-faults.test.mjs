@@ -1,0 +1,361 @@
+// Pool faults: workers that die (SIGKILL, process.exit) in the middle of work, per-call
+// `timeout` and `signal`, the pool's `taskTimeout`, and terminate(). API.md "Pool": a worker
+// that dies mid-task is replaced, that task (only) rejects with WorkerExitedError, other tasks go
+// on; timeout/signal kill and replace the worker running the task. "Details": terminate() is
+// synchronous and rejects every pending task with TerminatedError.
+import test from 'ava'
+
+import {
+  AbortError,
+  ClosedError,
+  MultiprocError,
+  Pool,
+  RemoteError,
+  TerminatedError,
+  TimeoutError,
+  WorkerExitedError,
+} from '../dist/index.js'
+import { exitMidTask, hangForever, pid, sleepPid, spinForever, square } from './fixtures/pool-tasks.mjs'
+import { checkNoLeaks, childPids, fixtureUrl, isDead, within } from './helpers.mjs'
+
+checkNoLeaks(test)
+
+const tasks = fixtureUrl('pool-tasks.mjs')
+const W = 20000
+
+function makePool(t, opts = {}) {
+  const pool = new Pool({ processes: 2, modules: [tasks], ...opts })
+  t.teardown(async () => {
+    pool.terminate()
+    await within(10000, pool.join(), 'teardown join').catch(() => {})
+  })
+  return pool
+}
+
+const settle = (promise) =>
+  Promise.resolve(promise).then(
+    (value) => ({ value }),
+    (error) => ({ error }),
+  )
+
+const range = (n) => Array.from({ length: n }, (_, i) => i)
+
+async function until(cond, ms, what) {
+  const deadline = performance.now() + ms
+  while (!cond()) {
+    if (performance.now() > deadline) throw new Error(`watchdog: ${what} did not happen within ${ms} ms`)
+    await new Promise((r) => setTimeout(r, 5))
+  }
+}
+
+/** Waits until the pool has its full count of live workers again; returns their pids. */
+async function fullCount(pool, n = pool.processes) {
+  await until(() => pool.workers.length === n && pool.workers.every((w) => w.pid && !isDead(w.pid)), 10000, 'the pool back to full')
+  return pool.workers.map((w) => w.pid)
+}
+
+/** Both workers up and running tasks. */
+async function warm(pool) {
+  const seen = new Set(await within(W, pool.map(sleepPid, range(20).map(() => 2), { chunksize: 1 }), 'warm-up'))
+  return [...seen]
+}
+
+// ---- a worker killed in the middle of many tasks ----
+
+test.serial('SIGKILL of one worker during 1,000 tasks: exactly the task it was running rejects with WorkerExitedError, the rest resolve, the pool is whole again', async (t) => {
+  const pool = makePool(t)
+  await warm(pool)
+  const before = await fullCount(pool)
+  const victim = before[0]
+  let resolved = 0
+  const results = range(1000).map(() => pool.applyAsync(sleepPid, [2]))
+  const outcomes = results.map((r) =>
+    settle(r.get()).then((o) => {
+      if ('value' in o) resolved++
+      return o
+    }),
+  )
+  await until(() => resolved >= 200, W, '200 tasks resolving')
+  process.kill(victim, 'SIGKILL')
+  const all = await within(60000, Promise.all(outcomes), '1,000 tasks settling')
+  const rejected = all.filter((o) => 'error' in o)
+  const values = all.filter((o) => 'value' in o).map((o) => o.value)
+  for (const { error } of rejected) {
+    t.true(error instanceof WorkerExitedError, `${error}`)
+    t.is(error.code, 'ERR_WORKER_EXITED')
+    t.true(error instanceof MultiprocError)
+    t.is(error.exitCode, null)
+    t.is(error.signal, 'SIGKILL')
+  }
+  t.is(rejected.length, 1, 'a worker runs one task at a time: only that one is lost; the ones queued for it are run by others')
+  t.is(values.length, 999)
+  for (const v of values) t.true(Number.isInteger(v) && v !== process.pid)
+  // the killed worker ran tasks before, none after; a new worker took its place
+  t.true(values.includes(victim))
+  const after = await fullCount(pool)
+  t.is(pool.workers.length, 2)
+  t.false(after.includes(victim), 'the killed worker is gone from pool.workers')
+  t.true(after.includes(before[1]), 'the other worker is still the same')
+  t.true(isDead(victim))
+  const newcomer = after.find((p) => p !== before[1])
+  const seen = new Set(await within(W, pool.map(sleepPid, range(40).map(() => 2), { chunksize: 1 }), 'map after'))
+  t.true(seen.has(newcomer), 'the new worker runs tasks')
+  t.false(seen.has(victim))
+})
+
+test.serial('SIGKILL during a map: the map rejects with WorkerExitedError; the pool goes on', async (t) => {
+  const pool = makePool(t)
+  await warm(pool)
+  const [victim] = await fullCount(pool)
+  const m = settle(pool.map(sleepPid, range(400).map(() => 2), { chunksize: 1 }))
+  await new Promise((r) => setTimeout(r, 100))
+  process.kill(victim, 'SIGKILL')
+  const { error } = await within(W, m, 'map')
+  t.true(error instanceof WorkerExitedError, `${error}`)
+  t.is(error?.signal, 'SIGKILL')
+  t.is(error?.exitCode, null)
+  await fullCount(pool)
+  t.deepEqual(await within(W, pool.map(square, range(10)), 'map after'), range(10).map((x) => x * x))
+})
+
+test('a worker that calls process.exit(3) mid-task: WorkerExitedError with exitCode 3, signal null; it is replaced', async (t) => {
+  const pool = makePool(t)
+  const before = await fullCount(pool)
+  let cbError
+  const r = pool.applyAsync(exitMidTask, [3], { errorCallback: (e) => (cbError = e) })
+  const { error } = await within(W, settle(r.get()), 'apply')
+  t.true(error instanceof WorkerExitedError, `${error}`)
+  t.is(error.exitCode, 3)
+  t.is(error.signal, null)
+  t.is(cbError, error, 'errorCallback got the same error')
+  t.false(r.successful())
+  const after = await fullCount(pool)
+  t.is(after.length, 2)
+  t.is(after.filter((p) => before.includes(p)).length, 1, 'one worker replaced')
+  t.is(await within(W, pool.apply(square, [5]), 'apply after'), 25)
+  // exit code 0 mid-task is a death too
+  const zero = await within(W, settle(pool.apply(exitMidTask, [0])), 'apply exit 0')
+  t.true(zero.error instanceof WorkerExitedError, `${zero.error}`)
+  t.is(zero.error?.exitCode, 0)
+  t.is(zero.error?.signal, null)
+  await fullCount(pool)
+})
+
+test('imap: a worker death rejects that position only; the other items arrive', async (t) => {
+  const pool = makePool(t)
+  const it = pool.imap((x) => (x === 2 ? process.exit(7) : x * 2), range(6))
+  const got = []
+  for (let i = 0; i < 6; i++) got.push(await within(W, settle(it.next()), 'next'))
+  t.deepEqual(
+    got.map((o) => o.value?.value ?? o.error?.constructor.name),
+    [0, 2, 'WorkerExitedError', 6, 8, 10],
+  )
+  t.is(got[2].error.exitCode, 7)
+  t.deepEqual(await within(W, it.next(), 'end'), { value: undefined, done: true })
+  await fullCount(pool)
+})
+
+// ---- timeouts and signals ----
+
+test.serial('apply(while (true) {}, [], { timeout: 200 }) rejects with TimeoutError; the next task runs on a fresh worker', async (t) => {
+  const pool = makePool(t, { processes: 1 })
+  const first = await within(W, pool.apply(pid), 'apply')
+  const started = performance.now()
+  const { error } = await within(10000, settle(pool.apply(spinForever, [], { timeout: 200 })), 'timed apply')
+  const elapsed = performance.now() - started
+  t.true(error instanceof TimeoutError, `${error}`)
+  t.is(error?.code, 'ERR_TIMEOUT')
+  t.true(elapsed >= 190, `rejected after ${elapsed} ms`)
+  t.true(elapsed < 5000, `rejected after ${elapsed} ms`)
+  const next = await within(W, pool.apply(pid), 'apply after')
+  t.not(next, first, 'a fresh worker')
+  await until(() => isDead(first), 5000, 'the spinning worker to die')
+  t.deepEqual(await fullCount(pool), [next])
+  // an inline spinning function too
+  const inline = await within(
+    10000,
+    settle(
+      pool.apply(
+        () => {
+          while (true) {}
+        },
+        [],
+        { timeout: 200 },
+      ),
+    ),
+    'inline',
+  )
+  t.true(inline.error instanceof TimeoutError, `${inline.error}`)
+  t.not(await within(W, pool.apply(pid), 'apply after'), next)
+})
+
+test.serial('apply with an AbortSignal that aborts: AbortError (ABORT_ERR); the next task runs on a fresh worker', async (t) => {
+  const pool = makePool(t, { processes: 1 })
+  const first = await within(W, pool.apply(pid), 'apply')
+  const ac = new AbortController()
+  const started = performance.now()
+  const p = settle(pool.apply(spinForever, [], { signal: ac.signal }))
+  setTimeout(() => ac.abort(), 200)
+  const { error } = await within(10000, p, 'aborted apply')
+  t.true(error instanceof AbortError, `${error}`)
+  t.is(error?.code, 'ABORT_ERR')
+  t.true(performance.now() - started < 5000)
+  const next = await within(W, pool.apply(pid), 'apply after')
+  t.not(next, first, 'a fresh worker')
+  await until(() => isDead(first), 5000, 'the spinning worker to die')
+  // AbortSignal.timeout() as well
+  const timed = await within(10000, settle(pool.apply(spinForever, [], { signal: AbortSignal.timeout(150) })), 'AbortSignal.timeout')
+  t.true(timed.error instanceof MultiprocError && (timed.error instanceof AbortError || timed.error instanceof TimeoutError), `${timed.error}`)
+  t.not(await within(W, pool.apply(pid), 'apply after'), next)
+})
+
+test('a signal aborted before the call rejects at once with AbortError and kills nobody', async (t) => {
+  const pool = makePool(t, { processes: 1 })
+  const first = await within(W, pool.apply(pid), 'apply')
+  const ac = new AbortController()
+  ac.abort(new Error('why'))
+  const { error } = await within(W, settle(pool.apply(square, [2], { signal: ac.signal })), 'apply')
+  t.true(error instanceof AbortError, `${error}`)
+  t.is(error?.code, 'ABORT_ERR')
+  const m = await within(W, settle(pool.map(square, [1, 2], { signal: ac.signal })), 'map')
+  t.true(m.error instanceof AbortError, `${m.error}`)
+  t.is(await within(W, pool.apply(pid), 'apply'), first, 'same worker')
+})
+
+test.serial('map with a timeout over a task that never ends: TimeoutError, the pool has its full count again and goes on', async (t) => {
+  const pool = makePool(t)
+  const before = await fullCount(pool)
+  const started = performance.now()
+  const { error } = await within(
+    10000,
+    settle(pool.map((x) => (x === 3 ? new Promise(() => {}) : x), range(8), { timeout: 300, chunksize: 1 })),
+    'timed map',
+  )
+  t.true(error instanceof TimeoutError, `${error}`)
+  t.true(performance.now() - started < 5000)
+  const after = await fullCount(pool)
+  t.is(after.length, 2)
+  t.deepEqual(await within(W, pool.map(square, range(10)), 'map after'), range(10).map((x) => x * x))
+  t.true(pool.workers.length === 2 && before.length === 2)
+})
+
+test.serial('map with a signal: aborting rejects with AbortError and the pool goes on', async (t) => {
+  const pool = makePool(t)
+  await fullCount(pool)
+  const ac = new AbortController()
+  const m = settle(pool.map(sleepPid, range(200).map(() => 20), { signal: ac.signal, chunksize: 1 }))
+  setTimeout(() => ac.abort(), 150)
+  const { error } = await within(10000, m, 'aborted map')
+  t.true(error instanceof AbortError, `${error}`)
+  await fullCount(pool)
+  t.deepEqual(await within(W, pool.map(square, range(5)), 'map after'), [0, 1, 4, 9, 16])
+})
+
+test.serial('taskTimeout in the Pool options: a task over it rejects with TimeoutError and its worker is replaced', async (t) => {
+  const pool = makePool(t, { processes: 1, taskTimeout: 300 })
+  const first = await within(W, pool.apply(pid), 'apply')
+  t.deepEqual(await within(W, pool.map(square, range(10)), 'quick map'), range(10).map((x) => x * x), 'tasks within it are fine')
+  t.is(await within(W, pool.apply(pid), 'apply'), first)
+  const started = performance.now()
+  const { error } = await within(10000, settle(pool.apply(spinForever)), 'apply over taskTimeout')
+  t.true(error instanceof TimeoutError, `${error}`)
+  t.is(error?.code, 'ERR_TIMEOUT')
+  const elapsed = performance.now() - started
+  t.true(elapsed >= 250 && elapsed < 5000, `${elapsed} ms`)
+  const next = await within(W, pool.apply(pid), 'apply after')
+  t.not(next, first)
+  // in a map: the call rejects; an async task that never settles too
+  const m = await within(10000, settle(pool.map((x) => (x === 2 ? new Promise(() => {}) : x), range(4), { chunksize: 1 })), 'map')
+  t.true(m.error instanceof TimeoutError, `${m.error}`)
+  const h = await within(10000, settle(pool.apply(hangForever)), 'hang')
+  t.true(h.error instanceof TimeoutError, `${h.error}`)
+  t.is(await within(W, pool.apply(square, [9]), 'apply'), 81)
+})
+
+// ---- terminate ----
+
+test('terminate() is synchronous: pending tasks reject with TerminatedError, join() resolves, no worker remains', async (t) => {
+  const pool = makePool(t)
+  const pids = await fullCount(pool)
+  const running = pool.applyAsync(spinForever)
+  const queued = range(5).map(() => pool.applyAsync(sleepPid, [20000]))
+  const m = pool.mapAsync(sleepPid, range(100).map(() => 50), { chunksize: 1 })
+  const it = pool.imap(sleepPid, range(100).map(() => 50))
+  const itFirst = settle(it.next())
+  await new Promise((r) => setTimeout(r, 200)) // all of it submitted and running
+  const ret = pool.terminate()
+  t.is(ret, undefined, 'not a promise')
+  for (const r of [running, ...queued, m]) t.true(r.ready(), 'settled synchronously by terminate()')
+  for (const r of [running, ...queued, m]) {
+    const { error } = await settle(r.get(0))
+    t.true(error instanceof TerminatedError, `${error}`)
+    t.is(error?.code, 'ERR_TERMINATED')
+  }
+  const first = await within(W, itFirst, 'imap next')
+  t.true(first.error instanceof TerminatedError, `${first.error}`)
+  await within(W, pool.join(), 'join')
+  for (const p of pids) {
+    t.true(isDead(p), `worker ${p} dead`)
+    t.false(childPids().includes(p), `worker ${p} reaped`)
+  }
+  t.is(pool.workers.length, 0)
+  await t.throwsAsync(async () => pool.apply(square, [1]), { instanceOf: ClosedError })
+  pool.terminate() // again: harmless
+  await within(W, pool.join(), 'second join')
+})
+
+test('terminate() right after the calls (same tick) rejects them all with TerminatedError', async (t) => {
+  const pool = makePool(t)
+  const a = pool.applyAsync(square, [2])
+  const m = pool.mapAsync(square, [1, 2, 3])
+  const s = pool.starmap((x, y) => x + y, [[1, 2]])
+  const i = pool.imap(square, [1, 2]).next()
+  const outcomes = [a, m, s, i].map(settle)
+  pool.terminate()
+  for (const o of outcomes) {
+    const { error } = await within(W, o, 'settle')
+    t.true(error instanceof TerminatedError, `${error}`)
+  }
+  await within(W, pool.join(), 'join')
+})
+
+test('terminate() after close() stops queued work; join() resolves', async (t) => {
+  const pool = makePool(t)
+  const pids = await fullCount(pool)
+  const m = pool.mapAsync(sleepPid, range(200).map(() => 20), { chunksize: 1 })
+  await new Promise((r) => setTimeout(r, 50))
+  pool.close()
+  pool.terminate()
+  const { error } = await within(W, settle(m.get()), 'map')
+  t.true(error instanceof TerminatedError, `${error}`)
+  await within(W, pool.join(), 'join')
+  for (const p of pids) t.true(isDead(p))
+})
+
+test('a worker killed while idle is replaced; nothing is rejected', async (t) => {
+  const pool = makePool(t)
+  const before = await fullCount(pool)
+  process.kill(before[1], 'SIGKILL')
+  await until(() => !pool.workers.some((w) => w.pid === before[1]), 10000, 'the dead worker to leave pool.workers')
+  const after = await fullCount(pool)
+  t.is(after.length, 2)
+  t.false(after.includes(before[1]))
+  t.deepEqual(await within(W, pool.map(square, range(20), { chunksize: 1 }), 'map'), range(20).map((x) => x * x))
+})
+
+test('errors of the remote kind are not confused with worker deaths', async (t) => {
+  const pool = makePool(t, { processes: 1 })
+  const first = await within(W, pool.apply(pid), 'apply')
+  const { error } = await within(
+    W,
+    settle(
+      pool.apply(() => {
+        throw new Error('plain failure')
+      }),
+    ),
+    'apply',
+  )
+  t.true(error instanceof RemoteError)
+  t.false(error instanceof WorkerExitedError)
+  t.is(await within(W, pool.apply(pid), 'apply'), first, 'a task that throws does not cost the worker')
+})
