@@ -3,6 +3,10 @@
 // that dies mid-task is replaced, that task (only) rejects with WorkerExitedError, other tasks go
 // on; timeout/signal kill and replace the worker running the task. "Details": terminate() is
 // synchronous and rejects every pending task with TerminatedError.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
 import test from 'ava'
 
 import {
@@ -15,7 +19,7 @@ import {
   TimeoutError,
   WorkerExitedError,
 } from '../dist/index.js'
-import { exitMidTask, hangForever, pid, sleepPid, spinForever, square } from './fixtures/pool-tasks.mjs'
+import { exitMidTask, hangForever, pid, sleepOrReport, sleepPid, spinForever, square } from './fixtures/pool-tasks.mjs'
 import { checkNoLeaks, childPids, fixtureUrl, isDead, within } from './helpers.mjs'
 
 checkNoLeaks(test)
@@ -62,59 +66,114 @@ async function warm(pool) {
 
 // ---- a worker killed in the middle of many tasks ----
 
+/** A fresh path for a task to report its pid to; its content once written. */
+function reportFile(t) {
+  const dir = mkdtempSync(join(tmpdir(), 'pool-faults-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const path = join(dir, 'pid')
+  return {
+    path,
+    read: () => {
+      try {
+        return Number(readFileSync(path, 'utf8')) || undefined
+      } catch {
+        return undefined
+      }
+    },
+  }
+}
+
+// The worker is killed while it is surely inside a task: one of the tasks writes its worker's
+// pid to a file and then blocks 1 s, and that worker is killed as soon as the file appears. (A
+// worker killed between two tasks holds no running task, and then rightly nothing rejects.)
 test.serial('SIGKILL of one worker during 1,000 tasks: exactly the task it was running rejects with WorkerExitedError, the rest resolve, the pool is whole again', async (t) => {
   const pool = makePool(t)
   await warm(pool)
   const before = await fullCount(pool)
-  const victim = before[0]
+  const report = reportFile(t)
+  const MARK = 300
   let resolved = 0
-  const results = range(1000).map(() => pool.applyAsync(sleepPid, [2]))
+  const results = range(1000).map((i) => pool.applyAsync(sleepOrReport, i === MARK ? [1, report.path] : [1]))
   const outcomes = results.map((r) =>
     settle(r.get()).then((o) => {
       if ('value' in o) resolved++
       return o
     }),
   )
-  await until(() => resolved >= 200, W, '200 tasks resolving')
+  await until(() => resolved >= 200 && report.read() !== undefined, W, '200 tasks resolving and the marked task starting')
+  const victim = report.read()
+  t.true(before.includes(victim))
   process.kill(victim, 'SIGKILL')
   const all = await within(60000, Promise.all(outcomes), '1,000 tasks settling')
-  const rejected = all.filter((o) => 'error' in o)
-  const values = all.filter((o) => 'value' in o).map((o) => o.value)
-  for (const { error } of rejected) {
+  const rejected = all.flatMap((o, i) => ('error' in o ? [i] : []))
+  for (const i of rejected) {
+    const { error } = all[i]
     t.true(error instanceof WorkerExitedError, `${error}`)
     t.is(error.code, 'ERR_WORKER_EXITED')
     t.true(error instanceof MultiprocError)
     t.is(error.exitCode, null)
     t.is(error.signal, 'SIGKILL')
   }
-  t.is(rejected.length, 1, 'a worker runs one task at a time: only that one is lost; the ones queued for it are run by others')
+  t.deepEqual(rejected, [MARK], 'only the task it was running is lost; the ones queued for it are run by others')
+  const values = all.filter((o) => 'value' in o).map((o) => o.value)
   t.is(values.length, 999)
   for (const v of values) t.true(Number.isInteger(v) && v !== process.pid)
-  // the killed worker ran tasks before, none after; a new worker took its place
-  t.true(values.includes(victim))
+  t.true(values.includes(victim), 'the victim ran tasks before')
+  t.true(results[MARK].ready() && !results[MARK].successful())
   const after = await fullCount(pool)
   t.is(pool.workers.length, 2)
   t.false(after.includes(victim), 'the killed worker is gone from pool.workers')
-  t.true(after.includes(before[1]), 'the other worker is still the same')
   t.true(isDead(victim))
-  const newcomer = after.find((p) => p !== before[1])
+  const other = before.find((p) => p !== victim)
+  t.true(after.includes(other), 'the other worker is still the same')
+  const newcomer = after.find((p) => p !== other)
   const seen = new Set(await within(W, pool.map(sleepPid, range(40).map(() => 2), { chunksize: 1 }), 'map after'))
   t.true(seen.has(newcomer), 'the new worker runs tasks')
   t.false(seen.has(victim))
 })
 
+test.serial('SIGKILL of a worker at a random moment during 1,000 tasks of ~1 ms: at most the one task it was running rejects (WorkerExitedError), all others resolve', async (t) => {
+  const pool = makePool(t)
+  await warm(pool)
+  const before = await fullCount(pool)
+  let resolved = 0
+  const outcomes = range(1000).map(() =>
+    settle(pool.applyAsync(sleepPid, [1]).get()).then((o) => {
+      if ('value' in o) resolved++
+      return o
+    }),
+  )
+  await until(() => resolved >= 200, W, '200 tasks resolving')
+  process.kill(before[1], 'SIGKILL')
+  const all = await within(60000, Promise.all(outcomes), '1,000 tasks settling')
+  const rejected = all.filter((o) => 'error' in o)
+  t.true(rejected.length <= 1, `${rejected.length} rejected`)
+  for (const { error } of rejected) {
+    t.true(error instanceof WorkerExitedError, `${error}`)
+    t.is(error.signal, 'SIGKILL')
+  }
+  t.is(all.length - rejected.length, 1000 - rejected.length)
+  const after = await fullCount(pool)
+  t.false(after.includes(before[1]))
+  t.true(after.includes(before[0]))
+})
+
 test.serial('SIGKILL during a map: the map rejects with WorkerExitedError; the pool goes on', async (t) => {
   const pool = makePool(t)
   await warm(pool)
-  const [victim] = await fullCount(pool)
-  const m = settle(pool.map(sleepPid, range(400).map(() => 2), { chunksize: 1 }))
-  await new Promise((r) => setTimeout(r, 100))
+  const before = await fullCount(pool)
+  const report = reportFile(t)
+  const m = settle(pool.starmap(sleepOrReport, range(400).map((i) => (i === 150 ? [2, report.path] : [2])), { chunksize: 1 }))
+  await until(() => report.read() !== undefined, W, 'the marked task starting')
+  const victim = report.read()
+  t.true(before.includes(victim))
   process.kill(victim, 'SIGKILL')
   const { error } = await within(W, m, 'map')
   t.true(error instanceof WorkerExitedError, `${error}`)
   t.is(error?.signal, 'SIGKILL')
   t.is(error?.exitCode, null)
-  await fullCount(pool)
+  const after = await fullCount(pool)
+  t.false(after.includes(victim))
   t.deepEqual(await within(W, pool.map(square, range(10)), 'map after'), range(10).map((x) => x * x))
 })
 
