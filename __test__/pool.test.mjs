@@ -36,10 +36,27 @@ import {
 } from './fixtures/pool-tasks.mjs'
 import { checkNoLeaks, childPids, fixture, fixtureUrl, isDead, within } from './helpers.mjs'
 
-checkNoLeaks(test)
-
 const tasks = fixtureUrl('pool-tasks.mjs')
 const W = 20000 // watchdog for one pool operation
+
+// One pool of 2 workers for the tests that only need a working pool (fewer processes to start
+// on a 2-core machine); tests that watch pids, kill, close or terminate make their own.
+let sharedPool
+function shared() {
+  sharedPool ??= new Pool({ processes: 2, modules: [tasks] })
+  return sharedPool
+}
+// registered before checkNoLeaks so that it runs first
+test.after.always('terminate the shared pool', async () => {
+  if (!sharedPool) return
+  sharedPool.close()
+  await within(10000, sharedPool.join(), 'shared pool join').catch(() => {
+    sharedPool.terminate()
+    return within(10000, sharedPool.join(), 'shared pool join after terminate')
+  })
+})
+
+checkNoLeaks(test)
 
 /** A pool of 2 workers (that know the fixture module) that is terminated when the test ends. */
 function makePool(t, opts = {}) {
@@ -122,7 +139,7 @@ test('bad options: TypeError / RangeError with a code', (t) => {
 // ---- apply / applyAsync / AsyncResult ----
 
 test('apply runs fn(...args) in a worker and resolves with its value', async (t) => {
-  const pool = makePool(t)
+  const pool = shared()
   t.is(await within(W, pool.apply(square, [7]), 'apply'), 49)
   t.is(await within(W, pool.apply(add, [2, 3]), 'apply'), 5)
   const p = await within(W, pool.apply(pid), 'apply with no args')
@@ -131,7 +148,7 @@ test('apply runs fn(...args) in a worker and resolves with its value', async (t)
 })
 
 test('async (promise-returning) targets are awaited in the worker', async (t) => {
-  const pool = makePool(t)
+  const pool = shared()
   t.is(await within(W, pool.apply(slowTimesTen, [4, 20]), 'apply'), 40)
   t.deepEqual(await within(W, pool.map(slowTimesTen, [1, 2, 3]), 'map'), [10, 20, 30])
   const e = await within(W, settle(pool.apply(rejectLater, ['late failure'])), 'apply')
@@ -176,7 +193,7 @@ test('applyAsync returns an AsyncResult: ready / successful / wait / get / then'
 })
 
 test('callback runs with the value before get()/wait() settle', async (t) => {
-  const pool = makePool(t)
+  const pool = shared()
   const seen = []
   const r = pool.applyAsync(square, [9], { callback: (v) => seen.push(['callback', v]) })
   await within(W, r.wait(), 'wait')
@@ -186,7 +203,7 @@ test('callback runs with the value before get()/wait() settle', async (t) => {
 })
 
 test('errorCallback receives the same RemoteError the promise rejects with, before get() settles', async (t) => {
-  const pool = makePool(t)
+  const pool = shared()
   const seen = []
   let cbError
   const r = pool.applyAsync(throwTypeError, ['cb'], {
@@ -217,7 +234,7 @@ test('errorCallback receives the same RemoteError the promise rejects with, befo
 // ---- errors from tasks ----
 
 test('an error thrown in a task arrives as RemoteError whose cause is the revived error (class name, message, stack, code, own cause)', async (t) => {
-  const pool = makePool(t)
+  const pool = shared()
   const { error } = await within(W, settle(pool.apply(throwCustom, ['m-41'])), 'apply')
   t.true(error instanceof RemoteError, `${error}`)
   t.true(error instanceof MultiprocError)
@@ -244,7 +261,7 @@ test('an error thrown in a task arrives as RemoteError whose cause is the revive
 })
 
 test('a TypeError thrown in a task keeps its class as the cause', async (t) => {
-  const pool = makePool(t)
+  const pool = shared()
   const { error } = await within(W, settle(pool.apply(throwTypeError, ['wrong type'])), 'apply')
   t.true(error instanceof RemoteError)
   t.true(error.cause instanceof TypeError)
@@ -278,7 +295,7 @@ test('an unserialisable argument rejects the call (no hang); the pool goes on', 
 // ---- targets ----
 
 test('targets: a function among `modules`, { module: URL, name }, and a self-contained function sent by source', async (t) => {
-  const pool = makePool(t)
+  const pool = shared()
   t.is(await within(W, pool.apply(square, [6]), 'by identity'), 36)
   t.is(await within(W, pool.apply(fixture('pool-tasks.mjs', 'square'), [6]), 'by module'), 36)
   t.deepEqual(await within(W, pool.starmap(fixture('pool-tasks.mjs', 'add'), [[1, 2], [3, 4]]), 'starmap by module'), [3, 7])
@@ -303,7 +320,7 @@ test('a pool without `modules` sends an exported function by source; with `modul
 })
 
 test('a function sent by source that uses an outer variable rejects with TargetError naming the variable', async (t) => {
-  const pool = makePool(t)
+  const pool = shared()
   const secretOuterFactor = 3
   function usesOuter(x) {
     return x * secretOuterFactor
@@ -320,7 +337,7 @@ test('a function sent by source that uses an outer variable rejects with TargetE
 })
 
 test('a { module, name } that does not exist rejects with TargetError; the pool goes on', async (t) => {
-  const pool = makePool(t)
+  const pool = shared()
   const { error } = await within(W, settle(pool.apply(fixture('pool-tasks.mjs', 'noSuchExport'), [1])), 'apply')
   t.true(error instanceof TargetError, `${error}`)
   t.is(error?.code, 'ERR_TARGET')
@@ -328,7 +345,7 @@ test('a { module, name } that does not exist rejects with TargetError; the pool 
 })
 
 test('a bad target or bad args is rejected without reaching a worker', async (t) => {
-  const pool = makePool(t)
+  const pool = shared()
   await t.throwsAsync(async () => pool.apply(42, []), { instanceOf: TypeError })
   await t.throwsAsync(async () => pool.apply(square, 'x'), { instanceOf: TypeError })
   await t.throwsAsync(async () => pool.map(square, 42), { instanceOf: TypeError })
@@ -339,7 +356,7 @@ test('a bad target or bad args is rejected without reaching a worker', async (t)
 // ---- map / starmap ----
 
 test('map returns results in input order for arrays, Sets, generators, iterables and async iterables', async (t) => {
-  const pool = makePool(t)
+  const pool = shared()
   const expected = range(50).map((x) => x * x)
   t.deepEqual(await within(W, pool.map(square, range(50)), 'array'), expected)
   t.deepEqual(await within(W, pool.map(square, new Set(range(50))), 'Set'), expected)
@@ -360,14 +377,14 @@ test('map returns results in input order for arrays, Sets, generators, iterables
 })
 
 test('map results keep input order when later tasks finish first', async (t) => {
-  const pool = makePool(t)
+  const pool = shared()
   // item i sleeps (5 - i) * 15 ms: the last ones finish first
   const out = await within(W, pool.starmap(slowTimesTen, range(6).map((i) => [i, (5 - i) * 15]), { chunksize: 1 }), 'starmap')
   t.deepEqual(out, [0, 10, 20, 30, 40, 50])
 })
 
 test('starmap / starmapAsync call fn(...args) for each array of arguments, in order', async (t) => {
-  const pool = makePool(t)
+  const pool = shared()
   const args = range(30).map((i) => [i, 100 * i])
   const expected = args.map(([a, b]) => a + b)
   t.deepEqual(await within(W, pool.starmap(add, args), 'starmap'), expected)
@@ -393,7 +410,7 @@ test('starmap / starmapAsync call fn(...args) for each array of arguments, in or
 })
 
 test('mapAsync returns an AsyncResult of the whole list', async (t) => {
-  const pool = makePool(t)
+  const pool = shared()
   const r = pool.mapAsync(square, gen(20))
   t.true(r instanceof AsyncResult)
   t.deepEqual(await within(W, r, 'await mapAsync'), range(20).map((x) => x * x))
@@ -402,7 +419,7 @@ test('mapAsync returns an AsyncResult of the whole list', async (t) => {
 })
 
 test('map rejects on the first failure (RemoteError) and the pool stays usable', async (t) => {
-  const pool = makePool(t)
+  const pool = shared()
   const { error } = await within(W, settle(pool.map(failOn13, range(40), { chunksize: 2 })), 'map')
   t.true(error instanceof RemoteError, `${error}`)
   t.is(error.cause.message, 'bad item 13')
@@ -414,7 +431,7 @@ test('map rejects on the first failure (RemoteError) and the pool stays usable',
 })
 
 test('an error thrown by the input iterable rejects the call with that very error', async (t) => {
-  const pool = makePool(t)
+  const pool = shared()
   const boom = new Error('input exploded')
   function* bad() {
     yield 1
@@ -451,7 +468,7 @@ test('an error thrown by the input iterable rejects the call with that very erro
 // ---- chunking ----
 
 test('chunksize 3 over 10 items: each chunk runs in one worker, in order, back to back', async (t) => {
-  const pool = makePool(t)
+  const pool = shared()
   const out = await within(W, pool.map(probe, range(10), { chunksize: 3 }), 'map')
   t.deepEqual(
     out.map((r) => r.x),
@@ -475,7 +492,7 @@ test('chunksize 3 over 10 items: each chunk runs in one worker, in order, back t
 })
 
 test("map's default chunksize is Python's: ceil(n / (4 × processes))", async (t) => {
-  const pool = makePool(t)
+  const pool = shared()
   for (const [n, size] of [
     [40, 5], // 40 / 8
     [10, 2], // ceil(10 / 8)
@@ -497,7 +514,7 @@ test("map's default chunksize is Python's: ceil(n / (4 × processes))", async (t
 })
 
 test('imap / imapUnordered default chunksize is 1', async (t) => {
-  const pool = makePool(t)
+  const pool = shared()
   const out = await collect(pool.imap(probe, range(6)), W, 'imap')
   t.deepEqual(
     chunksOf(out).map((c) => c.length),
@@ -508,7 +525,7 @@ test('imap / imapUnordered default chunksize is 1', async (t) => {
 // ---- imap / imapUnordered ----
 
 test('imap yields results in input order; imapUnordered yields all of them', async (t) => {
-  const pool = makePool(t)
+  const pool = shared()
   t.deepEqual(await collect(pool.imap(square, range(100)), W, 'imap'), range(100).map((x) => x * x))
   const delays = range(8).map((i) => [i, (7 - i) * 10])
   t.deepEqual(
@@ -559,7 +576,7 @@ test.serial('imapUnordered yields in completion order: a slow task does not hold
 })
 
 test('imap over an async generator', async (t) => {
-  const pool = makePool(t)
+  const pool = shared()
   t.deepEqual(await collect(pool.imap(square, agen(30)), W, 'imap'), range(30).map((x) => x * x))
   const un = await collect(pool.imapUnordered(square, agen(30), { chunksize: 4 }), W, 'imapUnordered')
   t.deepEqual(
@@ -569,7 +586,7 @@ test('imap over an async generator', async (t) => {
 })
 
 test('imap: a failing task rejects next() at its position, and iteration can go on (Python IMapIterator)', async (t) => {
-  const pool = makePool(t)
+  const pool = shared()
   const it = pool.imap(failOn13, [11, 12, 13, 14])
   t.deepEqual(await within(W, it.next(), 'next'), { value: 11, done: false })
   t.deepEqual(await within(W, it.next(), 'next'), { value: 12, done: false })
@@ -594,7 +611,7 @@ test('imap: a failing task rejects next() at its position, and iteration can go 
 })
 
 test('breaking out of for await over imap stops pulling the input', async (t) => {
-  const pool = makePool(t)
+  const pool = shared()
   let pulled = 0
   let finalised = false
   function* endless() {
@@ -656,7 +673,7 @@ test('breaking out of for await over imap stops pulling the input', async (t) =>
 // ---- progress ----
 
 test('onProgress reports { done, total } monotonically, ending at { done: n, total: n }', async (t) => {
-  const pool = makePool(t)
+  const pool = shared()
   const seen = []
   const out = await within(W, pool.map(square, range(50), { chunksize: 4, onProgress: (p) => seen.push({ ...p }) }), 'map')
   t.deepEqual(out, range(50).map((x) => x * x))
@@ -746,7 +763,7 @@ test('maxTasksPerChild: 10 replaces workers (new pids) and loses no task', async
 // ---- timeout on a whole call ----
 
 test('map with { timeout } that the work fits in resolves normally', async (t) => {
-  const pool = makePool(t)
+  const pool = shared()
   t.deepEqual(await within(W, pool.map(square, range(10), { timeout: 10000 }), 'map'), range(10).map((x) => x * x))
   t.is(await within(W, pool.apply(square, [3], { timeout: 10000 }), 'apply'), 9)
   const ac = new AbortController()
