@@ -849,3 +849,208 @@ try {
   t.deepEqual(r.alive, [], 'no worker process remains once the scope is left')
   t.deepEqual(r.children, [])
 })
+
+// ---- more semantics ----
+
+test('values of many kinds travel both ways (structured-clone-like)', async (t) => {
+  const pool = shared()
+  const value = [undefined, null, 10n, new Map([[1, { a: 2 }]]), new Set(['x']), new Date(0), new Uint8Array([1, 2]), { a: { b: [1] } }, Number.NaN, -0, 'ü€']
+  const back = await within(W, pool.apply((v) => v, [value]), 'apply identity')
+  t.deepEqual(back, value)
+  t.true(Object.is(back[9], -0))
+  t.deepEqual(await within(W, pool.map((v) => typeof v, value, { chunksize: 1 }), 'map typeof'), value.map((v) => typeof v))
+  t.deepEqual(await within(W, pool.map((c) => c.toUpperCase(), 'abc'), 'map over a string'), ['A', 'B', 'C'])
+})
+
+test('large arguments and results (9 MB, larger than the queues) go through', async (t) => {
+  const pool = shared()
+  const big = Buffer.alloc(9 << 20, 7)
+  t.is(await within(W, pool.apply((b) => b.length + b[12345], [big]), 'big argument'), (9 << 20) + 7)
+  const r = await within(W, pool.apply((n) => new Uint8Array(n).fill(3), [9 << 20]), 'big result')
+  t.is(r.length, 9 << 20)
+  t.is(r[r.length - 1], 3)
+  const rs = await within(W, pool.map((n) => 'x'.repeat(n), [3 << 20, 5, 3 << 20], { chunksize: 3 }), 'big results in one chunk')
+  t.deepEqual(
+    rs.map((s) => s.length),
+    [3 << 20, 5, 3 << 20],
+  )
+})
+
+test('a task that throws a non-Error value rejects with RemoteError naming the value', async (t) => {
+  const pool = shared()
+  for (const [f, shown] of [
+    [
+      () => {
+        throw 42
+      },
+      /42/,
+    ],
+    [
+      () => {
+        throw 'just a string'
+      },
+      /just a string/,
+    ],
+    [
+      async () => {
+        throw null
+      },
+      /null/,
+    ],
+  ]) {
+    const { error } = await within(W, settle(pool.apply(f)), 'apply')
+    t.true(error instanceof RemoteError, `${error}`)
+    t.regex(`${error.message} ${error.cause?.message}`, shown)
+  }
+})
+
+test('an error whose cause is itself (a cycle) arrives without hanging', async (t) => {
+  const pool = shared()
+  const { error } = await within(
+    W,
+    settle(
+      pool.apply(() => {
+        const e = new Error('cyclic')
+        e.cause = e
+        throw e
+      }),
+    ),
+    'apply',
+  )
+  t.true(error instanceof RemoteError)
+  t.is(error.cause.message, 'cyclic')
+})
+
+test('imap with chunksize: a failing chunk rejects once at its position and the next chunks follow (Python)', async (t) => {
+  const pool = shared()
+  const it = pool.imap(failOn13, range(20), { chunksize: 5 })
+  const out = []
+  for (let i = 0; i < 25; i++) {
+    const r = await within(W, settle(it.next()), 'next')
+    if (r.error) {
+      t.true(r.error instanceof RemoteError)
+      out.push('error')
+    } else if (r.value.done) break
+    else out.push(r.value.value)
+  }
+  t.deepEqual(out, [...range(10), 'error', 15, 16, 17, 18, 19])
+})
+
+test('many calls of every kind at once on one pool all get their own results', async (t) => {
+  const pool = shared()
+  const jobs = range(6).map((k) => {
+    switch (k % 4) {
+      case 0:
+        return pool.map(square, range(60).map((i) => i + k)).then((r) => ['map', k, r])
+      case 1:
+        return pool.starmap(add, range(60).map((i) => [i, k])).then((r) => ['starmap', k, r])
+      case 2:
+        return collect(pool.imap(square, gen(60))).then((r) => ['imap', k, r])
+      default:
+        return Promise.all(range(20).map((i) => pool.apply(add, [i, k]))).then((r) => ['apply', k, r])
+    }
+  })
+  for (const [kind, k, r] of await within(W, Promise.all(jobs), 'all calls')) {
+    if (kind === 'map') t.deepEqual(r, range(60).map((i) => (i + k) * (i + k)))
+    if (kind === 'starmap') t.deepEqual(r, range(60).map((i) => i + k))
+    if (kind === 'imap') t.deepEqual(r, range(60).map((i) => i * i))
+    if (kind === 'apply') t.deepEqual(r, range(20).map((i) => i + k))
+  }
+})
+
+test('bad call options and wait arguments: TypeError / RangeError', async (t) => {
+  const pool = shared()
+  await t.throwsAsync(async () => pool.apply(square, [1], { timeout: Number.NaN }), { instanceOf: RangeError })
+  await t.throwsAsync(async () => pool.apply(square, [1], { timeout: 'soon' }), { instanceOf: TypeError })
+  await t.throwsAsync(async () => pool.apply(square, [1], { signal: {} }), { instanceOf: TypeError })
+  await t.throwsAsync(async () => pool.map(square, [1], { onProgress: 5 }), { instanceOf: TypeError })
+  await t.throwsAsync(async () => collect(pool.imap(square, [1], { chunksize: 0 })), { instanceOf: RangeError })
+  await t.throwsAsync(async () => pool.starmap(add, [[1, 2]], { chunksize: 1.5 }), { instanceOf: RangeError })
+  const r = pool.applyAsync(square, [3])
+  await t.throwsAsync(async () => r.get(Number.NaN), { instanceOf: RangeError })
+  await t.throwsAsync(async () => r.get('x'), { instanceOf: TypeError })
+  await t.throwsAsync(async () => r.wait(Number.NaN), { instanceOf: RangeError })
+  t.is(await within(W, r.get(), 'get'), 9)
+})
+
+test('close() and join() before consuming an imap: join resolves and every result is still delivered', async (t) => {
+  const pool = makePool(t)
+  const it = pool.imap(square, range(500))
+  const un = pool.imapUnordered(square, gen(300))
+  pool.close()
+  await within(10000, pool.join(), 'join with unconsumed imap results')
+  t.is(pool.workers.length, 0)
+  t.deepEqual(await collect(it), range(500).map((x) => x * x))
+  t.is((await collect(un)).length, 300)
+})
+
+test('close() while an imap is being consumed: the imap completes, then join resolves', async (t) => {
+  const pool = makePool(t)
+  const it = pool.imap(square, gen(300))
+  const got = []
+  for await (const v of it) {
+    got.push(v)
+    if (got.length === 10) pool.close()
+  }
+  t.deepEqual(got, range(300).map((x) => x * x))
+  await within(W, pool.join(), 'join')
+})
+
+test('an async initializer is awaited before the first task', async (t) => {
+  const pool = makePool(t, {
+    processes: 1,
+    initializer: async (v) => {
+      await new Promise((r) => setTimeout(r, 100))
+      globalThis.__asyncInit = v
+    },
+    initargs: ['ready'],
+  })
+  t.deepEqual(await within(W, pool.map(() => globalThis.__asyncInit, range(3)), 'map'), ['ready', 'ready', 'ready'])
+})
+
+test('maxTasksPerChild with an initializer: each new worker runs it once', async (t) => {
+  const pool = makePool(t, { maxTasksPerChild: 3, initializer: init, initargs: ['again', 1] })
+  const out = await within(W, pool.map(readInit, range(24), { chunksize: 1 }), 'map')
+  t.true(new Set(out.map((r) => r.pid)).size >= 8)
+  for (const r of out) t.deepEqual([r.a, r.b, r.runs], ['again', 1, 1])
+})
+
+test('two pools side by side do not mix their work', async (t) => {
+  const a = makePool(t, { processes: 1 })
+  const b = makePool(t, { processes: 1 })
+  const [ra, rb] = await within(W, Promise.all([a.map(pid, range(20), { chunksize: 1 }), b.map(pid, range(20), { chunksize: 1 })]), 'maps')
+  t.deepEqual(new Set(ra), new Set(a.workers.map((w) => w.pid)))
+  t.deepEqual(new Set(rb), new Set(b.workers.map((w) => w.pid)))
+  t.not(ra[0], rb[0])
+})
+
+test('a typed array in a result keeps its bytes while more results arrive', async (t) => {
+  const pool = makePool(t, { processes: 1 })
+  const first = await within(W, pool.apply((v) => v, [{ u: new Uint8Array([1, 2, 3]), f: new Float64Array([0.5, 1.5]) }]), 'apply')
+  const firstArr = await within(W, pool.apply((v) => v, [new Uint8Array([4, 5])]), 'apply')
+  const inList = await within(W, pool.map((v) => v, [new Uint16Array([7, 8])]), 'map')
+  // more traffic through the same channels
+  await within(W, pool.map(() => ({ junk: new Uint8Array(64).fill(0xee), s: 'z'.repeat(200) }), range(100), { chunksize: 1 }), 'more traffic')
+  t.deepEqual([...first.u], [1, 2, 3])
+  t.deepEqual([...first.f], [0.5, 1.5])
+  t.deepEqual([...firstArr], [4, 5])
+  t.deepEqual([...inList[0]], [7, 8])
+})
+
+test('a typed array argument keeps its bytes in an async task while the worker receives more work', async (t) => {
+  const pool = makePool(t, { processes: 1 })
+  const slow = pool.apply(
+    async (arg) => {
+      const before = [...arg.u]
+      await new Promise((r) => setTimeout(r, 300))
+      return { before, after: [...arg.u] }
+    },
+    [{ u: new Uint8Array([1, 2, 3]) }],
+  )
+  // queued for the same worker meanwhile
+  const others = range(20).map(() => pool.applyAsync((v) => v.u.length, [{ u: new Uint8Array(32).fill(0xab) }]))
+  const r = await within(W, slow, 'slow apply')
+  t.deepEqual(r.before, [1, 2, 3])
+  t.deepEqual(r.after, [1, 2, 3])
+  for (const o of others) t.is(await within(W, o.get(), 'other'), 32)
+})
