@@ -19,7 +19,7 @@ import {
   TimeoutError,
   WorkerExitedError,
 } from '../dist/index.js'
-import { exitMidTask, hangForever, pid, sleepOrReport, sleepPid, spinForever, square } from './fixtures/pool-tasks.mjs'
+import { exitMidTask, hangForever, init, pid, readInit, sleepOrReport, sleepOrReportArgs, sleepPid, spinForever, square } from './fixtures/pool-tasks.mjs'
 import { checkNoLeaks, childPids, fixtureUrl, isDead, within } from './helpers.mjs'
 
 checkNoLeaks(test)
@@ -281,13 +281,22 @@ test('a signal aborted before the call rejects at once with AbortError and kills
   t.is(await within(W, pool.apply(pid), 'apply'), first, 'same worker')
 })
 
-test.serial('map with a timeout over a task that never ends: TimeoutError, the pool has its full count again and goes on', async (t) => {
+test.serial('map with a timeout over a task that spins forever: TimeoutError, the pool has its full count again and goes on', async (t) => {
   const pool = makePool(t)
   const before = await fullCount(pool)
   const started = performance.now()
   const { error } = await within(
     10000,
-    settle(pool.map((x) => (x === 3 ? new Promise(() => {}) : x), range(8), { timeout: 300, chunksize: 1 })),
+    settle(
+      pool.map(
+        (x) => {
+          while (x === 3) {}
+          return x
+        },
+        range(8),
+        { timeout: 300, chunksize: 1 },
+      ),
+    ),
     'timed map',
   )
   t.true(error instanceof TimeoutError, `${error}`)
@@ -323,12 +332,39 @@ test.serial('taskTimeout in the Pool options: a task over it rejects with Timeou
   t.true(elapsed >= 250 && elapsed < 5000, `${elapsed} ms`)
   const next = await within(W, pool.apply(pid), 'apply after')
   t.not(next, first)
-  // in a map: the call rejects; an async task that never settles too
-  const m = await within(10000, settle(pool.map((x) => (x === 2 ? new Promise(() => {}) : x), range(4), { chunksize: 1 })), 'map')
+  // in a map: the call rejects
+  const m = await within(10000, settle(
+      pool.map(
+        (x) => {
+          while (x === 2) {}
+          return x
+        },
+        range(4),
+        { chunksize: 1 },
+      ),
+    ), 'map')
   t.true(m.error instanceof TimeoutError, `${m.error}`)
+  t.is(await within(W, pool.apply(square, [9]), 'apply'), 81)
+})
+
+test.serial('a task whose promise never settles stays pending until taskTimeout (TimeoutError), not a worker exit', async (t) => {
+  const pool = makePool(t, { processes: 1, taskTimeout: 300 })
+  const first = await within(W, pool.apply(pid), 'apply')
+  const started = performance.now()
   const h = await within(10000, settle(pool.apply(hangForever)), 'hang')
   t.true(h.error instanceof TimeoutError, `${h.error}`)
-  t.is(await within(W, pool.apply(square, [9]), 'apply'), 81)
+  t.true(performance.now() - started >= 250)
+  const m = await within(10000, settle(pool.map((x) => (x === 2 ? new Promise(() => {}) : x), range(4), { chunksize: 1 })), 'map')
+  t.true(m.error instanceof TimeoutError, `${m.error}`)
+  t.not(await within(W, pool.apply(pid), 'apply'), first)
+})
+
+test.serial('a task whose promise never settles, with { timeout }: TimeoutError after the timeout', async (t) => {
+  const pool = makePool(t, { processes: 1 })
+  const started = performance.now()
+  const h = await within(10000, settle(pool.apply(hangForever, [], { timeout: 300 })), 'hang')
+  t.true(h.error instanceof TimeoutError, `${h.error}`)
+  t.true(performance.now() - started >= 250)
 })
 
 // ---- terminate ----
@@ -417,4 +453,122 @@ test('errors of the remote kind are not confused with worker deaths', async (t) 
   t.true(error instanceof RemoteError)
   t.false(error instanceof WorkerExitedError)
   t.is(await within(W, pool.apply(pid), 'apply'), first, 'a task that throws does not cost the worker')
+})
+
+// ---- more faults ----
+
+test.serial('a timed call that waits behind busy workers times out without killing the workers of other calls', async (t) => {
+  const pool = makePool(t)
+  const before = await fullCount(pool)
+  const longs = [pool.apply(sleepPid, [1500]), pool.apply(sleepPid, [1500])]
+  await new Promise((r) => setTimeout(r, 100))
+  const { error } = await within(10000, settle(pool.apply(square, [3], { timeout: 400 })), 'timed apply')
+  t.true(error instanceof TimeoutError, `${error}`)
+  const done = await within(W, Promise.all(longs), 'the long tasks')
+  t.deepEqual(new Set(done), new Set(before), 'the long tasks completed on their workers')
+  t.deepEqual(new Set(await fullCount(pool)), new Set(before), 'no worker was replaced')
+})
+
+test.serial('two timed calls at once: only the one over its time fails; the other resolves', async (t) => {
+  const pool = makePool(t)
+  await warm(pool)
+  const spin = settle(pool.apply(spinForever, [], { timeout: 400 }))
+  const quick = settle(pool.map(sleepPid, range(10).map(() => 5), { timeout: 8000, chunksize: 1 }))
+  const [s, q] = await within(15000, Promise.all([spin, quick]), 'both calls')
+  t.true(s.error instanceof TimeoutError, `${s.error}`)
+  t.is(q.value?.length, 10, `${q.error}`)
+  await fullCount(pool)
+})
+
+test.serial('imap with a signal or a timeout: iteration rejects with AbortError / TimeoutError; the pool recovers', async (t) => {
+  const pool = makePool(t)
+  await warm(pool)
+  const ac = new AbortController()
+  const got = []
+  const aborted = settle(
+    (async () => {
+      for await (const v of pool.imap(sleepPid, range(300).map(() => 10), { signal: ac.signal })) {
+        got.push(v)
+        if (got.length === 5) ac.abort()
+      }
+    })(),
+  )
+  const a = await within(W, aborted, 'aborted imap')
+  t.true(a.error instanceof AbortError, `${a.error}`)
+  const timed = settle(
+    (async () => {
+      for await (const _ of pool.imapUnordered(sleepPid, range(300).map(() => 10), { timeout: 300 })) {
+      }
+    })(),
+  )
+  const b = await within(W, timed, 'timed imap')
+  t.true(b.error instanceof TimeoutError, `${b.error}`)
+  await fullCount(pool)
+  t.deepEqual(await within(W, pool.map(square, range(4)), 'map after'), [0, 1, 4, 9])
+})
+
+test.serial('a worker killed during imapUnordered: that item rejects, the other items all arrive', async (t) => {
+  const pool = makePool(t)
+  await warm(pool)
+  const report = reportFile(t)
+  const args = range(100).map((i) => (i === 30 ? [2, report.path] : [2]))
+  const it = pool.imapUnordered(sleepOrReportArgs, args)
+  const results = []
+  const collecting = (async () => {
+    for (;;) {
+      const r = await settle(it.next())
+      if (r.value?.done) return
+      results.push(r)
+    }
+  })()
+  await until(() => report.read() !== undefined, W, 'the marked task starting')
+  process.kill(report.read(), 'SIGKILL')
+  await within(W, collecting, 'imapUnordered')
+  const errors = results.filter((r) => r.error)
+  t.is(errors.length, 1)
+  t.true(errors[0]?.error instanceof WorkerExitedError, `${errors[0]?.error}`)
+  t.is(results.filter((r) => !r.error).length, 99)
+  await fullCount(pool)
+})
+
+test.serial('workers that replace a killed one run the initializer too', async (t) => {
+  const pool = makePool(t, { initializer: init, initargs: ['init-again', 2] })
+  const before = await fullCount(pool)
+  process.kill(before[0], 'SIGKILL')
+  await until(() => !pool.workers.some((w) => w.pid === before[0]), 10000, 'the dead worker to leave')
+  const after = await fullCount(pool)
+  const out = await within(W, pool.map(readInit, range(40), { chunksize: 1 }), 'map')
+  const newcomer = after.find((p) => p !== before[1])
+  t.true(out.some((r) => r.pid === newcomer), 'the new worker ran tasks')
+  for (const r of out) t.deepEqual([r.a, r.b, r.runs], ['init-again', 2, 1])
+})
+
+test.serial('a worker killed while running a timed call: WorkerExitedError (not TimeoutError)', async (t) => {
+  const pool = makePool(t, { processes: 1 })
+  const report = reportFile(t)
+  const call = settle(pool.apply(sleepOrReport, [0, report.path, 3000], { timeout: 10000 }))
+  await until(() => report.read() !== undefined, W, 'the task starting')
+  process.kill(report.read(), 'SIGKILL')
+  const { error } = await within(W, call, 'apply')
+  t.true(error instanceof WorkerExitedError, `${error}`)
+  t.is(error?.signal, 'SIGKILL')
+  t.is(await within(W, pool.apply(square, [2]), 'apply after'), 4)
+})
+
+test.serial('terminate() while a for await over imap waits: it rejects with TerminatedError', async (t) => {
+  const pool = makePool(t)
+  await warm(pool)
+  const got = []
+  const loop = settle(
+    (async () => {
+      for await (const v of pool.imap(sleepPid, range(300).map(() => 10))) {
+        got.push(v)
+        if (got.length === 5) setImmediate(() => pool.terminate())
+      }
+    })(),
+  )
+  const { error } = await within(W, loop, 'imap loop')
+  t.true(error instanceof TerminatedError, `${error}`)
+  t.deepEqual(pool.workers, [], 'no live workers listed right after terminate()')
+  await within(W, pool.join(), 'join')
 })
