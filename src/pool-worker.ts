@@ -4,7 +4,7 @@
  * result queue. It exits after `maxTasks` chunks (Python's `maxtasksperchild`) or when the pool
  * closes its inbox.
  */
-import { EOFError, SerializationError } from './errors.js'
+import { EOFError, SerializationError, TargetError } from './errors.js'
 import type { Queue } from './queue.js'
 import { type ErrorRecord, toRecord } from './remote-error.js'
 import { resolveTarget, type TargetFunction, type TargetSpec } from './target.js'
@@ -18,6 +18,8 @@ export enum Reply {
   Done = 1,
   Failed = 2,
   InitFailed = 3,
+  /** The worker was not told about the chunk's target (its describing message went elsewhere): send it again. */
+  Unknown = 5,
   /** Put by the pool itself after it saw the worker exit: everything the worker sent is before it. */
   Exited = 4,
 }
@@ -27,6 +29,7 @@ export type ReplyMessage =
   | [Reply.Failed, worker: number, chunkId: number, error: ErrorRecord, wrapped: boolean]
   | [Reply.InitFailed, worker: number, error: ErrorRecord]
   | [Reply.Exited, worker: number]
+  | [Reply.Unknown, worker: number, chunkId: number]
 
 export interface WorkerSetup {
   index: number
@@ -40,11 +43,21 @@ function isPromise(v: unknown): v is PromiseLike<unknown> {
   return typeof v === 'object' && v !== null && typeof (v as PromiseLike<unknown>).then === 'function'
 }
 
+/** Keeps the worker's event loop alive while a task's promise is pending (nothing else might). */
+async function settled(p: PromiseLike<unknown>): Promise<unknown> {
+  const keepAlive = setInterval(() => {}, 1 << 30)
+  try {
+    return await p
+  } finally {
+    clearInterval(keepAlive)
+  }
+}
+
 async function runChunk(fn: TargetFunction, items: unknown[], star: boolean): Promise<unknown[]> {
   const out = new Array<unknown>(items.length)
   for (let i = 0; i < items.length; i++) {
     let r = star ? fn(...(items[i] as unknown[])) : fn(items[i])
-    if (isPromise(r)) r = await r
+    if (isPromise(r)) r = await settled(r)
     out[i] = r
   }
   return out
@@ -77,7 +90,11 @@ export async function poolWorker(inbox: Queue<TaskMessage | null>, results: Queu
     let fn = targets.get(targetId)
     try {
       if (!fn) {
-        if (!spec) throw new Error(`target ${targetId} was never described to this worker`)
+        if (!spec) {
+          await results.put([Reply.Unknown, me, chunkId])
+          done--
+          continue
+        }
         fn = await resolveTarget(spec)
         targets.set(targetId, fn)
       }
@@ -90,7 +107,8 @@ export async function poolWorker(inbox: Queue<TaskMessage | null>, results: Queu
     try {
       reply = [Reply.Done, me, chunkId, await runChunk(fn, items, star)]
     } catch (err) {
-      reply = [Reply.Failed, me, chunkId, toRecord(err), true]
+      // A source-sent target that reaches for an outer variable fails as a TargetError, unwrapped.
+      reply = [Reply.Failed, me, chunkId, toRecord(err), !(err instanceof TargetError)]
     }
     try {
       await results.put(reply)

@@ -287,6 +287,8 @@ export class Pool extends EventEmitter {
   #state: 'running' | 'closed' | 'terminated' = 'running'
   #broken: Error | undefined
   #exitsPending = 0
+  /** map calls taking their input before they are submitted. */
+  #admitting = 0
   #receiving: AbortController | undefined
   #pumping = false
 
@@ -423,9 +425,17 @@ export class Pool extends EventEmitter {
     return id
   }
 
-  #submit(fn: Target, input: Input, star: boolean, chunksize: number, opts: CallOptions, sink: Sink, prepare?: (call: Call) => void): Call {
-    if (this.#state !== 'running') throw new ClosedError(`the pool is ${this.#state}`)
-    if (this.#broken) throw this.#broken
+  #submit(
+    fn: Target,
+    input: Input,
+    star: boolean,
+    chunksize: number,
+    opts: CallOptions,
+    sink: Sink,
+    prepare?: (call: Call) => void,
+    admitted = false,
+  ): Call {
+    this.#checkAdmits(admitted)
     if (typeof opts !== 'object' || opts === null) throw typeError('options must be an object')
     const timeout = checkMs('timeout', opts.timeout)
     const signal = opts.signal
@@ -464,13 +474,28 @@ export class Pool extends EventEmitter {
     return call
   }
 
+  /** New calls are refused once the pool is closed; one admitted before may still start. */
+  #checkAdmits(admitted: boolean): void {
+    if (this.#state === 'terminated' && admitted) throw new TerminatedError('the pool was terminated')
+    if (this.#state !== 'running' && !admitted) throw new ClosedError(`the pool is ${this.#state}`)
+    if (this.#broken) throw this.#broken
+  }
+
   #mapAsync<R>(fn: Target, iterable: unknown, star: boolean, opts: MapOptions & ResultCallbacks<R[]>): AsyncResult<R[]> {
     const result = new AsyncResult<R[]>({ callback: opts?.callback, errorCallback: opts?.errorCallback })
     const start = async () => {
+      this.#checkAdmits(false)
       const input = inputOf(iterable)
       const chunksize = opts.chunksize
       if (chunksize !== undefined) checkCount('chunksize', chunksize, 1)
-      const items = await materialize(input)
+      // Python's map takes the whole input first; the call counts as submitted meanwhile.
+      this.#admitting++
+      let items: readonly unknown[]
+      try {
+        items = await materialize(input)
+      } finally {
+        this.#admitting--
+      }
       const out = new Array<R>(items.length)
       const sink: Sink = {
         chunkDone: (chunk, values) => {
@@ -484,13 +509,15 @@ export class Pool extends EventEmitter {
       // Python: divmod(len, 4 * processes), rounded up.
       const size = chunksize ?? Math.max(1, Math.ceil(items.length / (this.processes * 4)))
       if (items.length === 0) {
-        if (this.#state !== 'running') throw new ClosedError(`the pool is ${this.#state}`)
+        this.#checkAdmits(true)
         result.settle({ ok: true, value: [] })
         return
       }
-      this.#submit(fn, { array: items }, star, size, opts, sink)
+      this.#submit(fn, { array: items }, star, size, opts, sink, undefined, true)
     }
-    start().catch((error) => result.settle({ ok: false, error }))
+    start()
+      .catch((error) => result.settle({ ok: false, error }))
+      .finally(() => this.#maybeRetireAll())
     return result
   }
 
@@ -548,7 +575,8 @@ export class Pool extends EventEmitter {
       const highWater = Math.max(64, this.processes * chunksize * 8)
       call = this.#submit(fn, inputOf(iterable), false, chunksize, opts, sink, (c) => {
         c.streaming = true
-        c.mayPull = () => c.nextIndex - consumed < highWater
+        // Once the pool is closed the rest is run and kept, so that join() returns (as Python).
+        c.mayPull = () => c.nextIndex - consumed < highWater || this.#state !== 'running'
       })
     } catch (error) {
       sink.failed(error)
@@ -586,6 +614,7 @@ export class Pool extends EventEmitter {
     if (this.#pumping) return
     this.#pumping = true
     const kick = () => this.#pump()
+    let rebalanced = false
     try {
       for (let sent = true; sent; ) {
         sent = false
@@ -597,6 +626,7 @@ export class Pool extends EventEmitter {
           this.#dispatch(w, chunk)
           sent = true
         }
+        if (!sent && !rebalanced) sent = rebalanced = this.#rebalance()
       }
       for (let i = this.#calls.length - 1; i >= 0; i--) {
         const call = this.#calls[i] as Call
@@ -774,10 +804,9 @@ export class Pool extends EventEmitter {
 
   #startFailed(w: Worker, err: unknown): void {
     this.#workers.delete(w.index)
-    for (const chunk of [...w.inflight]) {
-      this.#unlink(chunk)
-      if (!chunk.dropped) chunk.call.queue.unshift(chunk)
-    }
+    const unsent = [...w.inflight]
+    for (const chunk of unsent) this.#unlink(chunk)
+    this.#requeue(unsent)
     this.#break(new ProcessError(`cannot start a pool worker: ${(err as Error)?.message ?? err}`, { cause: err }))
   }
 
@@ -792,7 +821,29 @@ export class Pool extends EventEmitter {
   #reap(w: Worker): void {
     if (!this.#workers.delete(w.index)) return
     this.#exitsPending--
-    const unstarted = new Set<number>()
+    const unstarted = this.#takeBack(w)
+    w.inbox.close()
+    const code = w.proc.exitCode
+    const signal = code !== null && code < 0 ? (SIGNAL_NAMES.get(-code) ?? `signal ${-code}`) : null
+    for (const chunk of [...w.inflight]) {
+      this.#unlink(chunk)
+      const how = signal ? `was killed by ${signal}` : `exited with code ${code}`
+      this.#chunkFailed(
+        chunk,
+        new WorkerExitedError(`${w.proc.name} (pid ${w.proc.pid}) ${how} while running a task`, signal ? null : code, signal),
+      )
+    }
+    this.#requeue(unstarted)
+    if (this.#state !== 'terminated' && !this.#broken && (this.#state === 'running' || this.#calls.length > 0)) this.#spawn()
+    this.#pump()
+  }
+
+  /**
+   * Takes back the chunks still waiting in a worker's inbox: it has not started them. Whatever it
+   * takes concurrently, it takes whole; the rest is ours, and is off its books afterwards.
+   */
+  #takeBack(w: Worker): Chunk[] {
+    const taken: Chunk[] = []
     for (;;) {
       let m: TaskMessage | null
       try {
@@ -800,27 +851,40 @@ export class Pool extends EventEmitter {
       } catch {
         break
       }
-      if (m) unstarted.add(m[0])
-    }
-    w.inbox.close()
-    const code = w.proc.exitCode
-    const signal = code !== null && code < 0 ? (SIGNAL_NAMES.get(-code) ?? `signal ${-code}`) : null
-    const requeue: Chunk[] = []
-    for (const chunk of [...w.inflight]) {
+      if (!m) continue
+      const chunk = this.#inflight.get(m[0])
+      // The worker never saw this message: if it described the target, it has not learnt it.
+      if (m[4] !== null) w.knows.delete(m[1])
+      if (!chunk || chunk.worker !== w) continue
       this.#unlink(chunk)
-      if (unstarted.has(chunk.id)) {
-        if (!chunk.dropped && !chunk.call.settled) requeue.push(chunk)
-        continue
-      }
-      const how = signal ? `was killed by ${signal}` : `exited with code ${code}`
-      this.#chunkFailed(
-        chunk,
-        new WorkerExitedError(`${w.proc.name} (pid ${w.proc.pid}) ${how} while running a task`, signal ? null : code, signal),
-      )
+      w.dispatched--
+      taken.push(chunk)
     }
-    for (const chunk of requeue.reverse()) chunk.call.queue.unshift(chunk)
-    if (this.#state !== 'terminated' && !this.#broken && (this.#state === 'running' || this.#calls.length > 0)) this.#spawn()
-    this.#pump()
+    return taken
+  }
+
+  /** Chunks that never ran go back to the front of their calls, in their order. */
+  #requeue(chunks: Chunk[]): void {
+    for (const chunk of chunks.reverse()) if (!chunk.dropped && !chunk.call.settled) chunk.call.queue.unshift(chunk)
+  }
+
+  /**
+   * A worker is idle and nothing is left to send: take back what waits behind a running chunk on
+   * the busiest worker, so it runs now instead (a long task must not hold up the ones behind it).
+   */
+  #rebalance(): boolean {
+    const maxTasks = this.#setup.maxTasks
+    let idle = false
+    let busiest: Worker | undefined
+    for (const w of this.#workers.values()) {
+      if (w.retired) continue
+      if (w.ready && w.inflight.length === 0 && (maxTasks === 0 || w.dispatched < maxTasks)) idle = true
+      if (w.inflight.length > 1 && (!busiest || w.inflight.length > busiest.inflight.length)) busiest = w
+    }
+    if (!idle || !busiest) return false
+    const taken = this.#takeBack(busiest)
+    this.#requeue(taken)
+    return taken.length > 0
   }
 
   /** The pool cannot go on (a worker cannot start, or the initializer failed): every call fails. */
@@ -833,7 +897,7 @@ export class Pool extends EventEmitter {
 
   /** After close(), once no work remains, workers are told to exit by closing their inboxes. */
   #maybeRetireAll(): void {
-    if (this.#state !== 'closed' || this.#calls.length > 0 || this.#inflight.size > 0) return
+    if (this.#state !== 'closed' || this.#calls.length > 0 || this.#inflight.size > 0 || this.#admitting > 0) return
     for (const w of this.#workers.values()) {
       if (w.inbox && !w.retired) {
         w.retired = true
@@ -902,6 +966,17 @@ export class Pool extends EventEmitter {
       case Reply.Exited:
         if (w) this.#reap(w)
         break
+      case Reply.Unknown: {
+        const chunk = this.#inflight.get(msg[2])
+        if (!chunk) break
+        if (w) {
+          w.knows.delete(chunk.call.targetId)
+          w.dispatched--
+        }
+        this.#unlink(chunk)
+        this.#requeue([chunk])
+        break
+      }
     }
     this.#pump()
   }
