@@ -572,3 +572,47 @@ test.serial('terminate() while a for await over imap waits: it rejects with Term
   t.deepEqual(pool.workers, [], 'no live workers listed right after terminate()')
   await within(W, pool.join(), 'join')
 })
+
+test('close() or terminate() right after construction: join() resolves and no worker remains', async (t) => {
+  const a = makePool(t)
+  const aPids = a.workers.map((w) => w.pid).filter(Boolean)
+  a.close()
+  await within(W, a.join(), 'join after close')
+  const b = makePool(t)
+  b.terminate()
+  await within(W, b.join(), 'join after terminate')
+  t.is(a.workers.length, 0)
+  t.is(b.workers.length, 0)
+  for (const p of aPids) t.true(isDead(p))
+})
+
+test('new Pool() without options has cpuCount() workers', async (t) => {
+  const { cpuCount } = await import('../dist/index.js')
+  const pool = new Pool()
+  t.teardown(async () => {
+    pool.terminate()
+    await within(10000, pool.join(), 'teardown join').catch(() => {})
+  })
+  t.is(pool.processes, cpuCount())
+  t.is(pool.workers.length, cpuCount())
+  t.is(await within(W, pool.apply((x) => x + 1, [1]), 'apply'), 2)
+})
+
+test.serial('applyAsync / mapAsync with timeout or signal: the AsyncResult rejects and errorCallback gets the same error', async (t) => {
+  const pool = makePool(t)
+  await warm(pool)
+  let cbErr
+  const r = pool.applyAsync(spinForever, [], { timeout: 300, errorCallback: (e) => (cbErr = e) })
+  const a = await within(10000, settle(r.get()), 'applyAsync')
+  t.true(a.error instanceof TimeoutError, `${a.error}`)
+  t.is(cbErr, a.error)
+  t.false(r.successful())
+  const ac = new AbortController()
+  const m = pool.mapAsync(sleepPid, range(100).map(() => 50), { signal: ac.signal, chunksize: 1 })
+  setTimeout(() => ac.abort(), 100)
+  const b = await within(10000, settle(m.get()), 'mapAsync')
+  t.true(b.error instanceof AbortError, `${b.error}`)
+  t.true(m.ready())
+  await fullCount(pool)
+  t.is(await within(W, pool.apply(square, [7]), 'apply after'), 49)
+})
