@@ -19,7 +19,7 @@ import {
   TimeoutError,
   WorkerExitedError,
 } from '../dist/index.js'
-import { exitMidTask, hangForever, init, pid, readInit, sleepOrReport, sleepOrReportArgs, sleepPid, spinForever, square } from './fixtures/pool-tasks.mjs'
+import { bigResult, exitMidTask, hangForever, init, pid, readInit, sleepOrReport, sleepOrReportArgs, sleepPid, spinForever, square } from './fixtures/pool-tasks.mjs'
 import { checkNoLeaks, childPids, fixtureUrl, isDead, within } from './helpers.mjs'
 
 checkNoLeaks(test)
@@ -615,4 +615,25 @@ test.serial('applyAsync / mapAsync with timeout or signal: the AsyncResult rejec
   t.true(m.ready())
   await fullCount(pool)
   t.is(await within(W, pool.apply(square, [7]), 'apply after'), 49)
+})
+
+test.serial('a worker killed in the middle of sending a large result: that task rejects with WorkerExitedError and the pool goes on', async (t) => {
+  const pool = makePool(t)
+  await warm(pool)
+  const before = await fullCount(pool)
+  const report = reportFile(t)
+  const big = settle(pool.apply(bigResult, [report.path, 64]))
+  await until(() => report.read() !== undefined, W, 'the result being built')
+  // the parent does not read for a while: the worker fills the result channel and waits in the
+  // middle of its 64 MB message; then it is killed
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500)
+  const victim = report.read()
+  t.true(before.includes(victim))
+  process.kill(victim, 'SIGKILL')
+  const { error } = await within(W, big, 'the big apply')
+  t.true(error instanceof WorkerExitedError, `${error}`)
+  const after = await within(W, settle(pool.map(square, range(10))), 'map after')
+  t.deepEqual(after.value, range(10).map((x) => x * x), `${after.error}`)
+  const pids = await fullCount(pool)
+  t.false(pids.includes(victim))
 })
