@@ -5,12 +5,25 @@
  * closes its inbox.
  */
 import { EOFError, SerializationError, TargetError } from './errors.js'
+import { receiveFds, UnknownHandle, unpackHandles } from './handles.js'
+import { native } from './native.js'
 import type { Queue } from './queue.js'
 import { type ErrorRecord, toRecord } from './remote-error.js'
 import { resolveTarget, type TargetFunction, type TargetSpec } from './target.js'
 
-/** parent → worker: `[chunkId, targetId, items, star, spec]`; `spec` the first time a target is used. */
-export type TaskMessage = [chunkId: number, targetId: number, items: unknown[], star: boolean, spec: TargetSpec | null]
+/**
+ * parent → worker: `[chunkId, targetId, items, star, spec, handles]`. `spec` comes the first time
+ * a target is used; `handles` is null unless the items hold handles, else the parent's numbers of
+ * the descriptors sent for them over the carrier socket just before (empty: all sent earlier).
+ */
+export type TaskMessage = [
+  chunkId: number,
+  targetId: number,
+  items: unknown[],
+  star: boolean,
+  spec: TargetSpec | null,
+  handles: number[] | null,
+]
 
 /** worker → parent, tagged by the first element. */
 export enum Reply {
@@ -18,7 +31,7 @@ export enum Reply {
   Done = 1,
   Failed = 2,
   InitFailed = 3,
-  /** The worker was not told about the chunk's target (its describing message went elsewhere): send it again. */
+  /** The worker lacks the chunk's target or a handle (the message that brought it was taken back): send it again. */
   Unknown = 5,
   /** Put by the pool itself after it saw the worker exit: everything the worker sent is before it. */
   Exited = 4,
@@ -37,6 +50,28 @@ export interface WorkerSetup {
   initargs: unknown[]
   /** Chunks to run before exiting; 0: no limit. */
   maxTasks: number
+  /** The worker's end of the descriptor socket (an `FdCarrier` in the parent). */
+  carrier: unknown
+}
+
+/** How long a worker waits for descriptors that the parent sent before the task itself. */
+const FDS_TIMEOUT_MS = 5_000
+
+/** Revives the handles in a task's items: once per worker each, reused after. */
+function reviveItems(items: unknown[], chunkId: number, sent: number[], carrier: number, cache: Map<string, unknown>): unknown[] {
+  const fdMap = new Map<number, number>()
+  if (sent.length > 0) {
+    const local = receiveFds(carrier, chunkId, FDS_TIMEOUT_MS)
+    if (local.length !== sent.length) throw new Error(`expected ${sent.length} descriptors, got ${local.length}`)
+    sent.forEach((f, i) => fdMap.set(f, local[i] as number))
+  }
+  const used = new Set<number>()
+  try {
+    return unpackHandles(items, { fdMap, cache, used }) as unknown[]
+  } finally {
+    // Descriptors of objects this worker already had are copies it does not need.
+    for (const f of fdMap.values()) if (!used.has(f)) native.closeFd(f)
+  }
 }
 
 function isPromise(v: unknown): v is PromiseLike<unknown> {
@@ -77,7 +112,9 @@ export async function poolWorker(inbox: Queue<TaskMessage | null>, results: Queu
   }
   await results.put([Reply.Ready, me, process.pid])
   const targets = new Map<number, TargetFunction>()
-  for (let done = 0; setup.maxTasks === 0 || done < setup.maxTasks; done++) {
+  const revived = new Map<string, unknown>()
+  let done = 0
+  while (setup.maxTasks === 0 || done < setup.maxTasks) {
     let task: TaskMessage | null
     try {
       task = await inbox.get()
@@ -86,21 +123,27 @@ export async function poolWorker(inbox: Queue<TaskMessage | null>, results: Queu
       throw err
     }
     if (task === null) return
-    const [chunkId, targetId, items, star, spec] = task
+    const [chunkId, targetId, sentItems, star, spec, handles] = task
+    let items = sentItems
     let fn = targets.get(targetId)
     try {
+      if (handles) items = reviveItems(items, chunkId, handles, setup.carrier as number, revived)
       if (!fn) {
         if (!spec) {
           await results.put([Reply.Unknown, me, chunkId])
-          done--
           continue
         }
         fn = await resolveTarget(spec)
         targets.set(targetId, fn)
       }
     } catch (err) {
-      // The target cannot be found here: the call fails with that error itself.
+      if (err instanceof UnknownHandle) {
+        await results.put([Reply.Unknown, me, chunkId])
+        continue
+      }
+      // The target or a handle cannot be had here: the call fails with that error itself.
       await results.put([Reply.Failed, me, chunkId, toRecord(err), false])
+      done++
       continue
     }
     let reply: ReplyMessage
@@ -116,5 +159,6 @@ export async function poolWorker(inbox: Queue<TaskMessage | null>, results: Queu
       if (!(err instanceof SerializationError)) throw err
       await results.put([Reply.Failed, me, chunkId, toRecord(err), false])
     }
+    done++
   }
 }

@@ -24,6 +24,7 @@ import {
   typeError,
   WorkerExitedError,
 } from './errors.js'
+import { FdCarrier, holdsHandles, packHandles } from './handles.js'
 import { AsyncResult, IMapIterator, IMapResults, type IMapSource, type ResultCallbacks } from './pool-result.js'
 import { Reply, type ReplyMessage, type TaskMessage, type WorkerSetup } from './pool-worker.js'
 import { cpuCount, Process, whenExited } from './process.js'
@@ -72,6 +73,7 @@ const RESULT_BYTES = 4 << 20
 /** A worker may have this much of its typical work queued behind the chunk it runs. */
 const QUEUE_MS = 2
 const MAX_DEPTH = 64
+const MAX_FDS_PER_TASK = 253
 const SIGNAL_NAMES = new Map(Object.entries(constants.signals).map(([name, num]) => [num, name]))
 
 let nextChunkId = 1
@@ -97,6 +99,9 @@ interface Worker {
   readonly inflight: Chunk[]
   /** Targets this worker has been told about. */
   readonly knows: Set<number>
+  /** Handles (by key) whose descriptors this worker has been sent. */
+  readonly sentKeys: Set<string>
+  readonly carrier: FdCarrier
   ready: boolean
   /** No more work goes to it: killed, exiting, or exited. */
   retired: boolean
@@ -275,7 +280,7 @@ export class Pool extends EventEmitter {
   /** The number of workers the pool keeps. */
   readonly processes: number
   readonly #modules: (string | URL)[]
-  readonly #setup: Omit<WorkerSetup, 'index'>
+  readonly #setup: Omit<WorkerSetup, 'index' | 'carrier'>
   readonly #taskTimeout: number | undefined
   readonly #results = new Queue<ReplyMessage>({ capacityBytes: RESULT_BYTES })
   readonly #workers = new Map<number, Worker>()
@@ -618,7 +623,7 @@ export class Pool extends EventEmitter {
     try {
       for (let sent = true; sent; ) {
         sent = false
-        for (const call of this.#calls) {
+        for (const call of [...this.#calls]) {
           const w = this.#pickWorker(call)
           if (!w) continue
           const chunk = call.take(kick)
@@ -656,13 +661,18 @@ export class Pool extends EventEmitter {
       const ms = timeout * chunk.items.length
       chunk.timer = setTimeout(() => this.#expire(chunk, ms), ms)
     }
-    const message: TaskMessage = [
-      chunk.id,
-      call.targetId,
-      chunk.items,
-      call.star,
-      tellsTarget ? (this.#targets[call.targetId] as TargetSpec) : null,
-    ]
+    let items = chunk.items
+    let handles: number[] | null = null
+    try {
+      if (holdsHandles(items)) [items, handles] = this.#sendHandles(w, chunk)
+    } catch (err) {
+      if (tellsTarget) w.knows.delete(call.targetId)
+      this.#unlink(chunk)
+      this.#chunkFailed(chunk, err)
+      return
+    }
+    const spec = tellsTarget ? (this.#targets[call.targetId] as TargetSpec) : null
+    const message: TaskMessage = [chunk.id, call.targetId, items, call.star, spec, handles]
     w.inbox.put(message).catch((err) => {
       if (w.inflight.includes(chunk) && !(err instanceof MultiprocError && err.code !== 'ERR_SERIALIZATION')) {
         // It never left: the input cannot be serialised. The call fails with that error.
@@ -674,6 +684,26 @@ export class Pool extends EventEmitter {
       }
       this.#kill(w) // the inbox is unusable; the exit handling settles what it held
     })
+  }
+
+  /**
+   * Replaces the handles in a chunk's items by markers and sends the worker the descriptors of
+   * those it has not had yet. Returns the items to send and the descriptors sent (by our numbers).
+   */
+  #sendHandles(w: Worker, chunk: Chunk): [unknown[], number[]] {
+    const packed = packHandles(chunk.items)
+    const fresh: string[] = []
+    const fds: number[] = []
+    for (const [key, handleFds] of packed.handles) {
+      if (w.sentKeys.has(key)) continue
+      fresh.push(key)
+      fds.push(...handleFds)
+    }
+    if (fds.length > MAX_FDS_PER_TASK)
+      throw rangeError(`a task may carry at most ${MAX_FDS_PER_TASK} descriptors of handles, got ${fds.length}`)
+    if (fds.length > 0) w.carrier.send(chunk.id, fds)
+    for (const key of fresh) w.sentKeys.add(key)
+    return [packed.value as unknown[], fds]
   }
 
   /** Takes a chunk off its worker's books (answered, or the worker is gone). */
@@ -778,7 +808,8 @@ export class Pool extends EventEmitter {
   #spawn(): void {
     const index = this.#nextWorker++
     const inbox = new Queue<TaskMessage | null>({ capacityBytes: INBOX_BYTES })
-    const setup: WorkerSetup = { index, ...this.#setup }
+    const carrier = new FdCarrier()
+    const setup: WorkerSetup = { index, ...this.#setup, carrier }
     const proc = new Process({ target: WORKER_TARGET, args: [inbox, this.#results, setup], daemon: true, name: `PoolWorker-${index}` })
     const w: Worker = {
       index,
@@ -786,6 +817,8 @@ export class Pool extends EventEmitter {
       inbox,
       inflight: [],
       knows: new Set(),
+      sentKeys: new Set(),
+      carrier,
       ready: false,
       retired: false,
       dispatched: 0,
@@ -793,7 +826,9 @@ export class Pool extends EventEmitter {
       chunkMs: undefined,
     }
     this.#workers.set(index, w)
-    proc.start().then(
+    const started = proc.start()
+    started.finally(() => carrier.releaseTheirs()).catch(() => {})
+    started.then(
       () => {
         if (this.#state === 'terminated') this.#kill(w)
         proc[whenExited]().then(() => this.#exited(w))
@@ -804,6 +839,7 @@ export class Pool extends EventEmitter {
 
   #startFailed(w: Worker, err: unknown): void {
     this.#workers.delete(w.index)
+    w.carrier.close()
     const unsent = [...w.inflight]
     for (const chunk of unsent) this.#unlink(chunk)
     this.#requeue(unsent)
@@ -823,6 +859,7 @@ export class Pool extends EventEmitter {
     this.#exitsPending--
     const unstarted = this.#takeBack(w)
     w.inbox.close()
+    w.carrier.close()
     const code = w.proc.exitCode
     const signal = code !== null && code < 0 ? (SIGNAL_NAMES.get(-code) ?? `signal ${-code}`) : null
     for (const chunk of [...w.inflight]) {
@@ -853,8 +890,10 @@ export class Pool extends EventEmitter {
       }
       if (!m) continue
       const chunk = this.#inflight.get(m[0])
-      // The worker never saw this message: if it described the target, it has not learnt it.
+      // The worker never saw this message: if it described the target, it has not learnt it, nor
+      // the handles whose descriptors came for it.
       if (m[4] !== null) w.knows.delete(m[1])
+      if (m[5] !== null && m[5].length > 0) w.sentKeys.clear()
       if (!chunk || chunk.worker !== w) continue
       this.#unlink(chunk)
       w.dispatched--
@@ -971,6 +1010,7 @@ export class Pool extends EventEmitter {
         if (!chunk) break
         if (w) {
           w.knows.delete(chunk.call.targetId)
+          w.sentKeys.clear()
           w.dispatched--
         }
         this.#unlink(chunk)
