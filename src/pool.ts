@@ -69,7 +69,7 @@ export type ApplyOptions = CallOptions & ResultCallbacks<unknown>
 
 const WORKER_TARGET = { module: new URL('./pool-worker.js', import.meta.url), name: 'poolWorker' }
 const INBOX_BYTES = 1 << 20
-const RESULT_BYTES = 4 << 20
+const RESULT_BYTES = 1 << 20
 /** A worker may have this much of its typical work queued behind the chunk it runs. */
 const QUEUE_MS = 2
 const MAX_DEPTH = 64
@@ -96,6 +96,14 @@ interface Worker {
   readonly index: number
   readonly proc: Process
   readonly inbox: Queue<TaskMessage | null>
+  /** Its replies. One channel per worker: a worker killed mid-reply spoils only its own. */
+  readonly results: Queue<ReplyMessage>
+  /** Stops the loop that receives its replies. */
+  receiving: AbortController | undefined
+  /** It exited; its replies are being drained before what it held is settled. */
+  exitPending: boolean
+  /** Its reply channel cannot be read any more. */
+  spoiled: boolean
   readonly inflight: Chunk[]
   /** Targets this worker has been told about. */
   readonly knows: Set<number>
@@ -282,7 +290,6 @@ export class Pool extends EventEmitter {
   readonly #modules: (string | URL)[]
   readonly #setup: Omit<WorkerSetup, 'index' | 'carrier'>
   readonly #taskTimeout: number | undefined
-  readonly #results = new Queue<ReplyMessage>({ capacityBytes: RESULT_BYTES })
   readonly #workers = new Map<number, Worker>()
   readonly #calls: Call[] = []
   readonly #inflight = new Map<number, Chunk>()
@@ -291,10 +298,8 @@ export class Pool extends EventEmitter {
   #nextWorker = 1
   #state: 'running' | 'closed' | 'terminated' = 'running'
   #broken: Error | undefined
-  #exitsPending = 0
   /** map calls taking their input before they are submitted. */
   #admitting = 0
-  #receiving: AbortController | undefined
   #pumping = false
 
   constructor(opts: PoolOptions = {}) {
@@ -400,7 +405,7 @@ export class Pool extends EventEmitter {
     const err = new TerminatedError('the pool was terminated')
     for (const call of this.#calls.splice(0)) this.#fail(call, err)
     for (const chunk of this.#inflight.values()) chunk.dropped = true
-    this.#receiving?.abort()
+    for (const w of this.#workers.values()) if (!w.exitPending) w.receiving?.abort()
   }
 
   /** Waits until every worker has exited; call `close()` or `terminate()` first. */
@@ -808,13 +813,18 @@ export class Pool extends EventEmitter {
   #spawn(): void {
     const index = this.#nextWorker++
     const inbox = new Queue<TaskMessage | null>({ capacityBytes: INBOX_BYTES })
+    const results = new Queue<ReplyMessage>({ capacityBytes: RESULT_BYTES })
     const carrier = new FdCarrier()
     const setup: WorkerSetup = { index, ...this.#setup, carrier }
-    const proc = new Process({ target: WORKER_TARGET, args: [inbox, this.#results, setup], daemon: true, name: `PoolWorker-${index}` })
+    const proc = new Process({ target: WORKER_TARGET, args: [inbox, results, setup], daemon: true, name: `PoolWorker-${index}` })
     const w: Worker = {
       index,
       proc,
       inbox,
+      results,
+      receiving: undefined,
+      exitPending: false,
+      spoiled: false,
       inflight: [],
       knows: new Set(),
       sentKeys: new Set(),
@@ -849,16 +859,19 @@ export class Pool extends EventEmitter {
   /** The worker exited: once the result queue has delivered all it sent, settle what it held. */
   #exited(w: Worker): void {
     w.retired = true
-    this.#exitsPending++
-    this.#results.put([Reply.Exited, w.index]).catch(() => this.#reap(w))
+    w.exitPending = true
+    // Put after everything it sent; a channel it spoiled by dying mid-reply refuses it.
+    w.results.put([Reply.Exited, w.index]).catch(() => this.#reap(w))
     this.#ensureReceiving()
   }
 
   #reap(w: Worker): void {
     if (!this.#workers.delete(w.index)) return
-    this.#exitsPending--
+    w.exitPending = false
+    w.receiving?.abort()
     const unstarted = this.#takeBack(w)
     w.inbox.close()
+    w.results.close()
     w.carrier.close()
     const code = w.proc.exitCode
     const signal = code !== null && code < 0 ? (SIGNAL_NAMES.get(-code) ?? `signal ${-code}`) : null
@@ -947,35 +960,41 @@ export class Pool extends EventEmitter {
 
   // ---- receiving ----
 
-  #needsReceiving(): boolean {
-    if (this.#state === 'terminated') return this.#exitsPending > 0
-    if (this.#inflight.size > 0 || this.#exitsPending > 0) return true
-    if (this.#calls.length === 0) return false
-    for (const w of this.#workers.values()) if (!w.ready && !w.retired) return true
-    return false
+  #needsReceiving(w: Worker): boolean {
+    if (w.spoiled) return false
+    if (w.exitPending) return true
+    if (this.#state === 'terminated') return false
+    return w.inflight.length > 0 || (!w.ready && !w.retired && this.#calls.length > 0)
   }
 
   #ensureReceiving(): void {
-    if (this.#receiving || !this.#needsReceiving()) return
-    const stop = new AbortController()
-    this.#receiving = stop
-    void this.#receive(stop.signal)
+    for (const w of this.#workers.values()) {
+      if (w.receiving || !this.#needsReceiving(w)) continue
+      const stop = new AbortController()
+      w.receiving = stop
+      void this.#receive(w, stop.signal)
+    }
   }
 
-  async #receive(signal: AbortSignal): Promise<void> {
+  /** Receives one worker's replies while it has something to say. */
+  async #receive(w: Worker, signal: AbortSignal): Promise<void> {
     try {
-      while (this.#needsReceiving() && !signal.aborted) {
+      while (this.#needsReceiving(w) && !signal.aborted) {
         let msg: ReplyMessage
         try {
-          msg = await this.#results.get({ signal })
-        } catch (err) {
-          if (!signal.aborted) this.#break(err as Error)
+          msg = await w.results.get({ signal })
+        } catch {
+          if (signal.aborted) return
+          // The channel is spoilt (it died mid-reply): its exit settles what it held.
+          w.spoiled = true
+          if (w.exitPending) this.#reap(w)
+          else this.#kill(w)
           return
         }
         this.#handle(msg)
       }
     } finally {
-      if (this.#receiving?.signal === signal) this.#receiving = undefined
+      if (w.receiving?.signal === signal) w.receiving = undefined
     }
     this.#ensureReceiving()
   }
