@@ -1054,3 +1054,64 @@ test('a typed array argument keeps its bytes in an async task while the worker r
   t.deepEqual(r.after, [1, 2, 3])
   for (const o of others) t.is(await within(W, o.get(), 'other'), 32)
 })
+
+test('an unserialisable item: map rejects with SerializationError; imap rejects that position and goes on', async (t) => {
+  const pool = shared()
+  const m = await within(W, settle(pool.map(square, [1, Symbol('no')])), 'map')
+  t.true(m.error instanceof SerializationError, `${m.error}`)
+  const it = pool.imap((x) => x, [1, () => 2, 3])
+  const out = []
+  for (let i = 0; i < 4; i++) {
+    const r = await within(W, settle(it.next()), 'next')
+    out.push(r.error ? r.error.constructor.name : r.value.done ? 'done' : r.value.value)
+  }
+  t.deepEqual(out, [1, 'SerializationError', 3, 'done'])
+})
+
+test('an initializer that exits the worker rejects calls with an error and never hangs', async (t) => {
+  const pool = makePool(t, { processes: 1, initializer: fixture('pool-tasks.mjs', 'exitMidTask'), initargs: [2] })
+  const a = await within(10000, settle(pool.apply(square, [2])), 'apply with an initializer that exits')
+  t.true(a.error instanceof Error, `${a.error}`)
+  pool.terminate()
+  await within(W, pool.join(), 'join')
+})
+
+test('an initializer that never finishes: a call with a timeout rejects with TimeoutError', async (t) => {
+  const pool = makePool(t, {
+    processes: 1,
+    initializer: () =>
+      new Promise(() => {
+        setInterval(() => {}, 1000)
+      }),
+  })
+  const a = await within(W, settle(pool.apply(square, [2], { timeout: 400 })), 'apply')
+  t.true(a.error instanceof TimeoutError, `${a.error}`)
+})
+
+test("an onProgress callback or 'progress' listener that throws does not wedge the pool", async (t) => {
+  const pool = makePool(t)
+  const unhandled = []
+  const onUnhandled = (e) => unhandled.push(e)
+  process.on('unhandledRejection', onUnhandled)
+  t.teardown(() => process.off('unhandledRejection', onUnhandled))
+  const r = await within(
+    W,
+    settle(
+      pool.map(square, [1, 2], {
+        onProgress: () => {
+          throw new Error('progress callback failed')
+        },
+      }),
+    ),
+    'map with a throwing onProgress',
+  )
+  t.true('value' in r || r.error?.message === 'progress callback failed', `${r.error}`)
+  t.deepEqual(await within(W, pool.map(square, [3, 4]), 'the next map'), [9, 16])
+  const listener = () => {
+    throw new Error('progress listener failed')
+  }
+  pool.on('progress', listener)
+  await within(W, settle(pool.map(square, [1, 2])), 'map with a throwing listener')
+  pool.off('progress', listener)
+  t.deepEqual(await within(W, pool.map(square, [5]), 'the next map'), [25])
+})
