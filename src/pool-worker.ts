@@ -8,6 +8,7 @@ import { EOFError, SerializationError, TargetError } from './errors.js'
 import { receiveFds, UnknownHandle, unpackHandles } from './handles.js'
 import { native } from './native.js'
 import type { Queue } from './queue.js'
+import type { Serializer } from './serialize.js'
 import { type ErrorRecord, toRecord } from './remote-error.js'
 import { resolveTarget, type TargetFunction, type TargetSpec } from './target.js'
 
@@ -50,6 +51,8 @@ export interface WorkerSetup {
   initargs: unknown[]
   /** Chunks to run before exiting; 0: no limit. */
   maxTasks: number
+  /** Where the pool's serializer is exported, if it has one. */
+  serializer: { module: string; name: string } | null
   /** The worker's end of the descriptor socket (an `FdCarrier` in the parent). */
   carrier: unknown
 }
@@ -99,8 +102,16 @@ async function runChunk(fn: TargetFunction, items: unknown[], star: boolean): Pr
 }
 
 /** The pool worker's target. */
-export async function poolWorker(inbox: Queue<TaskMessage | null>, results: Queue<ReplyMessage>, setup: WorkerSetup): Promise<void> {
+export async function poolWorker(taskQueue: Queue<TaskMessage | null>, replyQueue: Queue<ReplyMessage>, setup: WorkerSetup): Promise<void> {
   const me = setup.index
+  let inbox = taskQueue
+  let results = replyQueue
+  if (setup.serializer) {
+    const { module, name } = setup.serializer
+    const serializer = (await import(module))[name] as Serializer
+    inbox = inbox.withSerializer(serializer)
+    results = results.withSerializer(serializer)
+  }
   if (setup.initializer) {
     try {
       const init = await resolveTarget(setup.initializer)

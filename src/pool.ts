@@ -19,6 +19,7 @@ import {
   ProcessError,
   RemoteError,
   rangeError,
+  TargetError,
   TerminatedError,
   TimeoutError,
   typeError,
@@ -30,7 +31,8 @@ import { Reply, type ReplyMessage, type TaskMessage, type WorkerSetup } from './
 import { cpuCount, Process, whenExited } from './process.js'
 import { Queue } from './queue.js'
 import { fromRecord, remoteError } from './remote-error.js'
-import { describeTarget, type Target, type TargetSpec } from './target.js'
+import type { Serializer } from './serialize.js'
+import { describeTarget, findExport, type Target, type TargetSpec } from './target.js'
 
 export interface PoolOptions {
   /** Worker processes; default `cpuCount()`. */
@@ -42,6 +44,11 @@ export interface PoolOptions {
   maxTasksPerChild?: number | undefined
   /** Modules whose exports function targets may be found among. */
   modules?: (string | URL)[] | undefined
+  /**
+   * Encodes tasks and results instead of structured clone. It must be exported from one of
+   * `modules` (workers import it from there).
+   */
+  serializer?: Serializer | undefined
   /** Milliseconds each task may run; a chunk of n tasks gets n times this. Over it, the worker is killed and replaced. */
   taskTimeout?: number | undefined
 }
@@ -290,6 +297,7 @@ export class Pool extends EventEmitter {
   readonly #modules: (string | URL)[]
   readonly #setup: Omit<WorkerSetup, 'index' | 'carrier'>
   readonly #taskTimeout: number | undefined
+  readonly #serializer: Serializer | undefined
   readonly #workers = new Map<number, Worker>()
   readonly #calls: Call[] = []
   readonly #inflight = new Map<number, Chunk>()
@@ -311,7 +319,18 @@ export class Pool extends EventEmitter {
     if (opts.modules !== undefined && !Array.isArray(opts.modules)) throw typeError('modules must be an array')
     this.#modules = opts.modules ?? []
     this.#taskTimeout = checkMs('taskTimeout', opts.taskTimeout)
+    this.#serializer = opts.serializer
+    let serializer: WorkerSetup['serializer'] = null
+    if (opts.serializer !== undefined) {
+      const s = opts.serializer as Partial<Serializer> | null
+      if (typeof s?.serialize !== 'function' || typeof s.deserialize !== 'function') {
+        throw typeError('serializer must have serialize() and deserialize() methods')
+      }
+      serializer = findExport(opts.serializer, this.#modules) ?? null
+      if (!serializer) throw new TargetError('the serializer must be exported from one of the modules listed in `modules`')
+    }
     this.#setup = {
+      serializer,
       initializer: opts.initializer === undefined ? null : describeTarget(opts.initializer, this.#modules),
       initargs: opts.initargs ?? [],
       maxTasks,
@@ -812,8 +831,9 @@ export class Pool extends EventEmitter {
 
   #spawn(): void {
     const index = this.#nextWorker++
-    const inbox = new Queue<TaskMessage | null>({ capacityBytes: INBOX_BYTES })
-    const results = new Queue<ReplyMessage>({ capacityBytes: RESULT_BYTES })
+    const serializer = this.#serializer
+    const inbox = new Queue<TaskMessage | null>({ capacityBytes: INBOX_BYTES, serializer })
+    const results = new Queue<ReplyMessage>({ capacityBytes: RESULT_BYTES, serializer })
     const carrier = new FdCarrier()
     const setup: WorkerSetup = { index, ...this.#setup, carrier }
     const proc = new Process({ target: WORKER_TARGET, args: [inbox, results, setup], daemon: true, name: `PoolWorker-${index}` })

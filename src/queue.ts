@@ -174,6 +174,11 @@ export class Queue<T = unknown> implements AsyncIterable<T> {
     return sent
   }
 
+  /** @internal Another end of the same queue in this process, with its own serializer. */
+  withSerializer(serializer: Serializer | undefined): Queue<T> {
+    return new Queue<T>({ serializer }, this.chan)
+  }
+
   [toHandle](): HandleDescriptor {
     return { type: this.constructor.name, data: {}, fds: [native.channelInfo(this.chan).fd] }
   }
