@@ -3,9 +3,11 @@
 // that dies mid-task is replaced, that task (only) rejects with WorkerExitedError, other tasks go
 // on; timeout/signal kill and replace the worker running the task. "Details": terminate() is
 // synchronous and rejects every pending task with TerminatedError.
+import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 
 import test from 'ava'
 
@@ -636,4 +638,74 @@ test.serial('a worker killed in the middle of sending a large result: that task 
   t.deepEqual(after.value, range(10).map((x) => x * x), `${after.error}`)
   const pids = await fullCount(pool)
   t.false(pids.includes(victim))
+})
+
+// ---- the process that owns the pool ----
+
+/** Starts fixtures/pool-exit.mjs <mode>; resolves with its first output line and its exit. */
+async function startOwner(t, mode) {
+  const child = spawn(process.execPath, [fileURLToPath(fixtureUrl('pool-exit.mjs')), mode], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  let err = ''
+  child.stdout.on('data', (d) => (out += d))
+  child.stderr.on('data', (d) => (err += d))
+  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })))
+  let workerPids = []
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+    for (const p of workerPids) {
+      try {
+        process.kill(p, 'SIGKILL')
+      } catch {}
+    }
+  })
+  await until(() => out.includes('\n') || child.exitCode !== null, W, `pool-exit.mjs ${mode} output; stderr: ${err}`)
+  const line = JSON.parse(out.split('\n')[0])
+  workerPids = line.pids
+  return { child, line, exited, stderr: () => err }
+}
+
+test('a script that uses a Pool and never closes it still exits (as Python terminates it at exit), leaving no worker', async (t) => {
+  const { line, exited, stderr } = await startOwner(t, 'forget')
+  t.deepEqual(line.result, [1, 4, 9])
+  t.is(line.pids.length, 2)
+  const r = await within(10000, exited, 'the script to exit')
+  t.deepEqual(r, { code: 0, signal: null }, stderr())
+  await until(() => line.pids.every(isDead), 5000, 'its workers to exit')
+  t.pass()
+})
+
+test('pool workers die with their SIGKILLed parent', async (t) => {
+  const { child, line, exited } = await startOwner(t, 'wait')
+  t.true(line.pids.every((p) => !isDead(p)))
+  child.kill('SIGKILL')
+  await within(W, exited, 'the parent to die')
+  await until(() => line.pids.every(isDead), 5000, 'the workers to die with the parent')
+  t.pass()
+})
+
+test('close() and join() with a maxTasksPerChild pool whose workers are being replaced', async (t) => {
+  const pool = makePool(t, { maxTasksPerChild: 2 })
+  const m = pool.map(pid, range(20), { chunksize: 1 })
+  const out = await within(W, m, 'map')
+  t.is(out.length, 20)
+  t.true(new Set(out).size >= 10)
+  pool.close()
+  await within(W, pool.join(), 'join')
+  t.is(pool.workers.length, 0)
+})
+
+test('a call that finished does not act later: its timeout and its signal no longer kill anything', async (t) => {
+  const pool = makePool(t)
+  await warm(pool)
+  const before = await fullCount(pool)
+  const ac = new AbortController()
+  t.is(await within(W, pool.apply(square, [3], { timeout: 1000, signal: ac.signal }), 'apply'), 9)
+  t.deepEqual(await within(W, pool.map(square, [1, 2], { timeout: 1000, signal: ac.signal }), 'map'), [1, 4])
+  // a long task runs past the finished calls' deadlines; then the signal aborts
+  const long = pool.apply(sleepPid, [1800])
+  await new Promise((r) => setTimeout(r, 1300))
+  ac.abort()
+  t.true(before.includes(await within(W, long, 'long apply')), 'the long task was not killed')
+  t.deepEqual(new Set(await fullCount(pool)), new Set(before), 'no worker was replaced')
 })
