@@ -105,3 +105,13 @@ test.serial('serializer that is not exported from `modules` is refused at once',
   t.true(err instanceof TargetError)
   t.is(err.code, 'ERR_TARGET')
 })
+
+test.serial('a task that returns a handle rejects with SerializationError; the worker lives on', async (t) => {
+  const pool = new Pool({ processes: 1 })
+  t.teardown(() => pool.terminate())
+  const q = new Queue()
+  const err = await within(10_000, pool.apply((qq) => qq, [q]), 'apply').catch((e) => e)
+  t.is(err?.code, 'ERR_SERIALIZATION')
+  const pid = pool.workers[0].pid
+  t.is(await within(5000, pool.apply(() => process.pid), 'apply'), pid)
+})

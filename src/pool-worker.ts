@@ -5,7 +5,7 @@
  * closes its inbox.
  */
 import { EOFError, SerializationError, TargetError } from './errors.js'
-import { receiveFds, UnknownHandle, unpackHandles } from './handles.js'
+import { holdsHandles, receiveFds, UnknownHandle, unpackHandles } from './handles.js'
 import { native } from './native.js'
 import type { Queue } from './queue.js'
 import type { Serializer } from './serialize.js'
@@ -159,10 +159,14 @@ export async function poolWorker(taskQueue: Queue<TaskMessage | null>, replyQueu
     }
     let reply: ReplyMessage
     try {
-      reply = [Reply.Done, me, chunkId, await runChunk(fn, items, star)]
+      const values = await runChunk(fn, items, star)
+      // Structured clone would turn a handle into an empty object without a word.
+      if (holdsHandles(values)) throw new SerializationError('a task cannot return a Queue, Connection or other handle (yet)')
+      reply = [Reply.Done, me, chunkId, values]
     } catch (err) {
       // A source-sent target that reaches for an outer variable fails as a TargetError, unwrapped.
-      reply = [Reply.Failed, me, chunkId, toRecord(err), !(err instanceof TargetError)]
+      const ours = err instanceof TargetError || err instanceof SerializationError
+      reply = [Reply.Failed, me, chunkId, toRecord(err), !ours]
     }
     try {
       await results.put(reply)
