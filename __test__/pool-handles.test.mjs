@@ -61,6 +61,8 @@ test.serial('the same handle in 300 tasks is sent to each worker once: no descri
   t.teardown(() => pool.terminate())
   const q = new Queue()
   await within(10_000, pool.map((qq) => qq.qsize(), [q, q, q, q], { chunksize: 1 }), 'first use')
+  // Both workers have had the queue (and set up what a first wait needs) before we count.
+  for (let i = 0; i < 100; i++) await within(5000, pool.apply((qq) => qq.qsize(), [q]), 'apply')
   const before = pool.workers.map((p) => fdCount(p.pid))
   const parentBefore = fdCount(process.pid)
   for (let i = 0; i < 300; i++) await within(5000, pool.apply((qq) => qq.qsize(), [q]), 'apply')
