@@ -6,7 +6,7 @@ import { InvalidStateError, TimeoutError } from './errors.js'
 import { deadlineOf, waitOptions } from './wait.js'
 
 export interface ResultCallbacks<R> {
-  /** Called with the value before `get()`/`wait()` settle. */
+  /** Called with the value before `get()`/`wait()` settle. If it throws, `get()` rejects with that. */
   callback?: ((value: R) => void) | undefined
   /** Called with the error (the same one `get()` rejects with) before `get()`/`wait()` settle. */
   errorCallback?: ((error: unknown) => void) | undefined
@@ -36,6 +36,9 @@ export class AsyncResult<R> implements PromiseLike<R> {
     try {
       if (result.ok) this.#callbacks.callback?.(result.value)
       else this.#callbacks.errorCallback?.(result.error)
+    } catch (error) {
+      // A callback that throws must not disturb the pool: its error becomes the outcome.
+      this.#settled = { ok: false, error }
     } finally {
       this.#markDone()
     }

@@ -8,8 +8,8 @@ import { EOFError, SerializationError, TargetError } from './errors.js'
 import { holdsHandles, receiveFds, UnknownHandle, unpackHandles } from './handles.js'
 import { native } from './native.js'
 import type { Queue } from './queue.js'
-import type { Serializer } from './serialize.js'
 import { type ErrorRecord, toRecord } from './remote-error.js'
+import type { Serializer } from './serialize.js'
 import { resolveTarget, type TargetFunction, type TargetSpec } from './target.js'
 
 /**

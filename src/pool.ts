@@ -81,6 +81,7 @@ const RESULT_BYTES = 1 << 20
 const QUEUE_MS = 2
 const MAX_DEPTH = 64
 const MAX_FDS_PER_TASK = 253
+const MAX_EARLY_EXITS = 3
 const SIGNAL_NAMES = new Map(Object.entries(constants.signals).map(([name, num]) => [num, name]))
 
 let nextChunkId = 1
@@ -308,6 +309,8 @@ export class Pool extends EventEmitter {
   #broken: Error | undefined
   /** map calls taking their input before they are submitted. */
   #admitting = 0
+  /** Workers in a row that exited before they were ready. */
+  #earlyExits = 0
   #pumping = false
 
   constructor(opts: PoolOptions = {}) {
@@ -766,8 +769,13 @@ export class Pool extends EventEmitter {
     call.done += n
     if (!call.onProgress && this.listenerCount('progress') === 0) return
     const progress: Progress = { done: call.done, total: call.total }
-    call.onProgress?.(progress)
-    this.emit('progress', progress)
+    try {
+      call.onProgress?.(progress)
+      this.emit('progress', progress)
+    } catch (error) {
+      // A progress callback that throws ends its call with that error; the pool goes on.
+      this.#fail(call, error)
+    }
   }
 
   #complete(call: Call): void {
@@ -887,6 +895,8 @@ export class Pool extends EventEmitter {
 
   #reap(w: Worker): void {
     if (!this.#workers.delete(w.index)) return
+    if (w.ready) this.#earlyExits = 0
+    else if (!w.retired || w.proc.exitCode !== -9) this.#earlyExits++
     w.exitPending = false
     w.receiving?.abort()
     const unstarted = this.#takeBack(w)
@@ -904,6 +914,17 @@ export class Pool extends EventEmitter {
       )
     }
     this.#requeue(unstarted)
+    if (this.#earlyExits >= MAX_EARLY_EXITS) {
+      // Workers die before they can take work (an initializer that exits, say): do not loop.
+      const how = signal ? `was killed by ${signal}` : `exited with code ${code}`
+      this.#break(
+        new WorkerExitedError(
+          `${MAX_EARLY_EXITS} pool workers in a row exited before they were ready; the last ${how}`,
+          signal ? null : code,
+          signal,
+        ),
+      )
+    }
     if (this.#state !== 'terminated' && !this.#broken && (this.#state === 'running' || this.#calls.length > 0)) this.#spawn()
     this.#pump()
   }
