@@ -11,7 +11,7 @@ const usage = `usage: multiproc <command>
 
 commands:
   demo [--limit N]   count primes on every core, with progress, and show the speed-up
-  bench              run the benchmark suite (bench/) and print the table`
+  bench [ipc|pool]   run the benchmarks (bench/; both by default) and print the tables`
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
@@ -31,12 +31,21 @@ if (command === 'demo') {
   }
   await demo(limit)
 } else if (command === 'bench') {
-  const script = fileURLToPath(new URL('../bench/ipc.mjs', import.meta.url))
-  if (!existsSync(script)) {
-    console.error(`the benchmarks are not installed here (${script})`)
-    process.exit(1)
+  const which = positionals[1] ? [positionals[1]] : ['ipc', 'pool']
+  let status = 0
+  for (const name of which) {
+    if (name !== 'ipc' && name !== 'pool') {
+      console.error(`unknown benchmark: ${name} (ipc or pool)`)
+      process.exit(2)
+    }
+    const script = fileURLToPath(new URL(`../bench/${name}.mjs`, import.meta.url))
+    if (!existsSync(script)) {
+      console.error(`the benchmarks are not installed here (${script})`)
+      process.exit(1)
+    }
+    status ||= spawnSync(process.execPath, [script], { stdio: 'inherit' }).status ?? 1
   }
-  process.exit(spawnSync(process.execPath, [script], { stdio: 'inherit' }).status ?? 1)
+  process.exit(status)
 } else {
   console.error(`unknown command: ${command}\n\n${usage}`)
   process.exit(2)
