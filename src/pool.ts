@@ -569,7 +569,10 @@ export class Pool extends EventEmitter {
         results.push(entry)
       }
     }
+    // Items of failed chunks: taken from the input, but one error entry stands for all of them.
+    let folded = 0
     const arrive = (chunk: Chunk, entry: unknown[] | { error: unknown }) => {
+      if (!Array.isArray(entry)) folded += chunk.items.length - 1
       if (!ordered) return deliver(entry)
       pending.set(chunk.seq, entry)
       for (let e = pending.get(nextSeq); e !== undefined; e = pending.get(nextSeq)) {
@@ -608,7 +611,7 @@ export class Pool extends EventEmitter {
       call = this.#submit(fn, inputOf(iterable), false, chunksize, opts, sink, (c) => {
         c.streaming = true
         // Once the pool is closed the rest is run and kept, so that join() returns (as Python).
-        c.mayPull = () => c.nextIndex - consumed < highWater || this.#state !== 'running'
+        c.mayPull = () => c.nextIndex - folded - consumed < highWater || this.#state !== 'running'
       })
     } catch (error) {
       sink.failed(error)
@@ -1017,13 +1020,20 @@ export class Pool extends EventEmitter {
     }
   }
 
+  /** Spinning on one worker's replies blocks the others': spin only when one worker is busy. */
+  readonly #spinWorthIt = (): boolean => {
+    let busy = 0
+    for (const w of this.#workers.values()) if (w.inflight.length > 0 && ++busy > 1) return false
+    return true
+  }
+
   /** Receives one worker's replies while it has something to say. */
   async #receive(w: Worker, signal: AbortSignal): Promise<void> {
     try {
       while (this.#needsReceiving(w) && !signal.aborted) {
         let msg: ReplyMessage
         try {
-          msg = await w.results.get({ signal })
+          msg = await w.results.getWhen(this.#spinWorthIt, signal)
         } catch {
           if (signal.aborted) return
           // The channel is spoilt (it died mid-reply): its exit settles what it held.

@@ -125,6 +125,11 @@ export class Queue<T = unknown> implements AsyncIterable<T> {
     }
   }
 
+  /** @internal `get` that spins only when `spinIf()` says so (the pool waits on many queues). */
+  getWhen(spinIf: () => boolean, signal: AbortSignal): Promise<T> {
+    return this.end.recv(undefined, signal, 'get', spinIf) as Promise<T>
+  }
+
   /** Takes an item, blocking the thread while there is none. */
   getSync(opts: BlockingOptions = {}): T {
     if (opts.block === false) return this.getNowait()
