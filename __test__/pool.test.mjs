@@ -1115,3 +1115,97 @@ test("an onProgress callback or 'progress' listener that throws does not wedge t
   pool.off('progress', listener)
   t.deepEqual(await within(W, pool.map(square, [5]), 'the next map'), [25])
 })
+
+test('progress total is null while a lazy input has not ended, and known from the start for arrays', async (t) => {
+  const pool = shared()
+  const lazy = []
+  await collect(pool.imap(square, gen(3000), { onProgress: (p) => lazy.push({ ...p }) }), W, 'imap over a generator')
+  t.is(lazy[0].total, null, `the generator has not ended when the first results arrive: ${JSON.stringify(lazy.slice(0, 3))}`)
+  for (const p of lazy) t.true(p.total === null || p.total === 3000)
+  t.deepEqual(lazy.at(-1), { done: 3000, total: 3000 })
+  const eager = []
+  await collect(pool.imap(square, range(300), { onProgress: (p) => eager.push({ ...p }) }), W, 'imap over an array')
+  t.true(eager.every((p) => p.total === 300), JSON.stringify(eager.filter((p) => p.total !== 300).slice(0, 3)))
+  t.deepEqual(eager.at(-1), { done: 300, total: 300 })
+})
+
+test('many calls with a timeout at once (each has its worker to itself) all complete', async (t) => {
+  const pool = shared()
+  const out = await within(
+    W,
+    Promise.all(range(20).map((i) => pool.apply(add, [i, 1], { timeout: 15000 }))),
+    '20 timed applies',
+  )
+  t.deepEqual(out, range(20).map((i) => i + 1))
+  const maps = await within(W, Promise.all(range(4).map((k) => pool.map(add, range(10), { timeout: 15000, chunksize: 2 }).then((r) => r.length + k))), 'timed maps')
+  t.deepEqual(maps, [10, 11, 12, 13])
+})
+
+test('targets: method shorthand and async functions sent by source; a built-in or bound function is refused with TargetError', async (t) => {
+  const pool = shared()
+  const o = {
+    double(x) {
+      return 2 * x
+    },
+    async later(x) {
+      await new Promise((r) => setTimeout(r, 5))
+      return x + 0.5
+    },
+  }
+  t.is(await within(W, pool.apply(o.double, [21]), 'method shorthand'), 42)
+  t.is(await within(W, pool.apply(o.later, [1]), 'async method shorthand'), 1.5)
+  for (const f of [Math.max, square.bind(null)]) {
+    const { error } = await within(W, settle(pool.apply(f, [1, 2])), 'apply')
+    t.true(error instanceof TargetError, `${error}`)
+    t.is(error?.code, 'ERR_TARGET')
+  }
+  t.deepEqual(await within(W, pool.map(fixture('pool-tasks.mjs', 'square'), [Math.max(1, 2)]), 'map by module'), [4])
+})
+
+test('modules given as a path string: functions are found by identity', async (t) => {
+  const pool = makePool(t, { processes: 1, modules: [fileURLToPath(tasks)] })
+  // probe keeps module state: it only works when found in its module, not when sent by source
+  const out = await within(W, pool.map(probe, range(3), { chunksize: 1 }), 'map')
+  t.deepEqual(
+    out.map((r) => r.x),
+    [0, 1, 2],
+  )
+})
+
+test('a large map with the default chunksize', async (t) => {
+  const pool = shared()
+  const n = 100000
+  const out = await within(W, pool.map(square, range(n)), 'map of 100,000')
+  t.is(out.length, n)
+  t.is(out[n - 1], (n - 1) * (n - 1))
+  t.true(out.every((v, i) => v === i * i))
+})
+
+test('pool workers are daemon processes named PoolWorker-N, listed by activeChildren() while they run', async (t) => {
+  const { activeChildren } = await import('../dist/index.js')
+  const pool = makePool(t)
+  const workers = pool.workers
+  for (const w of workers) {
+    t.regex(w.name, /^PoolWorker-\d+$/)
+    t.true(w.daemon)
+    t.true(w.isAlive())
+  }
+  t.not(workers[0].name, workers[1].name)
+  for (const w of workers) t.true(activeChildren().includes(w))
+  pool.close()
+  await within(W, pool.join(), 'join')
+  for (const w of workers) {
+    t.false(w.isAlive())
+    t.false(activeChildren().includes(w))
+  }
+})
+
+test("an AbortError's cause is the signal's reason", async (t) => {
+  const pool = shared()
+  const reason = new Error('user cancelled')
+  const ac = new AbortController()
+  ac.abort(reason)
+  const { error } = await within(W, settle(pool.apply(square, [1], { signal: ac.signal })), 'apply')
+  t.is(error?.code, 'ABORT_ERR')
+  t.is(error?.cause, reason)
+})
