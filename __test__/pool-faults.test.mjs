@@ -21,7 +21,7 @@ import {
   TimeoutError,
   WorkerExitedError,
 } from '../dist/index.js'
-import { bigResult, exitMidTask, hangForever, init, pid, readInit, sleepOrReport, sleepOrReportArgs, sleepPid, spinForever, square } from './fixtures/pool-tasks.mjs'
+import { add as add2, bigResult, exitMidTask, hangForever, init, pid, readInit, sleepOrReport, sleepOrReportArgs, sleepPid, spinForever, square } from './fixtures/pool-tasks.mjs'
 import { checkNoLeaks, childPids, fixtureUrl, isDead, within } from './helpers.mjs'
 
 checkNoLeaks(test)
@@ -708,4 +708,41 @@ test('a call that finished does not act later: its timeout and its signal no lon
   ac.abort()
   t.true(before.includes(await within(W, long, 'long apply')), 'the long task was not killed')
   t.deepEqual(new Set(await fullCount(pool)), new Set(before), 'no worker was replaced')
+})
+
+test('map / starmap over an async input that stalls: timeout, signal and terminate() still end the call', async (t) => {
+  const pool = makePool(t)
+  async function* stuck() {
+    yield 1
+    await new Promise(() => {})
+  }
+  const keepAlive = setInterval(() => {}, 1000) // the stalled input alone keeps nothing alive
+  t.teardown(() => clearInterval(keepAlive))
+  const a = await settle(within(5000, pool.map(square, stuck(), { timeout: 300 }), 'map with a timeout'))
+  t.true(a.error instanceof TimeoutError, `${a.error}`)
+  const b = await settle(within(5000, pool.starmapAsync(add2, stuck(), { timeout: 300 }).get(), 'starmapAsync with a timeout'))
+  t.true(b.error instanceof TimeoutError, `${b.error}`)
+  const ac = new AbortController()
+  setTimeout(() => ac.abort(), 300)
+  const c = await settle(within(5000, pool.map(square, stuck(), { signal: ac.signal }), 'map with a signal'))
+  t.true(c.error instanceof AbortError, `${c.error}`)
+  // imap: the item taken before arrives, then the error
+  const got = []
+  const d = await within(
+    5000,
+    settle(
+      (async () => {
+        for await (const v of pool.imap(square, stuck(), { timeout: 300 })) got.push(v)
+      })(),
+    ),
+    'imap with a timeout',
+  )
+  t.true(d.error instanceof TimeoutError, `${d.error}`)
+  t.deepEqual(got, [1])
+  const m = pool.map(square, stuck())
+  await new Promise((r) => setTimeout(r, 100))
+  pool.terminate()
+  const e = await settle(within(5000, m, 'map after terminate'))
+  t.true(e.error instanceof TerminatedError, `${e.error}`)
+  await within(W, pool.join(), 'join')
 })
