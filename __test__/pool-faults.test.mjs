@@ -718,13 +718,13 @@ test('map / starmap over an async input that stalls: timeout, signal and termina
   }
   const keepAlive = setInterval(() => {}, 1000) // the stalled input alone keeps nothing alive
   t.teardown(() => clearInterval(keepAlive))
-  const a = await settle(within(5000, pool.map(square, stuck(), { timeout: 300 }), 'map with a timeout'))
+  const a = await settle(within(3000, pool.map(square, stuck(), { timeout: 300 }), 'map with a timeout'))
   t.true(a.error instanceof TimeoutError, `${a.error}`)
-  const b = await settle(within(5000, pool.starmapAsync(add2, stuck(), { timeout: 300 }).get(), 'starmapAsync with a timeout'))
+  const b = await settle(within(3000, pool.starmapAsync(add2, stuck(), { timeout: 300 }).get(), 'starmapAsync with a timeout'))
   t.true(b.error instanceof TimeoutError, `${b.error}`)
   const ac = new AbortController()
   setTimeout(() => ac.abort(), 300)
-  const c = await settle(within(5000, pool.map(square, stuck(), { signal: ac.signal }), 'map with a signal'))
+  const c = await settle(within(3000, pool.map(square, stuck(), { signal: ac.signal }), 'map with a signal'))
   t.true(c.error instanceof AbortError, `${c.error}`)
   // imap: the item taken before arrives, then the error
   const got = []
@@ -742,7 +742,7 @@ test('map / starmap over an async input that stalls: timeout, signal and termina
   const m = pool.map(square, stuck())
   await new Promise((r) => setTimeout(r, 100))
   pool.terminate()
-  const e = await settle(within(5000, m, 'map after terminate'))
+  const e = await settle(within(3000, m, 'map after terminate'))
   t.true(e.error instanceof TerminatedError, `${e.error}`)
   await within(W, pool.join(), 'join')
 })
