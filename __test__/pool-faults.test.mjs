@@ -66,6 +66,12 @@ async function warm(pool) {
   return [...seen]
 }
 
+async function collect(iterable) {
+  const out = []
+  for await (const v of iterable) out.push(v)
+  return out
+}
+
 // ---- a worker killed in the middle of many tasks ----
 
 /** A fresh path for a task to report its pid to; its content once written. */
@@ -745,4 +751,53 @@ test('map / starmap over an async input that stalls: timeout, signal and termina
   const e = await settle(within(3000, m, 'map after terminate'))
   t.true(e.error instanceof TerminatedError, `${e.error}`)
   await within(W, pool.join(), 'join')
+})
+
+test.serial('a worker killed while running one call: chunks of other calls queued for it run elsewhere and succeed', async (t) => {
+  const pool = makePool(t)
+  await warm(pool)
+  const report = reportFile(t)
+  const victimCall = settle(pool.apply(sleepOrReport, [0, report.path, 3000]))
+  await until(() => report.read() !== undefined, W, 'the marked task starting')
+  // while it runs, other calls of every kind: some of their chunks may be queued for the victim
+  const others = [
+    settle(pool.map(sleepPid, range(40).map(() => 3), { chunksize: 2 })),
+    settle(pool.starmap(sleepPid, range(20).map(() => [3]))),
+    settle(collect(pool.imap(sleepPid, range(30).map(() => 3)))),
+    settle(collect(pool.imapUnordered(sleepPid, range(30).map(() => 3), { chunksize: 3 }))),
+    ...range(10).map(() => settle(pool.apply(sleepPid, [3]))),
+  ]
+  await new Promise((r) => setTimeout(r, 50))
+  const victim = report.read()
+  process.kill(victim, 'SIGKILL')
+  const v = await within(W, victimCall, 'the victim call')
+  t.true(v.error instanceof WorkerExitedError, `${v.error}`)
+  const results = await within(W, Promise.all(others), 'the other calls')
+  for (const r of results) t.false('error' in r, `${r.error}`)
+  t.is(results[0].value.length, 40)
+  t.is(results[2].value.length, 30)
+  t.is(results[3].value.length, 30)
+  await fullCount(pool)
+})
+
+test.serial('imap with chunksize 5: a worker killed in a chunk loses that chunk (one error), the other chunks arrive in order', async (t) => {
+  const pool = makePool(t)
+  await warm(pool)
+  const report = reportFile(t)
+  const args = range(50).map((i) => (i === 22 ? [2, report.path, 2000] : [2]))
+  const it = pool.imap(sleepOrReportArgs, args, { chunksize: 5 })
+  const out = []
+  const reading = (async () => {
+    for (;;) {
+      const r = await settle(it.next())
+      if (r.value?.done) return
+      out.push(r.error ? r.error : 'ok')
+    }
+  })()
+  await until(() => report.read() !== undefined, W, 'the marked task starting')
+  process.kill(report.read(), 'SIGKILL')
+  await within(W, reading, 'imap')
+  t.is(out.length, 46, 'nine chunks of 5 values and one error for the lost chunk')
+  t.true(out[20] instanceof WorkerExitedError, `${out[20]}`)
+  t.is(out.filter((x) => x === 'ok').length, 45)
 })
