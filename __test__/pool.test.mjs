@@ -676,18 +676,27 @@ test('onProgress reports { done, total } monotonically, ending at { done: n, tot
   const pool = shared()
   const seen = []
   const out = await within(W, pool.map(square, range(50), { chunksize: 4, onProgress: (p) => seen.push({ ...p }) }), 'map')
+  const shown = JSON.stringify(seen)
   t.deepEqual(out, range(50).map((x) => x * x))
-  t.true(seen.length >= 2, `${seen.length} progress reports`)
-  for (let i = 1; i < seen.length; i++) t.true(seen[i].done >= seen[i - 1].done, 'monotonic')
-  for (const p of seen) t.true(p.done >= 0 && p.done <= 50)
-  for (const p of seen) t.true(p.total === 50 || p.total === null)
-  t.deepEqual(seen.at(-1), { done: 50, total: 50 })
+  t.true(seen.length >= 2, `${seen.length} progress reports: ${shown}`)
+  t.true(
+    seen.every((p, i) => i === 0 || p.done >= seen[i - 1].done),
+    `monotonic: ${shown}`,
+  )
+  t.true(
+    seen.every((p) => p.done >= 0 && p.done <= 50 && p.total === 50),
+    `within 0..50, total 50 (an array): ${shown}`,
+  )
+  t.deepEqual(seen.at(-1), { done: 50, total: 50 }, shown)
 
   // imap over a generator: the total is known at the end
   const seenImap = []
   await collect(pool.imap(square, gen(20), { onProgress: (p) => seenImap.push({ ...p }) }), W, 'imap')
-  for (let i = 1; i < seenImap.length; i++) t.true(seenImap[i].done >= seenImap[i - 1].done)
-  t.deepEqual(seenImap.at(-1), { done: 20, total: 20 })
+  t.true(
+    seenImap.every((p, i) => i === 0 || p.done >= seenImap[i - 1].done),
+    JSON.stringify(seenImap),
+  )
+  t.deepEqual(seenImap.at(-1), { done: 20, total: 20 }, JSON.stringify(seenImap))
 
   // apply too
   const seenApply = []
