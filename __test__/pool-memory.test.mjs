@@ -87,3 +87,22 @@ test.serial('a stalled imap consumer: the source is not pulled further (< 2,000 
   pool.close()
   await within(20000, pool.join(), 'join')
 })
+
+test.serial('2,000 calls each with a fresh inline function whose closure holds 100 KB: heap growth < 20 MB', async (t) => {
+  const r = await within(
+    55000,
+    new Promise((resolve, reject) => {
+      execFile(
+        process.execPath,
+        ['--expose-gc', fileURLToPath(fixtureUrl('pool-target-memory.mjs')), '2000'],
+        { timeout: 50000, killSignal: 'SIGKILL' },
+        (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(JSON.parse(stdout.trim().split('\n').at(-1)))),
+      )
+    }),
+    'the fixture',
+  )
+  t.log(r)
+  t.true(r.gc)
+  t.is(r.wrong, 0)
+  t.true(r.growth < 20 * MB, `heap grew by ${(r.growth / MB).toFixed(1)} MB: the pool keeps the functions (and their closures) it was given`)
+})
