@@ -1218,3 +1218,35 @@ test("an AbortError's cause is the signal's reason", async (t) => {
   t.is(error?.code, 'ABORT_ERR')
   t.is(error?.cause, reason)
 })
+
+test('imap: several next() calls pending at once resolve in order; next() after return() is done', async (t) => {
+  const pool = shared()
+  const it = pool.imap(failOn13, [11, 12, 13, 14, 15])
+  const pending = [it.next(), it.next(), it.next(), it.next()]
+  const got = await within(W, Promise.all(pending.map(settle)), 'pending next() calls')
+  t.deepEqual(got[0].value, { value: 11, done: false })
+  t.deepEqual(got[1].value, { value: 12, done: false })
+  t.true(got[2].error instanceof RemoteError)
+  t.deepEqual(got[3].value, { value: 14, done: false })
+  t.deepEqual(await it.return(), { value: undefined, done: true })
+  t.deepEqual(await within(W, it.next(), 'next after return'), { value: undefined, done: true })
+  t.deepEqual(await it.return(), { value: undefined, done: true }, 'return() twice')
+  t.is(it[Symbol.asyncIterator](), it)
+})
+
+test('an imap nobody reads does not hold up other calls', async (t) => {
+  const pool = makePool(t)
+  const idle = pool.imap(square, gen(10000))
+  await new Promise((r) => setTimeout(r, 100))
+  t.deepEqual(await within(W, pool.map(square, range(100)), 'map while an imap waits for its reader'), range(100).map((x) => x * x))
+  t.is(await within(W, pool.apply(square, [12]), 'apply'), 144)
+  t.deepEqual(await within(W, idle.next(), 'the imap'), { value: 0, done: false })
+  await idle.return()
+})
+
+test('starmap with an item that is not an array of arguments rejects; the pool goes on', async (t) => {
+  const pool = shared()
+  const { error } = await within(W, settle(pool.starmap(add, [[1, 2], 3])), 'starmap')
+  t.true(error instanceof Error, `${error}`)
+  t.deepEqual(await within(W, pool.starmap(add, [[1, 2]]), 'starmap after'), [3])
+})
