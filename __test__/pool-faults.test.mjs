@@ -21,7 +21,7 @@ import {
   TimeoutError,
   WorkerExitedError,
 } from '../dist/index.js'
-import { add as add2, bigResult, exitMidTask, hangForever, init, pid, readInit, sleepOrReport, sleepOrReportArgs, sleepPid, spinForever, square } from './fixtures/pool-tasks.mjs'
+import { add as add2, bigResult, exitMidTask, hangForever, init, killSelf, throwLater, pid, readInit, sleepOrReport, sleepOrReportArgs, sleepPid, spinForever, square } from './fixtures/pool-tasks.mjs'
 import { checkNoLeaks, childPids, fixtureUrl, isDead, within } from './helpers.mjs'
 
 checkNoLeaks(test)
@@ -800,4 +800,26 @@ test.serial('imap with chunksize 5: a worker killed in a chunk loses that chunk 
   t.is(out.length, 46, 'nine chunks of 5 values and one error for the lost chunk')
   t.true(out[20] instanceof WorkerExitedError, `${out[20]}`)
   t.is(out.filter((x) => x === 'ok').length, 45)
+})
+
+test('a worker killed by SIGTERM or SIGSEGV mid-task: WorkerExitedError with that signal', async (t) => {
+  const pool = makePool(t)
+  for (const sig of ['SIGTERM', 'SIGSEGV']) {
+    const { error } = await within(W, settle(pool.apply(killSelf, [sig])), `apply ${sig}`)
+    t.true(error instanceof WorkerExitedError, `${error}`)
+    t.is(error?.signal, sig)
+    t.is(error?.exitCode, null)
+    await fullCount(pool)
+  }
+  t.is(await within(W, pool.apply(square, [3]), 'apply after'), 9)
+})
+
+test('a task that returns and then throws from a timer: its result arrives; the crashed worker is replaced', async (t) => {
+  const pool = makePool(t, { processes: 1 })
+  const first = await within(W, pool.apply(pid), 'apply')
+  t.is(await within(W, pool.apply(throwLater, [5]), 'apply'), 5)
+  await until(() => isDead(first), 5000, 'the worker to crash')
+  const [next] = await fullCount(pool)
+  t.not(next, first)
+  t.is(await within(W, pool.apply(pid), 'apply after'), next)
 })
