@@ -839,15 +839,37 @@ try {
   supportsUsing = false
 }
 
-;(supportsUsing ? test : test.skip)('`await using pool = new Pool()` leaves no worker process behind (fixture)', async (t) => {
+/**
+ * The `await using` fixture as this node can run it: as it is where the syntax is supported,
+ * else lowered by TypeScript (its `__addDisposableResource` helpers call the same
+ * `Symbol.asyncDispose`), written to a temporary file with absolute imports.
+ */
+async function usingFixture(t) {
+  const file = fixtureUrl('pool-using.mjs')
+  if (supportsUsing) return fileURLToPath(file)
+  const ts = (await import('typescript')).default
+  const { mkdtempSync, readFileSync, rmSync, writeFileSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const { join } = await import('node:path')
+  const source = readFileSync(file, 'utf8')
+    .replace("'../../dist/index.js'", `'${new URL('../dist/index.js', import.meta.url).href}'`)
+    .replace("'./pool-tasks.mjs'", `'${fixtureUrl('pool-tasks.mjs').href}'`)
+    .replace("new URL('./pool-tasks.mjs', import.meta.url)", `new URL('${fixtureUrl('pool-tasks.mjs').href}')`)
+  const out = ts.transpileModule(source, { compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ESNext } })
+  const dir = mkdtempSync(join(tmpdir(), 'pool-using-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const lowered = join(dir, 'pool-using.mjs')
+  writeFileSync(lowered, out.outputText)
+  return lowered
+}
+
+test('`await using pool = new Pool()` leaves no worker process behind once the block is left (fixture)', async (t) => {
+  const script = await usingFixture(t)
   const out = await within(
     30000,
     new Promise((resolve, reject) => {
-      execFile(
-        process.execPath,
-        [fileURLToPath(fixtureUrl('pool-using.mjs'))],
-        { timeout: 25000, killSignal: 'SIGKILL' },
-        (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout)),
+      execFile(process.execPath, [script], { timeout: 25000, killSignal: 'SIGKILL' }, (err, stdout, stderr) =>
+        err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout),
       )
     }),
     'pool-using.mjs',
@@ -858,8 +880,6 @@ try {
   t.deepEqual(r.alive, [], 'no worker process remains once the scope is left')
   t.deepEqual(r.children, [])
 })
-
-// ---- more semantics ----
 
 test('values of many kinds travel both ways (structured-clone-like)', async (t) => {
   const pool = shared()
