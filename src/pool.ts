@@ -124,8 +124,9 @@ interface Worker {
   dispatched: number
   /** A call with a deadline or signal whose chunks it runs, alone. */
   exclusiveTo: Call | null
-  /** Smoothed milliseconds per chunk. */
+  /** Smoothed milliseconds per chunk (running time, without time spent queued). */
   chunkMs: number | undefined
+  lastReplyAt: number
 }
 
 /** What a call does with its chunks' outcomes. */
@@ -901,6 +902,7 @@ export class Pool extends EventEmitter {
       dispatched: 0,
       exclusiveTo: null,
       chunkMs: undefined,
+      lastReplyAt: 0,
     }
     this.#workers.set(index, w)
     const started = proc.start()
@@ -1096,8 +1098,13 @@ export class Pool extends EventEmitter {
       case Reply.Failed: {
         const chunk = this.#inflight.get(msg[2])
         if (!chunk) break
-        const elapsed = performance.now() - chunk.sentAt
-        if (w) w.chunkMs = w.chunkMs === undefined ? elapsed : w.chunkMs * 0.8 + elapsed * 0.2
+        if (w) {
+          // Service time, not latency: a chunk queued behind another started when that one ended.
+          const now = performance.now()
+          const took = now - Math.max(chunk.sentAt, w.lastReplyAt)
+          w.lastReplyAt = now
+          w.chunkMs = w.chunkMs === undefined ? took : w.chunkMs * 0.8 + took * 0.2
+        }
         this.#unlink(chunk)
         if (msg[0] === Reply.Done) this.#chunkDone(chunk, msg[3])
         else this.#chunkFailed(chunk, msg[4] ? remoteError(msg[3]) : fromRecord(msg[3]))
