@@ -84,6 +84,9 @@ export declare function dieWithParent(expectedParent: number): void
 /** Adds the per-message calls (see `fast.rs`) to `target`, the binding's exports object. */
 export declare function installFastPaths(target: object): void
 
+/** A pair of packet sockets for passing descriptors: `[ours, theirs]`. */
+export declare function packetPair(): Array<number>
+
 /** True when every copy of the peer end of a stream socket is closed. */
 export declare function peerHungUp(raw: number): boolean
 
@@ -92,6 +95,12 @@ export declare function processAlive(pid: number, start: number): boolean
 
 /** The start time of a process (clock ticks since boot), 0 if it is gone. */
 export declare function processStartTime(pid: number): number
+
+/** Receives one descriptor message: `[tag, ...fds]`, or null when none arrived within `timeout_ms`. */
+export declare function recvFds(sock: number, timeoutMs: number): Array<number> | null
+
+/** Sends copies of `fds` with `tag` over a packet socket. */
+export declare function sendFds(sock: number, tag: number, fds: Array<number>): void
 
 export declare function setCloexec(fd: number, on: boolean): void
 
