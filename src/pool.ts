@@ -26,6 +26,7 @@ import {
   WorkerExitedError,
 } from './errors.js'
 import { FdCarrier, holdsHandles, packHandles } from './handles.js'
+import { trustArray } from './plain.js'
 import { AsyncResult, IMapIterator, IMapResults, type IMapSource, type ResultCallbacks } from './pool-result.js'
 import { Reply, type ReplyMessage, type TaskMessage, type WorkerSetup } from './pool-worker.js'
 import { cpuCount, Process, whenExited } from './process.js'
@@ -177,7 +178,7 @@ class Call {
     if (this.inputDone || this.pulling || !this.mayPull()) return undefined
     const input = this.input
     if ('array' in input) {
-      const items = input.array.slice(this.nextIndex, this.nextIndex + this.chunksize)
+      const items = trustArray(input.array.slice(this.nextIndex, this.nextIndex + this.chunksize))
       if (this.nextIndex + items.length >= input.array.length) this.inputDone = true
       return items.length > 0 ? this.chunk(items) : undefined
     }
@@ -232,7 +233,16 @@ class Call {
   private chunk(items: unknown[]): Chunk {
     this.nextIndex += items.length
     if (this.inputDone) this.total = this.nextIndex
-    return { id: nextChunkId++, call: this, seq: this.nextSeq++, items, worker: null, sentAt: 0, timer: undefined, dropped: false }
+    return {
+      id: nextChunkId++,
+      call: this,
+      seq: this.nextSeq++,
+      items: trustArray(items),
+      worker: null,
+      sentAt: 0,
+      timer: undefined,
+      dropped: false,
+    }
   }
 
   /** Whether every chunk has been answered and no input remains. */
