@@ -10,7 +10,7 @@
  */
 import { EventEmitter } from 'node:events'
 import { constants } from 'node:os'
-
+import { NOTHING } from './channel.js'
 import {
   AbortError,
   ClosedError,
@@ -750,7 +750,15 @@ export class Pool extends EventEmitter {
     }
     const spec = tellsTarget ? (this.#targets[call.targetId] as TargetSpec) : null
     const message: TaskMessage = [chunk.id, call.targetId, items, call.star, spec, handles]
-    w.inbox.put(message).catch((err) => {
+    let sent = false
+    let failure: unknown
+    try {
+      sent = w.inbox.tryPut(message)
+    } catch (err) {
+      failure = err
+    }
+    if (sent) return
+    const failed = (err: unknown) => {
       if (w.inflight.includes(chunk) && !(err instanceof MultiprocError && err.code !== 'ERR_SERIALIZATION')) {
         // It never left: the input cannot be serialised. The call fails with that error.
         if (tellsTarget) w.knows.delete(call.targetId)
@@ -760,7 +768,10 @@ export class Pool extends EventEmitter {
         return
       }
       this.#kill(w) // the inbox is unusable; the exit handling settles what it held
-    })
+    }
+    if (failure !== undefined) failed(failure)
+    // No room now (or larger than the ring): the put waits, in order with any before it.
+    else w.inbox.put(message).catch(failed)
   }
 
   /**
@@ -1079,9 +1090,11 @@ export class Pool extends EventEmitter {
   async #receive(w: Worker, signal: AbortSignal): Promise<void> {
     try {
       while (this.#needsReceiving(w) && !signal.aborted) {
-        let msg: ReplyMessage
+        let msg: ReplyMessage | typeof NOTHING
         try {
-          msg = await w.results.getWhen(this.#spinWorthIt, signal)
+          // What is there already is taken without a promise; only an empty channel waits.
+          msg = w.results.tryGet()
+          if (msg === NOTHING) msg = await w.results.getWhen(this.#spinWorthIt, signal)
         } catch {
           if (signal.aborted) return
           // The channel is spoilt (it died mid-reply): its exit settles what it held.
