@@ -1285,3 +1285,56 @@ test('maxTasksPerChild: 5 over two maps of 60 tasks (chunksize 1): every map com
     for (const n of perPid.values()) t.true(n <= 5)
   }
 })
+
+test('built-in error classes keep their class as the cause, AggregateError with its errors', async (t) => {
+  const pool = shared()
+  for (const [make, Ctor] of [
+    [() => new RangeError('r'), RangeError],
+    [() => new SyntaxError('s'), SyntaxError],
+    [() => new ReferenceError('f'), ReferenceError],
+    [() => new EvalError('e'), EvalError],
+    [() => new URIError('u'), URIError],
+  ]) {
+    const { error } = await within(W, settle(pool.apply(make, [])), 'apply')
+    t.true(error instanceof RemoteError, `${error}`)
+    t.true(error.cause instanceof Ctor, `${error.cause?.name} is a ${Ctor.name}`)
+  }
+  const { error } = await within(
+    W,
+    settle(
+      pool.apply(() => {
+        throw new AggregateError([new Error('first'), new TypeError('second')], 'many failed')
+      }),
+    ),
+    'apply',
+  )
+  t.true(error instanceof RemoteError)
+  t.is(error.cause?.name, 'AggregateError')
+  t.is(error.cause?.message, 'many failed')
+  t.true(error.cause instanceof AggregateError, 'AggregateError keeps its class')
+  t.deepEqual(
+    error.cause?.errors?.map((e) => [e.constructor.name, e.message]),
+    [
+      ['Error', 'first'],
+      ['TypeError', 'second'],
+    ],
+    'its errors are revived',
+  )
+})
+
+test('multiproc errors thrown in a task keep their name and code', async (t) => {
+  const pool = shared()
+  const { error } = await within(
+    W,
+    settle(
+      pool.apply(async (url) => {
+        const { Queue } = await import(url)
+        new Queue().getNowait()
+      }, [new URL('../dist/index.js', import.meta.url).href]),
+    ),
+    'apply',
+  )
+  t.true(error instanceof RemoteError, `${error}`)
+  t.is(error.cause?.name, 'Empty')
+  t.is(error.cause?.code, 'ERR_EMPTY')
+})
