@@ -1288,14 +1288,19 @@ test('maxTasksPerChild: 5 over two maps of 60 tasks (chunksize 1): every map com
 
 test('built-in error classes keep their class as the cause, AggregateError with its errors', async (t) => {
   const pool = shared()
-  for (const [make, Ctor] of [
-    [() => new RangeError('r'), RangeError],
-    [() => new SyntaxError('s'), SyntaxError],
-    [() => new ReferenceError('f'), ReferenceError],
-    [() => new EvalError('e'), EvalError],
-    [() => new URIError('u'), URIError],
-  ]) {
-    const { error } = await within(W, settle(pool.apply(make, [])), 'apply')
+  for (const Ctor of [RangeError, SyntaxError, ReferenceError, EvalError, URIError]) {
+    const { error } = await within(
+      W,
+      settle(
+        pool.apply(
+          (name) => {
+            throw new globalThis[name](`a ${name}`)
+          },
+          [Ctor.name],
+        ),
+      ),
+      'apply',
+    )
     t.true(error instanceof RemoteError, `${error}`)
     t.true(error.cause instanceof Ctor, `${error.cause?.name} is a ${Ctor.name}`)
   }
