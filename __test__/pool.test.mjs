@@ -1343,3 +1343,10 @@ test('multiproc errors thrown in a task keep their name and code', async (t) => 
   t.is(error.cause?.name, 'Empty')
   t.is(error.cause?.code, 'ERR_EMPTY')
 })
+
+test('on one worker, applyAsync calls run in the order they were made', async (t) => {
+  const pool = makePool(t, { processes: 1 })
+  const results = range(30).map((i) => pool.applyAsync(probe, [i]))
+  const out = await within(W, Promise.all(results.map((r) => r.get())), 'applies')
+  for (let i = 1; i < out.length; i++) t.true(out[i].n > out[i - 1].n, `call ${i} ran after call ${i - 1}`)
+})
