@@ -1350,3 +1350,22 @@ test('on one worker, applyAsync calls run in the order they were made', async (t
   const out = await within(W, Promise.all(results.map((r) => r.get())), 'applies')
   for (let i = 1; i < out.length; i++) t.true(out[i].n > out[i - 1].n, `call ${i} ran after call ${i - 1}`)
 })
+
+test('starmap uses the same default chunksize as map; imapUnordered yields the items of a chunk together, in order', async (t) => {
+  const pool = shared()
+  const out = await within(W, pool.starmap(probe, range(40).map((i) => [i, 0])), 'starmap')
+  t.deepEqual(
+    chunksOf(out).map((c) => c.length),
+    [5, 5, 5, 5, 5, 5, 5, 5],
+  )
+  const un = await collect(pool.imapUnordered(probe, range(20), { chunksize: 4 }), W, 'imapUnordered')
+  t.is(un.length, 20)
+  for (let c = 0; c < 5; c++) {
+    const at = un.findIndex((r) => r.x === c * 4)
+    t.deepEqual(
+      un.slice(at, at + 4).map((r) => r.x),
+      [c * 4, c * 4 + 1, c * 4 + 2, c * 4 + 3],
+      `chunk ${c} together and in order`,
+    )
+  }
+})
