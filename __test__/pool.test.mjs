@@ -1369,3 +1369,19 @@ test('starmap uses the same default chunksize as map; imapUnordered yields the i
     )
   }
 })
+
+test('a signal shared by many calls is left without listeners once they are done', async (t) => {
+  const { getEventListeners } = await import('node:events')
+  const pool = shared()
+  const ac = new AbortController()
+  for (let i = 0; i < 5; i++) await within(W, pool.apply(square, [i], { signal: ac.signal, timeout: 10000 }), 'apply')
+  await within(W, pool.map(square, range(20), { signal: ac.signal, chunksize: 3 }), 'map')
+  await within(W, pool.starmap(add, [[1, 2]], { signal: ac.signal }), 'starmap')
+  await collect(pool.imap(square, range(10), { signal: ac.signal }), W, 'imap')
+  const it = pool.imap(square, gen(1000), { signal: ac.signal })
+  await within(W, it.next(), 'next')
+  await it.return()
+  const failing = await within(W, settle(pool.map(failOn13, range(20), { signal: ac.signal })), 'failing map')
+  t.true(failing.error instanceof RemoteError)
+  t.is(getEventListeners(ac.signal, 'abort').length, 0)
+})
