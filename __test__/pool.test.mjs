@@ -1385,3 +1385,23 @@ test('a signal shared by many calls is left without listeners once they are done
   t.true(failing.error instanceof RemoteError)
   t.is(getEventListeners(ac.signal, 'abort').length, 0)
 })
+
+test('a task can run a Pool of its own (nested pools)', async (t) => {
+  const pool = makePool(t, { processes: 1 })
+  const out = await within(
+    W,
+    pool.apply(
+      async (url) => {
+        const { Pool } = await import(url)
+        const inner = new Pool({ processes: 1 })
+        const r = await inner.map((x) => x * 3, [1, 2, 3])
+        inner.close()
+        await inner.join()
+        return r
+      },
+      [new URL('../dist/index.js', import.meta.url).href],
+    ),
+    'nested pool',
+  )
+  t.deepEqual(out, [3, 6, 9])
+})
