@@ -857,3 +857,16 @@ test('a call that ended early (failed map, imap left by return) keeps no timer: 
   t.deepEqual(r, { code: 0, signal: null }, err)
   t.true(lag < 5000, `the script exited ${Math.round(lag)} ms after its work was done (the 8 s timeouts were still armed?)`)
 })
+
+test.serial('a timed call is not overtaken by untimed calls made after it', async (t) => {
+  const pool = makePool(t)
+  await warm(pool)
+  const done = {}
+  const started = performance.now()
+  const mark = (name) => () => (done[name] = performance.now() - started)
+  const a = pool.map(sleepPid, range(20).map(() => 50), { chunksize: 1 }).then(mark('A'))
+  const timed = pool.apply(sleepPid, [10], { timeout: 15000 }).then(mark('T'))
+  const b = pool.map(sleepPid, range(40).map(() => 50), { chunksize: 1 }).then(mark('B'))
+  await within(W, Promise.all([a, timed, b]), 'the three calls')
+  t.true(done.T < done.B, `the timed call made before B finished at ${Math.round(done.T)} ms, B at ${Math.round(done.B)} ms`)
+})
