@@ -1159,7 +1159,7 @@ test('progress total is null while a lazy input has not ended, and known from th
 })
 
 test('many calls with a timeout at once (each has its worker to itself) all complete', async (t) => {
-  const pool = shared()
+  const pool = makePool(t) // its own: timed calls on the busy shared pool could starve (bug 16)
   const out = await within(
     W,
     Promise.all(range(20).map((i) => pool.apply(add, [i, 1], { timeout: 15000 }))),
@@ -1372,7 +1372,7 @@ test('starmap uses the same default chunksize as map; imapUnordered yields the i
 
 test('a signal shared by many calls is left without listeners once they are done', async (t) => {
   const { getEventListeners } = await import('node:events')
-  const pool = shared()
+  const pool = makePool(t) // its own: timed calls on the busy shared pool could starve (bug 16)
   const ac = new AbortController()
   for (let i = 0; i < 5; i++) await within(W, pool.apply(square, [i], { signal: ac.signal, timeout: 10000 }), 'apply')
   await within(W, pool.map(square, range(20), { signal: ac.signal, chunksize: 3 }), 'map')
