@@ -1037,3 +1037,20 @@ test.serial('a timed call is not overtaken by untimed calls made after it', asyn
   await within(W, Promise.all([a, timed, b]), 'the three calls')
   t.true(done.T < done.B, `the timed call made before B finished at ${Math.round(done.T)} ms, B at ${Math.round(done.B)} ms`)
 })
+
+test.serial('imap with taskTimeout: the item over it rejects at its position with TimeoutError and the others arrive', async (t) => {
+  const pool = makePool(t, { taskTimeout: 400 })
+  await warm(pool)
+  const it = pool.imap((x) => {
+    while (x === 2) {}
+    return x * 10
+  }, range(6))
+  const out = []
+  for (;;) {
+    const r = await within(W, settle(it.next()), 'next')
+    if (r.value?.done) break
+    out.push(r.error ? r.error.constructor.name : r.value.value)
+  }
+  t.deepEqual(out, [0, 10, 'TimeoutError', 30, 40, 50])
+  await fullCount(pool)
+})

@@ -1611,3 +1611,12 @@ test('a task can run a Pool of its own (nested pools)', async (t) => {
   )
   t.deepEqual(out, [3, 6, 9])
 })
+
+test('a module in `modules` that fails to import in the worker: calls reject with TargetError; the pool goes on', async (t) => {
+  const { triple } = await import('./fixtures/pool-bad-module.mjs')
+  const pool = makePool(t, { processes: 1, modules: [fixtureUrl('pool-bad-module.mjs'), tasks] })
+  const { error } = await within(W, settle(pool.apply(triple, [2])), 'apply')
+  t.true(error instanceof TargetError, `${error}`)
+  t.regex(error?.message ?? '', /pool-bad-module/)
+  t.is(await within(W, pool.apply(fixture('pool-tasks.mjs', 'square'), [5]), 'apply of another target'), 25)
+})
