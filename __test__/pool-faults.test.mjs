@@ -1054,3 +1054,17 @@ test.serial('imap with taskTimeout: the item over it rejects at its position wit
   t.deepEqual(out, [0, 10, 'TimeoutError', 30, 40, 50])
   await fullCount(pool)
 })
+
+test('huge timeouts (Infinity, 3e9 ms, 2^31 ms) mean no practical limit', async (t) => {
+  const pool = makePool(t, { processes: 1 })
+  await within(W, pool.apply(pid), 'warm-up')
+  for (const timeout of [Number.POSITIVE_INFINITY, 3e9, 2 ** 31]) {
+    const r = await within(W, settle(pool.apply(sleepPid, [50], { timeout })), `apply with timeout ${timeout}`)
+    t.true('value' in r, `timeout ${timeout}: ${r.error}`)
+    const g = await within(W, settle(pool.applyAsync(sleepPid, [50]).get(timeout)), `get(${timeout})`)
+    t.true('value' in g, `get(${timeout}): ${g.error}`)
+  }
+  const big = makePool(t, { processes: 1, taskTimeout: Number.POSITIVE_INFINITY })
+  const r = await within(W, settle(big.apply(sleepPid, [50])), 'apply with taskTimeout Infinity')
+  t.true('value' in r, `taskTimeout Infinity: ${r.error}`)
+})
