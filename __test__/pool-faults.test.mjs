@@ -1068,3 +1068,20 @@ test('huge timeouts (Infinity, 3e9 ms, 2^31 ms) mean no practical limit', async 
   const r = await within(W, settle(big.apply(sleepPid, [50])), 'apply with taskTimeout Infinity')
   t.true('value' in r, `taskTimeout Infinity: ${r.error}`)
 })
+
+test('a pool whose worker cannot start (initargs that cannot be sent): calls reject and the script still exits', async (t) => {
+  const child = spawn(process.execPath, [fileURLToPath(fixtureUrl('pool-exit.mjs')), 'bad-initargs'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  })
+  let out = ''
+  let err = ''
+  child.stdout.on('data', (d) => (out += d))
+  child.stderr.on('data', (d) => (err += d))
+  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })))
+  await until(() => out.includes('\n') || child.exitCode !== null, W, `the script's work; stderr: ${err}`)
+  const { error } = JSON.parse(out.split('\n')[0])
+  t.truthy(error, 'the call rejected')
+  const r = await settle(within(5000, exited, 'the script to exit after terminate() and join()'))
+  t.deepEqual(r.value, { code: 0, signal: null }, `${r.error?.message ?? ''} ${err}`)
+})
