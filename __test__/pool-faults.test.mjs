@@ -551,13 +551,17 @@ test('errors of the remote kind are not confused with worker deaths', async (t) 
 
 test.serial('a timed call that waits behind busy workers times out without killing the workers of other calls', async (t) => {
   const pool = makePool(t)
+  await warm(pool)
   const before = await fullCount(pool)
-  const longs = [pool.apply(sleepPid, [1500]), pool.apply(sleepPid, [1500])]
-  await new Promise((r) => setTimeout(r, 100))
+  const reports = [reportFile(t), reportFile(t)]
+  const longs = reports.map((r) => settle(pool.apply(sleepOrReport, [0, r.path, 1500])))
+  // both workers are busy with a long task
+  await until(() => reports.every((r) => r.read() !== undefined), W, 'both long tasks starting')
+  t.deepEqual(new Set(reports.map((r) => r.read())), new Set(before))
   const { error } = await within(10000, settle(pool.apply(square, [3], { timeout: 400 })), 'timed apply')
   t.true(error instanceof TimeoutError, `${error}`)
   const done = await within(W, Promise.all(longs), 'the long tasks')
-  t.deepEqual(new Set(done), new Set(before), 'the long tasks completed on their workers')
+  t.deepEqual(new Set(done.map((o) => o.value)), new Set(before), 'the long tasks completed on their workers')
   t.deepEqual(new Set(await fullCount(pool)), new Set(before), 'no worker was replaced')
 })
 
