@@ -193,3 +193,100 @@ test.serial(
     )
   },
 )
+
+test.serial(
+  'everything at once: timeouts, aborts, kills and maxTasksPerChild: every call settles, with the right value or an expected error',
+  async (t) => {
+    const { AbortError, TimeoutError } = await import('../dist/index.js')
+    const pool = makePool(t, { maxTasksPerChild: 8 })
+    const random = rng(SEED + 4)
+    const fns = range(6).map((k) => target(k + 1))
+    const spin = new Function('item', 'if (item.spin) { while (true) {} } return item.v')
+    let stop = false
+    let kills = 0
+    const killer = (async () => {
+      while (!stop && kills < 4) {
+        await new Promise((r) => setTimeout(r, 100 + random() * 150))
+        const ws = pool.workers.filter((w) => w.pid && !isDead(w.pid))
+        if (ws.length === 0) continue
+        try {
+          process.kill(ws[Math.floor(random() * ws.length)].pid, 'SIGKILL')
+          kills++
+        } catch {}
+      }
+    })()
+    const jobs = []
+    for (let c = 0; c < 40; c++) {
+      const roll = random()
+      if (roll < 0.15) {
+        // a call that spins: only its timeout ends it
+        jobs.push(
+          settle(pool.apply(spin, [{ spin: true, v: c }], { timeout: 200 + Math.floor(random() * 200) })).then((o) => ({
+            c,
+            kind: 'spin',
+            o,
+          })),
+        )
+      } else if (roll < 0.3) {
+        const ac = new AbortController()
+        setTimeout(() => ac.abort(), Math.floor(random() * 300))
+        const items = range(20).map((v) => ({ v, ms: 10 }))
+        jobs.push(settle(pool.map(fns[0], items, { signal: ac.signal, chunksize: 2 })).then((o) => ({ c, kind: 'aborted', o, items })))
+      } else {
+        const k = 1 + Math.floor(random() * 6)
+        const items = range(1 + Math.floor(random() * 20)).map((v) => ({ v, ms: random() < 0.2 ? 15 : 0 }))
+        const timeout = random() < 0.3 ? 20000 : undefined
+        jobs.push(
+          settle(pool.map(fns[k - 1], items, { timeout, chunksize: 1 + Math.floor(random() * 3) })).then((o) => ({
+            c,
+            kind: 'map',
+            o,
+            k,
+            items,
+          })),
+        )
+      }
+    }
+    const all = await within(60000, Promise.all(jobs), 'every call to settle')
+    stop = true
+    await killer
+    let lost = 0
+    for (const { c, kind, o, k, items } of all) {
+      if (kind === 'spin') {
+        t.true(o.error instanceof TimeoutError || o.error instanceof WorkerExitedError, `call ${c} (spins): ${o.error ?? o.value}`)
+      } else if (kind === 'aborted') {
+        if (o.error) t.true(o.error instanceof AbortError || o.error instanceof WorkerExitedError, `call ${c} (aborted): ${o.error}`)
+        else
+          t.deepEqual(
+            o.value,
+            items.map((i) => expected(1, i)),
+          )
+      } else if (o.error) {
+        t.true(o.error instanceof WorkerExitedError, `call ${c}: ${o.error}`)
+        lost++
+      } else {
+        t.deepEqual(
+          o.value,
+          items.map((i) => expected(k, i)),
+          `call ${c}`,
+        )
+      }
+    }
+    t.log(`${kills} kills; ${lost} plain maps lost a chunk to them`)
+    t.true(lost <= kills)
+    const deadline = Date.now() + 10000
+    while (pool.workers.length !== 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+    t.is(pool.workers.length, 2)
+    t.deepEqual(
+      await within(
+        20000,
+        pool.map(
+          target(2),
+          range(5).map((v) => ({ v, ms: 0 })),
+        ),
+        'map after',
+      ),
+      [2, 4, 6, 8, 10],
+    )
+  },
+)
