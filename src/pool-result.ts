@@ -58,7 +58,8 @@ export class AsyncResult<R> implements PromiseLike<R> {
   /** Waits until ready, at most `timeout` ms. */
   async wait(opts?: { timeout?: number | undefined } | number): Promise<void> {
     const deadline = deadlineOf(waitOptions(opts).timeout)
-    if (this.#settled || deadline === undefined) return this.#done
+    // Beyond what a timer can wait (about 24.8 days) there is no practical limit.
+    if (this.#settled || deadline === undefined || deadline - performance.now() >= 2 ** 31 - 1) return this.#done
     let timer: NodeJS.Timeout | undefined
     await Promise.race([this.#done, new Promise<void>((resolve) => (timer = setTimeout(resolve, deadline - performance.now())))])
     clearTimeout(timer)

@@ -125,6 +125,10 @@ interface Worker {
   dispatched: number
   /** A call with a deadline or signal whose chunks it runs, alone. */
   exclusiveTo: Call | null
+  /** Kept free for a call with a deadline or signal that waits for a worker of its own. */
+  reservedFor: Call | null
+  /** Its last chunk is sent (maxTasksPerChild) and its successor already started. */
+  replaced: boolean
   /** Smoothed milliseconds per chunk (running time, without time spent queued). */
   chunkMs: number | undefined
   lastReplyAt: number
@@ -154,6 +158,10 @@ class Call {
   streaming = false
   /** The input threw: the call fails with it once the chunks taken before are answered. */
   inputError: { error: unknown } | undefined
+  /** The total the last progress report gave. */
+  reportedTotal: number | null = null
+  /** Drops the call's deadline timer and abort listener. */
+  cleanup: () => void = () => {}
   /** Lets the call say it has enough undelivered results (imap backpressure). */
   mayPull: () => boolean = () => true
 
@@ -270,11 +278,14 @@ function checkCount(name: string, v: unknown, min: number): number {
   return v
 }
 
+/** Longer than a timer can wait (about 24.8 days): taken as no limit. */
+const NO_LIMIT_MS = 2 ** 31 - 1
+
 function checkMs(name: string, v: unknown): number | undefined {
   if (v === undefined || v === null) return undefined
   if (typeof v !== 'number') throw typeError(`${name} must be a number of milliseconds`)
   if (Number.isNaN(v)) throw rangeError(`${name} must not be NaN`)
-  return Math.max(0, v)
+  return v >= NO_LIMIT_MS ? undefined : Math.max(0, v)
 }
 
 function inputOf(iterable: unknown): Input {
@@ -302,6 +313,11 @@ async function materialize(input: Input): Promise<readonly unknown[]> {
   return out
 }
 
+/** Whether a call has something to run (an imap waiting only for its consumer has not). */
+function hasWork(call: Call): boolean {
+  return call.queue.length > 0 || (!call.inputDone && call.mayPull())
+}
+
 /** A pool of worker processes running tasks: `map`, `imap`, `apply` and friends. */
 export class Pool extends EventEmitter {
   /** The number of workers the pool keeps. */
@@ -313,13 +329,15 @@ export class Pool extends EventEmitter {
   readonly #workers = new Map<number, Worker>()
   readonly #calls: Call[] = []
   readonly #inflight = new Map<number, Chunk>()
-  readonly #targetIds = new Map<unknown, number>()
+  readonly #targetIds = new Map<string, number>()
+  readonly #functionIds = new WeakMap<object, number>()
   readonly #targets: TargetSpec[] = []
   #nextWorker = 1
   #state: 'running' | 'closed' | 'terminated' = 'running'
   #broken: Error | undefined
   /** map calls taking their input before they are submitted. */
   #admitting = 0
+  #keepAlive: NodeJS.Timeout | undefined
   /** Stops the map calls still reading their input, when the pool is terminated. */
   readonly #admissions = new Set<() => void>()
   /** Workers in a row that exited before they were ready. */
@@ -356,7 +374,7 @@ export class Pool extends EventEmitter {
 
   /** The live worker processes. */
   get workers(): Process[] {
-    return [...this.#workers.values()].filter((w) => !w.retired).map((w) => w.proc)
+    return [...this.#workers.values()].filter((w) => !w.retired && !w.replaced).map((w) => w.proc)
   }
 
   // ---- the public calls ----
@@ -422,7 +440,7 @@ export class Pool extends EventEmitter {
   /** No more calls; the workers exit once the work already submitted is done. */
   close(): void {
     if (this.#state === 'running') this.#state = 'closed'
-    this.#maybeRetireAll()
+    this.#pump() // an imap held back by its consumer now runs to the end
   }
 
   /** Kills every worker now and rejects every pending call with `TerminatedError`. */
@@ -442,6 +460,7 @@ export class Pool extends EventEmitter {
     for (const stop of this.#admissions) stop()
     for (const chunk of this.#inflight.values()) chunk.dropped = true
     for (const w of this.#workers.values()) if (!w.exitPending) w.receiving?.abort()
+    this.#holdLoop()
   }
 
   /** Waits until every worker has exited; call `close()` or `terminate()` first. */
@@ -461,13 +480,23 @@ export class Pool extends EventEmitter {
 
   // ---- submitting ----
 
+  /**
+   * A number per distinct target, told to each worker once. Functions are known by what describes
+   * them (their source), not held: a fresh inline function per call must not be kept alive.
+   */
   #targetId(fn: Target): number {
-    const key = typeof fn === 'function' ? fn : `${String(fn.module)}#${fn.name ?? 'default'}`
+    if (typeof fn === 'function') {
+      const known = this.#functionIds.get(fn)
+      if (known !== undefined) return known
+    }
+    const spec = describeTarget(fn, this.#modules)
+    const key = JSON.stringify(spec)
     let id = this.#targetIds.get(key)
     if (id === undefined) {
-      id = this.#targets.push(describeTarget(fn, this.#modules)) - 1
+      id = this.#targets.push(spec) - 1
       this.#targetIds.set(key, id)
     }
+    if (typeof fn === 'function') this.#functionIds.set(fn, id)
     return id
   }
 
@@ -500,18 +529,9 @@ export class Pool extends EventEmitter {
           : setTimeout(() => this.#cancel(call, new TimeoutError(`the call took longer than ${timeout} ms`)), timeout)
       const onAbort = () => this.#cancel(call, new AbortError('the call was aborted', { cause: signal?.reason }))
       signal?.addEventListener('abort', onAbort, { once: true })
-      const { failed, completed } = sink
-      const cleanup = () => {
+      call.cleanup = () => {
         clearTimeout(timer)
         signal?.removeEventListener('abort', onAbort)
-      }
-      sink.failed = (e) => {
-        cleanup()
-        failed(e)
-      }
-      sink.completed = () => {
-        cleanup()
-        completed()
       }
     }
     prepare?.(call)
@@ -563,6 +583,7 @@ export class Pool extends EventEmitter {
         items = input.array
       } else {
         this.#admitting++
+        this.#holdLoop()
         const { promise: stopped, cleanup } = this.#whileAdmitting(timeout, opts.signal)
         try {
           items = await Promise.race([materialize(input), stopped])
@@ -572,6 +593,7 @@ export class Pool extends EventEmitter {
         } finally {
           cleanup()
           this.#admitting--
+          this.#holdLoop()
         }
       }
       if (timeout !== undefined) opts = { ...opts, timeout: Math.max(0, timeout - (performance.now() - begun)) }
@@ -644,12 +666,7 @@ export class Pool extends EventEmitter {
         this.#pump()
       },
       cancel: () => {
-        if (call && !call.settled) {
-          call.settled = true
-          call.closeInput()
-          call.queue.length = 0
-          this.#forget(call)
-        }
+        if (call && !call.settled) this.#settle(call)
         results.end()
       },
     }
@@ -679,7 +696,8 @@ export class Pool extends EventEmitter {
     let best: Worker | undefined
     const maxTasks = this.#setup.maxTasks
     for (const w of this.#workers.values()) {
-      if (w.retired || (maxTasks > 0 && w.dispatched >= maxTasks)) continue
+      if (w.retired || w.replaced || (maxTasks > 0 && w.dispatched >= maxTasks)) continue
+      if (w.reservedFor !== null && w.reservedFor !== call) continue
       if (w.inflight.length >= this.#depth(w, call)) continue
       if (call.exclusive) {
         if (!w.ready || (w.inflight.length > 0 && w.exclusiveTo !== call)) continue
@@ -702,7 +720,10 @@ export class Pool extends EventEmitter {
         sent = false
         for (const call of [...this.#calls]) {
           const w = this.#pickWorker(call)
-          if (!w) continue
+          if (!w) {
+            if (call.exclusive && hasWork(call)) this.#reserve(call)
+            continue
+          }
           const chunk = call.take(kick)
           if (!chunk) continue
           this.#dispatch(w, chunk)
@@ -720,6 +741,39 @@ export class Pool extends EventEmitter {
     }
     this.#maybeRetireAll()
     this.#ensureReceiving()
+    this.#holdLoop()
+  }
+
+  /**
+   * While a call has work pending the pool keeps the process alive (as a pending Queue get does),
+   * also while workers are being replaced and no channel is awaited. An idle pool, or one whose
+   * only call is an imap waiting for its consumer, holds nothing.
+   */
+  #holdLoop(): void {
+    const pending = this.#state !== 'terminated' && (this.#inflight.size > 0 || this.#admitting > 0 || this.#calls.some(hasWork))
+    if (pending && !this.#keepAlive) this.#keepAlive = setInterval(() => {}, 1 << 30)
+    else if (!pending && this.#keepAlive) {
+      clearInterval(this.#keepAlive)
+      this.#keepAlive = undefined
+    }
+  }
+
+  /**
+   * A call with a deadline or signal needs a worker with nothing else queued. Rather than wait
+   * for one to empty by chance (calls made later keep them busy), keep the least busy worker
+   * free for it: nothing more goes to it, and what waits in its inbox goes elsewhere.
+   */
+  #reserve(call: Call): void {
+    let best: Worker | undefined
+    for (const w of this.#workers.values()) {
+      if (w.reservedFor === call) return
+      // A worker another timed call runs on is left to it: that call was made first.
+      if (w.retired || w.replaced || !w.ready || w.reservedFor !== null || w.exclusiveTo !== null) continue
+      if (!best || w.inflight.length < best.inflight.length) best = w
+    }
+    if (!best) return
+    best.reservedFor = call
+    this.#requeue(this.#takeBack(best))
   }
 
   #dispatch(w: Worker, chunk: Chunk): void {
@@ -727,17 +781,22 @@ export class Pool extends EventEmitter {
     const tellsTarget = !w.knows.has(call.targetId)
     chunk.worker = w
     chunk.sentAt = performance.now()
+    if (call.exclusive) for (const other of this.#workers.values()) if (other.reservedFor === call) other.reservedFor = null
     w.inflight.push(chunk)
     w.dispatched++
+    const maxTasks = this.#setup.maxTasks
+    if (maxTasks > 0 && w.dispatched >= maxTasks && !w.replaced && this.#state === 'running' && !this.#broken) {
+      // Its successor starts now, while it runs its last chunks, not after it has exited.
+      w.replaced = true
+      this.#spawn()
+    }
     if (call.exclusive) w.exclusiveTo = call
     if (tellsTarget) w.knows.add(call.targetId)
     call.running++
     this.#inflight.set(chunk.id, chunk)
     const timeout = call.taskTimeout
-    if (timeout !== undefined) {
-      const ms = timeout * chunk.items.length
-      chunk.timer = setTimeout(() => this.#expire(chunk, ms), ms)
-    }
+    const ms = timeout === undefined ? undefined : timeout * chunk.items.length
+    if (ms !== undefined && ms < NO_LIMIT_MS) chunk.timer = setTimeout(() => this.#expire(chunk, ms), ms)
     let items = chunk.items
     let handles: number[] | null = null
     try {
@@ -829,6 +888,7 @@ export class Pool extends EventEmitter {
   #progress(call: Call, n: number): void {
     call.done += n
     if (!call.onProgress && this.listenerCount('progress') === 0) return
+    call.reportedTotal = call.total
     const progress: Progress = { done: call.done, total: call.total }
     try {
       call.onProgress?.(progress)
@@ -840,6 +900,9 @@ export class Pool extends EventEmitter {
   }
 
   #complete(call: Call): void {
+    // A lazy input's end may be learnt after its last chunk was reported: say the total once.
+    if (call.reportedTotal !== call.total && call.done > 0 && !call.inputError) this.#progress(call, 0)
+    if (call.settled) return
     if (call.inputError) {
       this.#fail(call, call.inputError.error)
       return
@@ -854,9 +917,11 @@ export class Pool extends EventEmitter {
     call.sink.failed(error)
   }
 
-  /** The call is over: nothing more of it is sent; queued chunks are dropped. */
+  /** The call is over: nothing more of it is sent; queued chunks are dropped; its timer goes. */
   #settle(call: Call): void {
     call.settled = true
+    call.cleanup()
+    for (const w of this.#workers.values()) if (w.reservedFor === call) w.reservedFor = null
     call.closeInput()
     call.queue.length = 0
     this.#forget(call)
@@ -866,6 +931,7 @@ export class Pool extends EventEmitter {
     const i = this.#calls.indexOf(call)
     if (i >= 0) this.#calls.splice(i, 1)
     this.#maybeRetireAll()
+    this.#holdLoop()
   }
 
   /** A call's deadline passed or its signal aborted: kill the workers running its chunks. */
@@ -922,6 +988,8 @@ export class Pool extends EventEmitter {
       retired: false,
       dispatched: 0,
       exclusiveTo: null,
+      reservedFor: null,
+      replaced: false,
       chunkMs: undefined,
       lastReplyAt: 0,
     }
@@ -939,6 +1007,9 @@ export class Pool extends EventEmitter {
 
   #startFailed(w: Worker, err: unknown): void {
     this.#workers.delete(w.index)
+    w.receiving?.abort()
+    w.inbox.close()
+    w.results.close()
     w.carrier.close()
     const unsent = [...w.inflight]
     for (const chunk of unsent) this.#unlink(chunk)
@@ -987,7 +1058,8 @@ export class Pool extends EventEmitter {
         ),
       )
     }
-    if (this.#state !== 'terminated' && !this.#broken && (this.#state === 'running' || this.#calls.length > 0)) this.#spawn()
+    const wanted = this.#state === 'running' || this.#calls.length > 0
+    if (!w.replaced && this.#state !== 'terminated' && !this.#broken && wanted) this.#spawn()
     this.#pump()
   }
 
@@ -1033,7 +1105,8 @@ export class Pool extends EventEmitter {
     let busiest: Worker | undefined
     for (const w of this.#workers.values()) {
       if (w.retired) continue
-      if (w.ready && w.inflight.length === 0 && (maxTasks === 0 || w.dispatched < maxTasks)) idle = true
+      if (w.ready && w.inflight.length === 0 && !w.replaced && w.reservedFor === null && (maxTasks === 0 || w.dispatched < maxTasks))
+        idle = true
       if (w.inflight.length > 1 && (!busiest || w.inflight.length > busiest.inflight.length)) busiest = w
     }
     if (!idle || !busiest) return false

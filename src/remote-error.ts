@@ -14,6 +14,8 @@ export interface ErrorRecord {
   code?: unknown
   cause?: ErrorRecord | undefined
   props?: Record<string, unknown> | undefined
+  /** An AggregateError's errors. */
+  errors?: ErrorRecord[] | undefined
   thrown?: unknown
 }
 
@@ -39,7 +41,7 @@ const OURS: Record<string, new (message: string) => Error> = {
   BrokenBarrierError: errors.BrokenBarrierError,
   OwnerDiedError: errors.OwnerDiedError,
 }
-const SKIP = new Set(['name', 'message', 'stack', 'code', 'cause'])
+const SKIP = new Set(['name', 'message', 'stack', 'code', 'cause', 'errors'])
 
 function isPrimitiveish(v: unknown): boolean {
   return v === null || ['string', 'number', 'boolean', 'bigint', 'undefined'].includes(typeof v)
@@ -56,6 +58,9 @@ export function toRecord(err: unknown, depth = 0): ErrorRecord {
   const code = (err as { code?: unknown }).code
   if (code !== undefined && isPrimitiveish(code)) record.code = code
   if (err.cause !== undefined && depth < MAX_DEPTH) record.cause = toRecord(err.cause, depth + 1)
+  if (err instanceof AggregateError && Array.isArray(err.errors) && depth < MAX_DEPTH) {
+    record.errors = err.errors.map((e: unknown) => toRecord(e, depth + 1))
+  }
   for (const key of Object.keys(err)) {
     const value = (err as unknown as Record<string, unknown>)[key]
     if (SKIP.has(key) || !isPrimitiveish(value)) continue
@@ -68,8 +73,14 @@ export function toRecord(err: unknown, depth = 0): ErrorRecord {
 /** In the receiving process: an error like the one thrown, with the remote stack. */
 export function fromRecord(record: ErrorRecord): Error {
   const Ctor = OURS[record.name] ?? BUILT_IN[record.name]
-  const err = Ctor ? new Ctor(record.message) : new Error(record.message)
-  if (!Ctor) Object.defineProperty(err, 'name', { value: record.name, configurable: true, writable: true })
+  const err =
+    record.name === 'AggregateError'
+      ? new AggregateError((record.errors ?? []).map(fromRecord), record.message)
+      : Ctor
+        ? new Ctor(record.message)
+        : new Error(record.message)
+  const known = Ctor !== undefined || record.name === 'AggregateError'
+  if (!known) Object.defineProperty(err, 'name', { value: record.name, configurable: true, writable: true })
   if (record.props) Object.assign(err, record.props)
   if (record.code !== undefined) Object.defineProperty(err, 'code', { value: record.code, enumerable: true, configurable: true })
   if (record.cause) Object.defineProperty(err, 'cause', { value: fromRecord(record.cause), configurable: true, writable: true })
