@@ -2,7 +2,7 @@
 //!
 //! Layout after the header: `value: u32` at 16 (the futex word), `sleepers: u32` at 20 (waits
 //! in progress, blocking or armed; a release wakes only when there are some), `max: u32` at 24
-//! (0: unbounded). Taking one is a compare-and-swap that JavaScript also does on a view.
+//! ([`VALUE_MAX`] unless bounded). Taking one is a compare-and-swap that JavaScript also does on a view.
 //! A process that dies holding a unit does not give it back (as in Python).
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -42,7 +42,7 @@ impl Semaphore {
     pub fn create(value: u32, bounded: bool, shared: bool) -> Result<Semaphore, SegmentError> {
         let seg = super::create(Kind::Semaphore, shared)?;
         seg.u32_at(VALUE).store(value.min(VALUE_MAX), Ordering::Relaxed);
-        seg.u32_at(MAX).store(if bounded { value.max(1).min(VALUE_MAX) } else { 0 }, Ordering::Release);
+        seg.u32_at(MAX).store(if bounded { value.min(VALUE_MAX) } else { VALUE_MAX }, Ordering::Release);
         Ok(Semaphore { seg })
     }
 
@@ -67,7 +67,7 @@ impl Semaphore {
         self.value_word().load(Ordering::Acquire)
     }
 
-    /// The bound of a `BoundedSemaphore`, 0 for a plain one.
+    /// The largest value: the initial one for a `BoundedSemaphore`, [`VALUE_MAX`] otherwise.
     pub fn max(&self) -> u32 {
         self.seg.u32_at(MAX).load(Ordering::Acquire)
     }
@@ -120,8 +120,7 @@ impl Semaphore {
     /// Gives one unit back and wakes a sleeper, if any.
     pub fn release(&self) -> Result<(), SemaphoreReleaseError> {
         let word = self.value_word();
-        let max = self.max();
-        let limit = if max == 0 { VALUE_MAX } else { max };
+        let limit = self.max();
         let mut v = word.load(Ordering::Relaxed);
         loop {
             if v >= limit {
