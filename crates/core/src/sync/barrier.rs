@@ -207,15 +207,24 @@ impl Barrier {
         }
     }
 
+    /// Waits for the generation to move past `gen` (after a [`Arrival::Busy`]); false when the
+    /// deadline passed first.
+    pub fn wait_moved(&self, gen: u32, deadline: Option<Instant>) -> bool {
+        while self.generation() == gen {
+            if !wait::sleep_slice(self.word(GEN), gen, deadline) {
+                return self.generation() != gen;
+            }
+        }
+        true
+    }
+
     /// One party's whole blocking wait, with an action run by the last party.
     pub fn wait(&self, deadline: Option<Instant>, action: impl FnOnce()) -> Result<u32, BarrierError> {
         loop {
             match self.arrive()? {
                 Arrival::Busy { gen } => {
-                    while self.generation() == gen {
-                        if !wait::sleep_slice(self.word(GEN), gen, deadline) {
-                            return Err(BarrierError::TimedOut);
-                        }
+                    if !self.wait_moved(gen, deadline) {
+                        return Err(BarrierError::TimedOut);
                     }
                 }
                 Arrival::Last { gen, index } => {
