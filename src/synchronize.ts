@@ -146,16 +146,21 @@ abstract class SyncObject implements Transferable {
 
 /** Revives a synchronisation object of `kind` from a received descriptor (owned from now on). */
 function adopt<T extends object>(kind: string, id: unknown, fd: number, make: () => T): T {
-  return reviveOnce(id, fd, (o: T) => (o as unknown as SyncObject).fd, () => {
-    adopting = call(() => native.syncAdopt(kind, fd))
-    adoptingId = typeof id === 'string' ? id : undefined
-    try {
-      return make()
-    } finally {
-      adopting = undefined
-      adoptingId = undefined
-    }
-  })
+  return reviveOnce(
+    id,
+    fd,
+    (o: T) => (o as unknown as SyncObject).fd,
+    () => {
+      adopting = call(() => native.syncAdopt(kind, fd))
+      adoptingId = typeof id === 'string' ? id : undefined
+      try {
+        return make()
+      } finally {
+        adopting = undefined
+        adoptingId = undefined
+      }
+    },
+  )
 }
 
 abstract class LockBase extends SyncObject {
@@ -202,10 +207,10 @@ abstract class LockBase extends SyncObject {
 
   /** Takes the lock without blocking the event loop; `false` on timeout. See `acquireSync`. */
   async acquire(opts?: WaitOptions | number): Promise<boolean> {
-    if (this.#tryFast()) return true
     const o = waitOptions(opts)
-    if ((o as AcquireSyncOptions).block === false) return this.acquireSync({ block: false })
     const deadline = deadlineOf(o.timeout)
+    if (this.#tryFast()) return true
+    if ((o as AcquireSyncOptions).block === false) return this.acquireSync({ block: false })
     const r = await timedOut(
       waitFor<number>(
         {
@@ -378,8 +383,9 @@ export class Semaphore extends SyncObject {
   }
 
   async acquire(opts?: WaitOptions | number): Promise<boolean> {
-    if (this.#tryFast()) return true
     const o = waitOptions(opts)
+    const deadline = deadlineOf(o.timeout)
+    if (this.#tryFast()) return true
     if ((o as AcquireSyncOptions).block === false) return false
     const r = await timedOut(
       waitFor<true>(
@@ -392,7 +398,7 @@ export class Semaphore extends SyncObject {
             this.#spinner.learn(waitedMs)
           },
         },
-        deadlineOf(o.timeout),
+        deadline,
         o.signal,
         'acquire',
       ),
@@ -494,6 +500,7 @@ let adoptingLock: Lock | RLock | undefined
 /** A condition variable over a shared lock (Python's `Condition`; an `RLock` by default). */
 export class Condition extends SyncObject {
   readonly #lock: Lock | RLock
+  readonly #spinner = new Spinner()
 
   constructor(lock?: Lock | RLock) {
     super('Condition', 0)
@@ -552,9 +559,12 @@ export class Condition extends SyncObject {
         await waitFor<true>(
           {
             attempt: () => (Atomics.load(this.words, COND_SEQ) >>> 0 !== observed ? true : undefined),
-            spin: () => false,
+            spin: () => this.#spinner.spin(() => Atomics.load(this.words, COND_SEQ) >>> 0 !== observed),
             arm: (key) => native.condArm(this.handle, observed, key),
-            disarm: (key) => native.wakerDisarmKey(key),
+            disarm: (key, waitedMs) => {
+              native.wakerDisarmKey(key)
+              this.#spinner.learn(waitedMs)
+            },
           },
           deadline,
           o.signal,

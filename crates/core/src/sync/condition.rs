@@ -25,16 +25,18 @@ pub const TOKENS: usize = BODY + 8;
 #[derive(Clone)]
 pub struct Condition {
     seg: Arc<Segment>,
+    /// How long a waiter spins before it sleeps, learned from recent waits (this process only).
+    spinner: Arc<wait::Spinner>,
 }
 
 impl Condition {
     pub fn create(shared: bool) -> Result<Condition, SegmentError> {
-        Ok(Condition { seg: super::create(Kind::Condition, shared)? })
+        Ok(Condition { seg: super::create(Kind::Condition, shared)?, spinner: Arc::new(wait::Spinner::new()) })
     }
 
     pub fn attach(seg: Arc<Segment>) -> Result<Condition, SyncAttachError> {
         super::check(&seg, Kind::Condition)?;
-        Ok(Condition { seg })
+        Ok(Condition { seg, spinner: Arc::new(wait::Spinner::new()) })
     }
 
     pub fn segment(&self) -> &Arc<Segment> {
@@ -59,6 +61,16 @@ impl Condition {
     /// Without the lock: sleeps until `seq` moves past `observed` or `deadline`; false once
     /// the deadline has passed without a move.
     pub fn sleep(&self, observed: u32, deadline: Option<Instant>) -> bool {
+        let started = Instant::now();
+        if self.spinner.spin(|| self.word(SEQ).load(Ordering::SeqCst) != observed) {
+            return true;
+        }
+        let moved = self.sleep_slices(observed, deadline);
+        self.spinner.learn(started.elapsed(), false);
+        moved
+    }
+
+    fn sleep_slices(&self, observed: u32, deadline: Option<Instant>) -> bool {
         loop {
             if self.word(SEQ).load(Ordering::SeqCst) != observed {
                 return true;
