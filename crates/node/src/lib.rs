@@ -15,8 +15,8 @@ use napi_derive::napi;
 
 mod child;
 mod fast;
-mod shared_memory;
-mod sync;
+pub mod shared_memory;
+pub mod sync;
 mod view;
 
 fn fail(code: &str, msg: impl std::fmt::Display) -> Error {
