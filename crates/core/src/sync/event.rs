@@ -17,16 +17,17 @@ pub const SLEEPERS: usize = BODY + 4;
 #[derive(Clone)]
 pub struct Event {
     seg: Arc<Segment>,
+    spinner: Arc<wait::Spinner>,
 }
 
 impl Event {
     pub fn create(shared: bool) -> Result<Event, SegmentError> {
-        Ok(Event { seg: super::create(Kind::Event, shared)? })
+        Ok(Event { seg: super::create(Kind::Event, shared)?, spinner: Arc::new(wait::Spinner::new()) })
     }
 
     pub fn attach(seg: Arc<Segment>) -> Result<Event, SyncAttachError> {
         super::check(&seg, Kind::Event)?;
-        Ok(Event { seg })
+        Ok(Event { seg, spinner: Arc::new(wait::Spinner::new()) })
     }
 
     pub fn segment(&self) -> &Arc<Segment> {
@@ -61,9 +62,14 @@ impl Event {
         if self.is_set() {
             return true;
         }
+        let started = Instant::now();
+        if self.spinner.spin(|| self.is_set()) {
+            return true;
+        }
         self.sleepers().fetch_add(1, Ordering::SeqCst);
         while !self.is_set() && wait::sleep_slice(self.flag(), 0, deadline) {}
         self.sleepers().fetch_sub(1, Ordering::SeqCst);
+        self.spinner.learn(started.elapsed(), false);
         self.is_set()
     }
 

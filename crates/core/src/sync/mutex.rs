@@ -67,19 +67,21 @@ impl std::fmt::Display for ReleaseError {
 pub struct Mutex {
     seg: Arc<Segment>,
     recursive: bool,
+    /// How long a blocked acquire spins before sleeping, learned from recent waits (this process).
+    spinner: Arc<wait::Spinner>,
 }
 
 impl Mutex {
     /// A new free lock: shared between processes, or the in-process twin.
     pub fn create(recursive: bool, shared: bool) -> Result<Mutex, SegmentError> {
         let kind = if recursive { Kind::RLock } else { Kind::Lock };
-        Ok(Mutex { seg: super::create(kind, shared)?, recursive })
+        Ok(Mutex { seg: super::create(kind, shared)?, recursive, spinner: Arc::new(wait::Spinner::new()) })
     }
 
     /// A lock in a segment mapped from another process.
     pub fn attach(seg: Arc<Segment>, recursive: bool) -> Result<Mutex, SyncAttachError> {
         super::check(&seg, if recursive { Kind::RLock } else { Kind::Lock })?;
-        Ok(Mutex { seg, recursive })
+        Ok(Mutex { seg, recursive, spinner: Arc::new(wait::Spinner::new()) })
     }
 
     pub fn segment(&self) -> &Arc<Segment> {
@@ -170,6 +172,17 @@ impl Mutex {
     /// Takes the lock, waiting until `deadline` (`None`: no limit, still in bounded slices).
     pub fn acquire(&self, who: Owner, deadline: Option<Instant>) -> Result<Acquired, AcquireError> {
         if self.try_acquire(who) {
+            return Ok(Acquired::Clean);
+        }
+        let started = Instant::now();
+        let r = self.acquire_slow(who, deadline);
+        self.spinner.learn(started.elapsed(), false);
+        r
+    }
+
+    fn acquire_slow(&self, who: Owner, deadline: Option<Instant>) -> Result<Acquired, AcquireError> {
+        // Hand-offs between processes are fast when the waiter is still awake: spin first.
+        if self.owner() != who.id && self.spinner.spin(|| self.owner() == 0) && self.try_acquire(who) {
             return Ok(Acquired::Clean);
         }
         let mut spins = 0u32;

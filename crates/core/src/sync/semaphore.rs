@@ -35,6 +35,7 @@ impl std::fmt::Display for SemaphoreReleaseError {
 #[derive(Clone)]
 pub struct Semaphore {
     seg: Arc<Segment>,
+    spinner: Arc<wait::Spinner>,
 }
 
 impl Semaphore {
@@ -43,12 +44,12 @@ impl Semaphore {
         let seg = super::create(Kind::Semaphore, shared)?;
         seg.u32_at(VALUE).store(value.min(VALUE_MAX), Ordering::Relaxed);
         seg.u32_at(MAX).store(if bounded { value.min(VALUE_MAX) } else { VALUE_MAX }, Ordering::Release);
-        Ok(Semaphore { seg })
+        Ok(Semaphore { seg, spinner: Arc::new(wait::Spinner::new()) })
     }
 
     pub fn attach(seg: Arc<Segment>) -> Result<Semaphore, SyncAttachError> {
         super::check(&seg, Kind::Semaphore)?;
-        Ok(Semaphore { seg })
+        Ok(Semaphore { seg, spinner: Arc::new(wait::Spinner::new()) })
     }
 
     pub fn segment(&self) -> &Arc<Segment> {
@@ -89,6 +90,10 @@ impl Semaphore {
         if self.try_acquire() {
             return true;
         }
+        let started = Instant::now();
+        if self.spinner.spin(|| self.value() > 0) && self.try_acquire() {
+            return true;
+        }
         self.sleepers().fetch_add(1, Ordering::SeqCst);
         let got = loop {
             if self.try_acquire() {
@@ -99,6 +104,7 @@ impl Semaphore {
             }
         };
         self.sleepers().fetch_sub(1, Ordering::SeqCst);
+        self.spinner.learn(started.elapsed(), false);
         got
     }
 
