@@ -140,4 +140,7 @@ const md = [
 console.log(md)
 mkdirSync(RESULTS, { recursive: true })
 writeFileSync(`${RESULTS}sync-latest.md`, `${md}\n`)
-writeFileSync(`${RESULTS}sync-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}.json`, JSON.stringify({ config: CONFIG, ours, python: py }, null, 2))
+writeFileSync(
+  `${RESULTS}sync-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}.json`,
+  JSON.stringify({ config: CONFIG, ours, python: py }, null, 2),
+)

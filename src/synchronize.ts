@@ -32,6 +32,8 @@ const SEM_VALUE = 4
 const EVENT_FLAG = 4
 const COND_SEQ = 4
 const ID_MASK = 0x7fffffff
+/** How often a waiting acquire checks that the holder still lives. */
+const OWNER_CHECK_MS = 20
 
 const [OWNER_ID, RECORD_HI, RECORD_LO] = native.syncOwner() as [number, number, number]
 const OWNER_RECORD = (BigInt(RECORD_HI) << 32n) | BigInt(RECORD_LO)
@@ -61,9 +63,15 @@ export function reviveOnce<T extends object>(id: unknown, fd: number, fdOf: (o: 
   return obj
 }
 
-/** Learns how long a spin on a shared word pays: full after a short wait, halved after a long one. */
+/**
+ * Learns how long a spin on a shared word pays: full after a short wait, halved after a long
+ * one (as the core's `wait::Spinner`). The full budget, 100 µs, is longer than a sleeping
+ * wake-up on a small machine, so two processes handing off to each other do not both sleep.
+ */
+const SPIN_MS = 0.1
+
 class Spinner {
-  #budgetMs = 0.05
+  #budgetMs = SPIN_MS
   spin(ready: () => boolean): boolean {
     if (this.#budgetMs <= 0.001) return false
     const until = performance.now() + this.#budgetMs
@@ -73,7 +81,7 @@ class Spinner {
     }
   }
   learn(waitedMs: number): void {
-    this.#budgetMs = waitedMs <= 0.5 ? 0.05 : this.#budgetMs / 2
+    this.#budgetMs = waitedMs <= 0.5 ? SPIN_MS : this.#budgetMs / 2
   }
 }
 
@@ -211,10 +219,16 @@ abstract class LockBase extends SyncObject {
     const deadline = deadlineOf(o.timeout)
     if (this.#tryFast()) return true
     if ((o as AcquireSyncOptions).block === false) return this.acquireSync({ block: false })
+    // Whether the holder lives is read from /proc (microseconds): look only every so often.
+    let lastCheck = performance.now()
     const r = await timedOut(
       waitFor<number>(
         {
           attempt: () => {
+            if (this.#tryFast()) return 0
+            const now = performance.now()
+            if (now - lastCheck < OWNER_CHECK_MS) return undefined
+            lastCheck = now
             const r = native.lockTryRecover(this.handle)
             return r >= 0 ? r : undefined
           },
@@ -443,6 +457,8 @@ export class BoundedSemaphore extends Semaphore {
 
 /** A flag processes wait on until it is set (Python's `Event`). */
 export class Event extends SyncObject {
+  readonly #spinner = new Spinner()
+
   constructor() {
     super('Event', 0)
   }
@@ -472,9 +488,12 @@ export class Event extends SyncObject {
       waitFor<true>(
         {
           attempt: () => (this.isSet() ? true : undefined),
-          spin: () => false,
+          spin: () => this.#spinner.spin(() => this.isSet()),
           arm: (key) => native.eventArm(this.handle, key),
-          disarm: (key) => native.eventDisarm(this.handle, key),
+          disarm: (key, waitedMs) => {
+            native.eventDisarm(this.handle, key)
+            this.#spinner.learn(waitedMs)
+          },
         },
         deadlineOf(o.timeout),
         o.signal,

@@ -158,10 +158,6 @@ pub fn lock_acquire_sync(s: &Sync, timeout_ms: f64) -> Result<i32> {
     match mutex(s)?.acquire(Owner::process(), deadline(timeout_ms)) {
         Ok(a) => Ok(acquired(a)),
         Err(AcquireError::TimedOut) => Ok(-1),
-        Err(AcquireError::WouldDeadlock) => Err(fail(
-            "ERR_INVALID_STATE",
-            "acquireSync() without a timeout on a Lock this process holds would never return",
-        )),
     }
 }
 

@@ -40,8 +40,6 @@ pub enum Acquired {
 #[derive(Debug, PartialEq, Eq)]
 pub enum AcquireError {
     TimedOut,
-    /// A `Lock` already held by the caller, waited for without a timeout: nobody could release it.
-    WouldDeadlock,
 }
 
 /// Why a release failed.
@@ -169,7 +167,8 @@ impl Mutex {
         false
     }
 
-    /// Takes the lock, waiting until `deadline` (`None`: no limit, still in bounded slices).
+    /// Takes the lock, waiting until `deadline` (`None`: no limit, still in bounded slices). A
+    /// `Lock` the caller holds already is waited for too: another owner may release it (Python).
     pub fn acquire(&self, who: Owner, deadline: Option<Instant>) -> Result<Acquired, AcquireError> {
         if self.try_acquire(who) {
             return Ok(Acquired::Clean);
@@ -181,8 +180,9 @@ impl Mutex {
     }
 
     fn acquire_slow(&self, who: Owner, deadline: Option<Instant>) -> Result<Acquired, AcquireError> {
-        // Hand-offs between processes are fast when the waiter is still awake: spin first.
-        if self.owner() != who.id && self.spinner.spin(|| self.owner() == 0) && self.try_acquire(who) {
+        // Hand-offs between processes are fast when the waiter is still awake: spin first (also
+        // on a Lock this process holds: another process may release it).
+        if self.spinner.spin(|| self.owner() == 0) && self.try_acquire(who) {
             return Ok(Acquired::Clean);
         }
         let mut spins = 0u32;
@@ -194,9 +194,6 @@ impl Mutex {
                     return Ok(Acquired::Clean);
                 }
                 continue;
-            }
-            if cur & ID_MASK == who.id && deadline.is_none() {
-                return Err(AcquireError::WouldDeadlock);
             }
             // Critical sections are short: spin a little before sleeping.
             if spins < 200 {
@@ -367,7 +364,6 @@ mod tests {
             assert_eq!(lock.release(me), Err(ReleaseError::NotHeld));
             assert!(lock.try_acquire(me));
             assert!(!lock.try_acquire(me));
-            assert_eq!(lock.acquire(me, None), Err(AcquireError::WouldDeadlock));
             let soon = Instant::now() + Duration::from_millis(30);
             assert_eq!(lock.acquire(me, Some(soon)), Err(AcquireError::TimedOut));
             // Any owner may release a plain lock, as in Python.
