@@ -62,7 +62,7 @@ impl Condition {
     /// the deadline has passed without a move.
     pub fn sleep(&self, observed: u32, deadline: Option<Instant>) -> bool {
         let started = Instant::now();
-        if self.spinner.spin(|| self.word(SEQ).load(Ordering::SeqCst) != observed) {
+        if super::may_spin(deadline) && self.spinner.spin(|| self.word(SEQ).load(Ordering::SeqCst) != observed) {
             return true;
         }
         let moved = self.sleep_slices(observed, deadline);

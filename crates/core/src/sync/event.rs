@@ -63,7 +63,7 @@ impl Event {
             return true;
         }
         let started = Instant::now();
-        if self.spinner.spin(|| self.is_set()) {
+        if super::may_spin(deadline) && self.spinner.spin(|| self.is_set()) {
             return true;
         }
         self.sleepers().fetch_add(1, Ordering::SeqCst);

@@ -149,6 +149,11 @@ impl Owner {
     }
 }
 
+/// Whether a blocked wait should spin first: not when its deadline has passed (a try).
+pub(crate) fn may_spin(deadline: Option<std::time::Instant>) -> bool {
+    deadline.is_none_or(|d| std::time::Instant::now() < d)
+}
+
 /// True when the holder named by `id` (with the owner `record` read beside it) has died.
 pub(crate) fn holder_is_dead(id: u32, record: u64) -> bool {
     if id == 0 {

@@ -182,7 +182,7 @@ impl Mutex {
     fn acquire_slow(&self, who: Owner, deadline: Option<Instant>) -> Result<Acquired, AcquireError> {
         // Hand-offs between processes are fast when the waiter is still awake: spin first (also
         // on a Lock this process holds: another process may release it).
-        if self.spinner.spin(|| self.owner() == 0) && self.try_acquire(who) {
+        if super::may_spin(deadline) && self.spinner.spin(|| self.owner() == 0) && self.try_acquire(who) {
             return Ok(Acquired::Clean);
         }
         let mut spins = 0u32;

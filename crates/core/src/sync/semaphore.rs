@@ -91,7 +91,7 @@ impl Semaphore {
             return true;
         }
         let started = Instant::now();
-        if self.spinner.spin(|| self.value() > 0) && self.try_acquire() {
+        if super::may_spin(deadline) && self.spinner.spin(|| self.value() > 0) && self.try_acquire() {
             return true;
         }
         self.sleepers().fetch_add(1, Ordering::SeqCst);
