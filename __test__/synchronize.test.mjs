@@ -1,4 +1,7 @@
 // Locks, semaphores, events, conditions and barriers shared between real processes.
+import { execFile } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+
 import test from 'ava'
 
 import {
@@ -17,7 +20,7 @@ import {
   Semaphore,
   Value,
 } from '../dist/index.js'
-import { checkNoLeaks, fixture, guard, joined, within } from './helpers.mjs'
+import { checkNoLeaks, fixture, fixtureUrl, guard, joined, within } from './helpers.mjs'
 
 checkNoLeaks(test)
 
@@ -241,3 +244,28 @@ test('a Lock may be released by another process (as Python); an RLock may not; B
   t.is(bounded.getValue(), 2)
   t.throws(() => bounded.release(), { instanceOf: InvalidStateError })
 })
+
+const IDLE_MS = 2000
+const BUDGET_US = 20_000 // 1 % of one core over 2 s
+
+for (const [mode, result] of [
+  ['acquire', false],
+  ['event', false],
+  ['condition', false],
+  ['barrier', 'BrokenBarrierError'],
+]) {
+  test(`an idle async ${mode} wait costs under 1 % of a core and ends on its timeout`, async (t) => {
+    const r = await new Promise((resolve, reject) => {
+      execFile(
+        process.execPath,
+        [fileURLToPath(fixtureUrl('sync-idle-probe.mjs')), mode, String(IDLE_MS)],
+        { timeout: IDLE_MS + 15000, killSignal: 'SIGKILL' },
+        (err, stdout, stderr) => (err ? reject(new Error(`${err.message}; stderr: ${stderr}`)) : resolve(JSON.parse(stdout))),
+      )
+    })
+    t.log(`${(r.cpuUs / 1000).toFixed(1)} ms of CPU in ${r.waitedMs.toFixed(0)} ms`)
+    t.is(r.result, result)
+    t.true(r.waitedMs >= IDLE_MS - 10, `waited ${r.waitedMs} ms`)
+    t.true(r.cpuUs < BUDGET_US, `used ${r.cpuUs} µs of CPU`)
+  })
+}
