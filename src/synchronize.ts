@@ -244,7 +244,10 @@ abstract class LockBase extends SyncObject {
         'acquire',
       ),
     )
-    return r === false ? false : this.#outcome(r)
+    if (r !== false) return this.#outcome(r)
+    // Before giving up, as the blocking twin does: a holder that died is taken over.
+    const last = native.lockTryRecover(this.handle)
+    return last >= 0 ? this.#outcome(last) : false
   }
 
   /** Releases the lock (one level of an RLock). `InvalidStateError` when it is not held. */
