@@ -126,3 +126,22 @@ test('a segment a child creates belongs to the whole tree: it outlives the child
   mine.unlink()
   mine.close()
 })
+
+test('Node attaches by name to a segment CPython created', async (t) => {
+  const py = spawn('python3', [new URL('./fixtures/py_shm_create.py', import.meta.url).pathname], { stdio: ['pipe', 'pipe', 'inherit'] })
+  t.teardown(() => py.kill('SIGKILL'))
+  let out = ''
+  py.stdout.on('data', (d) => (out += d))
+  await until(() => out.includes('\n'), 20000, 'python printing the name')
+  const name = out.trim()
+  const shm = new SharedMemory({ name })
+  t.is(shm.size, 100)
+  t.is(Buffer.from(shm.buf.subarray(0, 11)).toString(), 'from python')
+  shm.buf.set(Buffer.from('node'), 11)
+  shm.close()
+  const exited = new Promise((r) => py.once('exit', r))
+  py.stdin.end('done\n')
+  t.is(await within(20000, exited, 'python exit'), 0)
+  t.is(out.trim().split('\n')[1], 'ok')
+  t.false(existsSync(`/dev/shm/${name}`))
+})
