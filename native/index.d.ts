@@ -185,6 +185,9 @@ export declare function semDisarm(s: Sync, key: number): void
 
 export declare function semRelease(s: Sync): void
 
+/** Wakes the semaphore's sleepers after JavaScript added a unit itself. */
+export declare function semWake(s: Sync): void
+
 export declare function setCloexec(fd: number, on: boolean): void
 
 /** Attaches to the existing named segment `name`. */
@@ -232,8 +235,6 @@ export declare function trackerPipe(): Array<number>
 export declare function viewDetach(buf: ArrayBuffer): void
 
 export declare function wakerDisarm(key: number): void
-
-export declare function wakerDisarmKey(key: number): void
 
 /** The read end of the process waker's doorbell pipe. */
 export declare function wakerDoorbell(): number

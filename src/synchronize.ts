@@ -29,7 +29,10 @@ const STATE = 4
 const COUNT = 5
 const RECORD = 3
 const SEM_VALUE = 4
+const SEM_SLEEPERS = 5
+const SEM_MAX = 6
 const EVENT_FLAG = 4
+const EVENT_SLEEPERS = 5
 const COND_SEQ = 4
 const ID_MASK = 0x7fffffff
 /** How often a waiting acquire checks that the holder still lives. */
@@ -235,7 +238,7 @@ abstract class LockBase extends SyncObject {
           spin: () => this.#spinner.spin(() => (Atomics.load(this.words, STATE) & ID_MASK) === 0),
           arm: (key) => native.lockArm(this.handle, key),
           disarm: (key, waitedMs) => {
-            native.wakerDisarmKey(key)
+            native.wakerDisarm(key)
             this.#spinner.learn(waitedMs)
           },
         },
@@ -425,7 +428,17 @@ export class Semaphore extends SyncObject {
 
   /** Gives one back. A `BoundedSemaphore` released beyond its initial value throws `InvalidStateError`. */
   release(): void {
-    call(() => native.semRelease(this.handle))
+    // The core's `Semaphore::release`, on the view: add below the bound, wake only if somebody sleeps.
+    const w = this.words
+    const max = Atomics.load(w, SEM_MAX) >>> 0
+    let v = Atomics.load(w, SEM_VALUE)
+    for (;;) {
+      if (v >= max) throw new InvalidStateError('semaphore or lock released too many times')
+      const seen = Atomics.compareExchange(w, SEM_VALUE, v, v + 1)
+      if (seen === v) break
+      v = seen
+    }
+    if (Atomics.load(w, SEM_SLEEPERS) !== 0) native.semWake(this.handle)
   }
 
   async withLock<R>(fn: () => R | Promise<R>, opts?: WaitOptions): Promise<R> {
@@ -476,7 +489,8 @@ export class Event extends SyncObject {
 
   /** Sets the flag and wakes every waiter. */
   set(): void {
-    native.eventSet(this.handle)
+    Atomics.store(this.words, EVENT_FLAG, 1)
+    if (Atomics.load(this.words, EVENT_SLEEPERS) !== 0) native.eventSet(this.handle)
   }
 
   clear(): void {
@@ -584,7 +598,7 @@ export class Condition extends SyncObject {
             spin: () => this.#spinner.spin(() => Atomics.load(this.words, COND_SEQ) >>> 0 !== observed),
             arm: (key) => native.condArm(this.handle, observed, key),
             disarm: (key, waitedMs) => {
-              native.wakerDisarmKey(key)
+              native.wakerDisarm(key)
               this.#spinner.learn(waitedMs)
             },
           },
@@ -762,7 +776,7 @@ export class Barrier extends SyncObject {
             },
             spin: () => false,
             arm: (key) => native.barrierArm(this.handle, gen, key),
-            disarm: (key) => native.wakerDisarmKey(key),
+            disarm: (key) => native.wakerDisarm(key),
           },
           deadline,
           o.signal,

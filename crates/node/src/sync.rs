@@ -192,11 +192,6 @@ pub fn lock_restore_depth(s: &Sync, depth: u32) -> Result<()> {
 }
 
 #[napi]
-pub fn waker_disarm_key(key: f64) -> Result<()> {
-    disarm_waker(key)
-}
-
-#[napi]
 pub fn sem_acquire_sync(s: &Sync, timeout_ms: f64) -> Result<bool> {
     Ok(semaphore(s)?.acquire(deadline(timeout_ms)))
 }
@@ -217,6 +212,13 @@ pub fn sem_disarm(s: &Sync, key: f64) -> Result<()> {
 #[napi]
 pub fn sem_release(s: &Sync) -> Result<()> {
     semaphore(s)?.release().map_err(|e| fail("ERR_INVALID_STATE", e))
+}
+
+/// Wakes the semaphore's sleepers after JavaScript added a unit itself.
+#[napi]
+pub fn sem_wake(s: &Sync) -> Result<()> {
+    semaphore(s)?.wake_sleepers();
+    Ok(())
 }
 
 #[napi]
