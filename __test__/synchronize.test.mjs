@@ -271,3 +271,28 @@ for (const [mode, result] of [
     t.true(r.cpuUs < BUDGET_US, `used ${r.cpuUs} µs of CPU`)
   })
 }
+
+test('revivers take descriptors under any number (as SCM_RIGHTS delivers them) and revive each id once', async (t) => {
+  const { packHandles, unpackHandles } = await import('../dist/handles.js')
+  const { openSync, readlinkSync } = await import('node:fs')
+  const lock = new RLock()
+  const cond = new Condition(lock)
+  const v = Value('i32', 5, { lock })
+  const { value } = packHandles([lock, cond, v])
+  // Fresh descriptors for the same files, as another process would receive them.
+  const reopen = (marker) => ({ ...marker, fds: marker.fds.map((fd) => openSync(`/proc/self/fd/${fd}`, 'r+')) })
+  const first = unpackHandles(value.map(reopen))
+  const again = value.map(reopen)
+  const second = unpackHandles(again)
+  t.is(first[0], second[0], 'one live object per id')
+  t.is(first[1], second[1])
+  t.is(first[1].getLock(), first[0], 'the Condition revives onto the same lock object')
+  t.is(first[2].getLock(), first[0], 'and so does the Value')
+  t.is(first[2].value, 5)
+  lock.acquireSync()
+  t.true(first[0].isMine(), 'the revived lock sees the original holding it')
+  lock.release()
+  t.false(first[0].locked())
+  // The reviver owns what it is given: the second revival's descriptors were closed.
+  for (const fd of again.flatMap((m) => m.fds)) t.throws(() => readlinkSync(`/proc/self/fd/${fd}`), { code: 'ENOENT' })
+})
