@@ -296,3 +296,12 @@ test('revivers take descriptors under any number (as SCM_RIGHTS delivers them) a
   // The reviver owns what it is given: the second revival's descriptors were closed.
   for (const fd of again.flatMap((m) => m.fds)) t.throws(() => readlinkSync(`/proc/self/fd/${fd}`), { code: 'ENOENT' })
 })
+
+test('Barrier: an action given as { module, name } runs in the last arriving process, once per crossing', async (t) => {
+  const barrier = new Barrier(3, { action: fixture('sync.mjs', 'countCrossing') })
+  const counter = RawArray('i32', 1)
+  const ps = []
+  for (let i = 0; i < 3; i++) ps.push(await start(t, 'crossWithAction', [barrier, counter, 100]))
+  for (const p of ps) t.is(await joined(p, 60000), 0)
+  t.is(counter[0], 100)
+})
