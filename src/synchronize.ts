@@ -145,6 +145,22 @@ abstract class SyncObject implements Transferable {
 
   protected abstract get kind(): string
 
+  /**
+   * This process's own async waiters on the object: a change made here (a release, a set, a
+   * notify) wakes them at once, without the round trip through the futex and the waker thread.
+   */
+  readonly #local = new Set<() => void>()
+
+  protected readonly watchLocal = (wake: () => void): (() => void) => {
+    this.#local.add(wake)
+    return () => this.#local.delete(wake)
+  }
+
+  protected wakeLocal(): void {
+    if (this.#local.size === 0) return
+    for (const wake of [...this.#local]) wake()
+  }
+
   /** @internal */
   get fd(): number {
     return native.syncFd(this.handle)
@@ -235,8 +251,12 @@ abstract class LockBase extends SyncObject {
             const r = native.lockTryRecover(this.handle)
             return r >= 0 ? r : undefined
           },
-          spin: () => this.#spinner.spin(() => (Atomics.load(this.words, STATE) & ID_MASK) === 0),
+          // Spinning for a release by this very thread would only delay it.
+          spin: () =>
+            (Atomics.load(this.words, STATE) & ID_MASK) !== OWNER_ID &&
+            this.#spinner.spin(() => (Atomics.load(this.words, STATE) & ID_MASK) === 0),
           arm: (key) => native.lockArm(this.handle, key),
+          watch: this.watchLocal,
           disarm: (key, waitedMs) => {
             native.wakerDisarm(key)
             this.#spinner.learn(waitedMs)
@@ -267,6 +287,7 @@ abstract class LockBase extends SyncObject {
     }
     if (Atomics.compareExchange(w, STATE, OWNER_ID, 0) === OWNER_ID) return
     call(() => native.lockRelease(this.handle))
+    this.wakeLocal()
   }
 
   /** Runs `fn` holding the lock and releases it after, also when `fn` throws or rejects. */
@@ -413,6 +434,7 @@ export class Semaphore extends SyncObject {
           attempt: () => (this.#tryFast() ? true : undefined),
           spin: () => this.#spinner.spin(() => Atomics.load(this.words, SEM_VALUE) > 0),
           arm: (key) => native.semArm(this.handle, key),
+          watch: this.watchLocal,
           disarm: (key, waitedMs) => {
             native.semDisarm(this.handle, key)
             this.#spinner.learn(waitedMs)
@@ -438,7 +460,10 @@ export class Semaphore extends SyncObject {
       if (seen === v) break
       v = seen
     }
-    if (Atomics.load(w, SEM_SLEEPERS) !== 0) native.semWake(this.handle)
+    if (Atomics.load(w, SEM_SLEEPERS) !== 0) {
+      native.semWake(this.handle)
+      this.wakeLocal()
+    }
   }
 
   async withLock<R>(fn: () => R | Promise<R>, opts?: WaitOptions): Promise<R> {
@@ -490,7 +515,10 @@ export class Event extends SyncObject {
   /** Sets the flag and wakes every waiter. */
   set(): void {
     Atomics.store(this.words, EVENT_FLAG, 1)
-    if (Atomics.load(this.words, EVENT_SLEEPERS) !== 0) native.eventSet(this.handle)
+    if (Atomics.load(this.words, EVENT_SLEEPERS) !== 0) {
+      native.eventSet(this.handle)
+      this.wakeLocal()
+    }
   }
 
   clear(): void {
@@ -507,6 +535,7 @@ export class Event extends SyncObject {
           attempt: () => (this.isSet() ? true : undefined),
           spin: () => this.#spinner.spin(() => this.isSet()),
           arm: (key) => native.eventArm(this.handle, key),
+          watch: this.watchLocal,
           disarm: (key, waitedMs) => {
             native.eventDisarm(this.handle, key)
             this.#spinner.learn(waitedMs)
@@ -597,6 +626,7 @@ export class Condition extends SyncObject {
             attempt: () => (Atomics.load(this.words, COND_SEQ) >>> 0 !== observed ? true : undefined),
             spin: () => this.#spinner.spin(() => Atomics.load(this.words, COND_SEQ) >>> 0 !== observed),
             arm: (key) => native.condArm(this.handle, observed, key),
+            watch: this.watchLocal,
             disarm: (key, waitedMs) => {
               native.wakerDisarm(key)
               this.#spinner.learn(waitedMs)
@@ -669,7 +699,7 @@ export class Condition extends SyncObject {
     this.#checkOwned('notify')
     if (typeof n !== 'number' || Number.isNaN(n)) throw typeError('n must be a number')
     if (n <= 0) return
-    native.condNotify(this.handle, Math.min(n, 0x7fffffff))
+    if (native.condNotify(this.handle, Math.min(n, 0x7fffffff)) > 0) this.wakeLocal()
   }
 
   /** Wakes every waiter. The lock must be held. */
@@ -759,10 +789,12 @@ export class Barrier extends SyncObject {
             await action()
           } catch (err) {
             native.barrierAbort(this.handle)
+            this.wakeLocal()
             throw err
           }
         }
         native.barrierCross(this.handle, gen)
+        this.wakeLocal()
         return index
       }
       let outcome: number
@@ -777,13 +809,17 @@ export class Barrier extends SyncObject {
             spin: () => false,
             arm: (key) => native.barrierArm(this.handle, gen, key),
             disarm: (key) => native.wakerDisarm(key),
+            watch: this.watchLocal,
           },
           deadline,
           o.signal,
           'barrier wait',
         )
       } catch (err) {
-        if (kind === 0) native.barrierAbortGeneration(this.handle, gen)
+        if (kind === 0) {
+          native.barrierAbortGeneration(this.handle, gen)
+          this.wakeLocal()
+        }
         if (err instanceof TimeoutError) throw new BrokenBarrierError('the barrier wait timed out', { cause: err })
         throw err
       }
@@ -809,10 +845,12 @@ export class Barrier extends SyncObject {
             this.#resolved()
           } catch (err) {
             native.barrierAbort(this.handle)
+            this.wakeLocal()
             throw err
           }
         }
         native.barrierCross(this.handle, gen)
+        this.wakeLocal()
         return index
       }
       if (kind === 2) {
@@ -828,11 +866,13 @@ export class Barrier extends SyncObject {
   /** Breaks the barrier: every waiter, and every wait until `reset()`, fails with `BrokenBarrierError`. */
   abort(): void {
     native.barrierAbort(this.handle)
+    this.wakeLocal()
   }
 
   /** Back to the initial state; parties waiting now fail with `BrokenBarrierError`. */
   reset(): void {
     native.barrierReset(this.handle)
+    this.wakeLocal()
   }
 
   override [toHandle](): HandleDescriptor {
