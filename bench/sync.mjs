@@ -4,9 +4,9 @@
  * multiprocessing, measured in the same run on this machine.
  *
  * - uncontended `acquireSync()` + `release()` (and `await acquire()` + `release()`), per pair;
- * - lock hand-off between two processes: two locks used as a ping-pong (the parent releases
- *   `ping`, the child, blocked in `acquire(ping)`, takes it and releases `pong`, on which the
- *   parent is blocked); half the round trip is one hand-off;
+ * - lock hand-off between two processes: the child blocks in `acquire` on a lock the parent
+ *   holds; the parent stamps the time in shared memory and releases; the child measures how long
+ *   after the stamp its acquire returned;
  * - Event wake latency: the same ping-pong with two Events (`set` → `wait` returns).
  *
  * Prints a table and writes bench/results/sync-latest.md.
@@ -16,9 +16,9 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { fileURLToPath } from 'node:url'
 
-import { Event, Lock, Process, RLock } from '../dist/index.js'
+import { Event, Lock, Process, RawArray, RLock } from '../dist/index.js'
 
-const CONFIG = { uncontended: 5_000_000, warmup: 2_000, rounds: 20_000 }
+const CONFIG = { uncontended: 5_000_000, warmup: 2_000, rounds: 20_000, settleUs: 20 }
 const WORKER = new URL('./sync-worker.mjs', import.meta.url)
 const PY = fileURLToPath(new URL('./py_sync.py', import.meta.url))
 const RESULTS = fileURLToPath(new URL('./results/', import.meta.url))
@@ -50,32 +50,58 @@ async function uncontendedAsync(lock, n) {
   return Number(process.hrtime.bigint() - t) / n
 }
 
-async function pingPong(kind, useAsync) {
-  const [ping, pong] = kind === 'lock' ? [new Lock(), new Lock()] : [new Event(), new Event()]
-  if (kind === 'lock') {
-    ping.acquireSync()
-    pong.acquireSync()
-  }
+/** Busy-waits about `us` microseconds (lets the waiter get into its acquire). */
+function pause(us) {
+  const until = process.hrtime.bigint() + BigInt(us * 1000)
+  while (process.hrtime.bigint() < until) {}
+}
+
+/**
+ * Lock hand-off: the parent holds the lock; the child, announced, blocks in acquire; the parent
+ * stamps the time (CLOCK_MONOTONIC, shared memory) and releases; the child records how long after
+ * the stamp its acquire returned. Then the parent takes the lock back for the next round.
+ */
+async function handOff(useAsync) {
   const total = CONFIG.warmup + CONFIG.rounds
+  const lock = new Lock()
+  const state = RawArray('i32', 2)
+  const stamp = RawArray('i64', 1)
+  const out = RawArray('f64', total)
+  lock.acquireSync()
   const child = new Process({
-    target: { module: WORKER, name: kind === 'lock' ? 'lockPartner' : 'eventPartner' },
-    args: [ping, pong, total, useAsync],
+    target: { module: WORKER, name: 'lockWaiter' },
+    args: [lock, state, stamp, out, total, useAsync],
     daemon: true,
   })
+  await child.start()
+  for (let i = 0; i < total; i++) {
+    while (Atomics.load(state, 0) !== 2 * i + 1) {}
+    pause(CONFIG.settleUs)
+    stamp[0] = process.hrtime.bigint()
+    lock.release()
+    while (Atomics.load(state, 0) !== 2 * i + 2) {}
+    lock.acquireSync()
+    Atomics.store(state, 1, i + 1)
+  }
+  await child.join(10_000)
+  const lat = Array.from(out.subarray(CONFIG.warmup))
+  return { p50: percentile(lat, 0.5), p99: percentile(lat, 0.99) }
+}
+
+/** Event wake-up: a ping-pong of two Events; half the round trip is one wake-up. */
+async function eventPingPong(useAsync) {
+  const ping = new Event()
+  const pong = new Event()
+  const total = CONFIG.warmup + CONFIG.rounds
+  const child = new Process({ target: { module: WORKER, name: 'eventPartner' }, args: [ping, pong, total, useAsync], daemon: true })
   await child.start()
   const rtts = []
   for (let i = 0; i < total; i++) {
     const t = process.hrtime.bigint()
-    if (kind === 'lock') {
-      ping.release()
-      if (useAsync) await pong.acquire()
-      else pong.acquireSync()
-    } else {
-      ping.set()
-      if (useAsync) await pong.wait()
-      else pong.waitSync()
-      pong.clear()
-    }
+    ping.set()
+    if (useAsync) await pong.wait()
+    else pong.waitSync()
+    pong.clear()
     if (i >= CONFIG.warmup) rtts.push(Number(process.hrtime.bigint() - t))
   }
   await child.join(10_000)
@@ -99,10 +125,10 @@ const ours = {
   lockSync: uncontended(new Lock(), CONFIG.uncontended),
   rlockSync: uncontended(new RLock(), CONFIG.uncontended),
   lockAsync: await uncontendedAsync(new Lock(), CONFIG.uncontended / 10),
-  handoffSync: await pingPong('lock', false),
-  handoffAsync: await pingPong('lock', true),
-  eventSync: await pingPong('event', false),
-  eventAsync: await pingPong('event', true),
+  handoffSync: await handOff(false),
+  handoffAsync: await handOff(true),
+  eventSync: await eventPingPong(false),
+  eventAsync: await eventPingPong(true),
 }
 const py = python()
 
@@ -134,7 +160,7 @@ const md = [
   '|---|---|---|---|',
   ...rows.map((r) => `| ${r.join(' | ')} |`),
   '',
-  'Hand-off and wake latencies are half a ping-pong round trip between two processes.',
+  'Lock hand-off: from the holder stamping the time just before `release()` until `acquire` returns in the waiting process. Event wake: half a ping-pong round trip between two processes.',
   py.error ? `\nCPython: ${py.error}` : '',
 ].join('\n')
 console.log(md)

@@ -75,6 +75,13 @@ const SPIN_MS = 0.1
 
 class Spinner {
   #budgetMs = SPIN_MS
+  #wokenHere = false
+
+  /** The wait was ended by this very thread: spinning could not have caught it. */
+  wokenHere(): void {
+    this.#wokenHere = true
+  }
+
   spin(ready: () => boolean): boolean {
     if (this.#budgetMs <= 0.001) return false
     const until = performance.now() + this.#budgetMs
@@ -84,7 +91,8 @@ class Spinner {
     }
   }
   learn(waitedMs: number): void {
-    this.#budgetMs = waitedMs <= 0.5 ? SPIN_MS : this.#budgetMs / 2
+    this.#budgetMs = waitedMs <= 0.5 && !this.#wokenHere ? SPIN_MS : this.#budgetMs / 2
+    this.#wokenHere = false
   }
 }
 
@@ -149,16 +157,22 @@ abstract class SyncObject implements Transferable {
    * This process's own async waiters on the object: a change made here (a release, a set, a
    * notify) wakes them at once, without the round trip through the futex and the waker thread.
    */
-  readonly #local = new Set<() => void>()
+  readonly #local = new Map<() => void, Spinner | undefined>()
 
-  protected readonly watchLocal = (wake: () => void): (() => void) => {
-    this.#local.add(wake)
-    return () => this.#local.delete(wake)
+  /** A `watch` for a Waitable; `spinner` learns that such wake-ups are not worth a spin. */
+  protected watchLocal(spinner?: Spinner): (wake: () => void) => () => void {
+    return (wake) => {
+      this.#local.set(wake, spinner)
+      return () => this.#local.delete(wake)
+    }
   }
 
   protected wakeLocal(): void {
     if (this.#local.size === 0) return
-    for (const wake of [...this.#local]) wake()
+    for (const [wake, spinner] of [...this.#local]) {
+      spinner?.wokenHere()
+      wake()
+    }
   }
 
   /** @internal */
@@ -251,12 +265,13 @@ abstract class LockBase extends SyncObject {
             const r = native.lockTryRecover(this.handle)
             return r >= 0 ? r : undefined
           },
-          // Spinning for a release by this very thread would only delay it.
+          // Not while this process holds it: its release is this thread's to make (it then wakes us
+          // directly), and spinning would only delay it.
           spin: () =>
             (Atomics.load(this.words, STATE) & ID_MASK) !== OWNER_ID &&
             this.#spinner.spin(() => (Atomics.load(this.words, STATE) & ID_MASK) === 0),
           arm: (key) => native.lockArm(this.handle, key),
-          watch: this.watchLocal,
+          watch: this.watchLocal(this.#spinner),
           disarm: (key, waitedMs) => {
             native.wakerDisarm(key)
             this.#spinner.learn(waitedMs)
@@ -434,7 +449,7 @@ export class Semaphore extends SyncObject {
           attempt: () => (this.#tryFast() ? true : undefined),
           spin: () => this.#spinner.spin(() => Atomics.load(this.words, SEM_VALUE) > 0),
           arm: (key) => native.semArm(this.handle, key),
-          watch: this.watchLocal,
+          watch: this.watchLocal(this.#spinner),
           disarm: (key, waitedMs) => {
             native.semDisarm(this.handle, key)
             this.#spinner.learn(waitedMs)
@@ -535,7 +550,7 @@ export class Event extends SyncObject {
           attempt: () => (this.isSet() ? true : undefined),
           spin: () => this.#spinner.spin(() => this.isSet()),
           arm: (key) => native.eventArm(this.handle, key),
-          watch: this.watchLocal,
+          watch: this.watchLocal(this.#spinner),
           disarm: (key, waitedMs) => {
             native.eventDisarm(this.handle, key)
             this.#spinner.learn(waitedMs)
@@ -626,7 +641,7 @@ export class Condition extends SyncObject {
             attempt: () => (Atomics.load(this.words, COND_SEQ) >>> 0 !== observed ? true : undefined),
             spin: () => this.#spinner.spin(() => Atomics.load(this.words, COND_SEQ) >>> 0 !== observed),
             arm: (key) => native.condArm(this.handle, observed, key),
-            watch: this.watchLocal,
+            watch: this.watchLocal(this.#spinner),
             disarm: (key, waitedMs) => {
               native.wakerDisarm(key)
               this.#spinner.learn(waitedMs)
@@ -809,7 +824,7 @@ export class Barrier extends SyncObject {
             spin: () => false,
             arm: (key) => native.barrierArm(this.handle, gen, key),
             disarm: (key) => native.wakerDisarm(key),
-            watch: this.watchLocal,
+            watch: this.watchLocal(),
           },
           deadline,
           o.signal,
