@@ -101,6 +101,10 @@ export class SharedMemory {
     this.close()
   }
 
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close()
+  }
+
   [toHandle](): HandleDescriptor {
     if (!this.#seg) throw new ClosedError(`the SharedMemory '${this.#name}' is closed`)
     return { type: 'SharedMemory', data: { id: this.id, name: this.#name }, fds: [native.segmentFd(this.#seg)] }
