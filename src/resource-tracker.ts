@@ -52,7 +52,12 @@ function ensureRunning(): number {
 function send(op: 'R' | 'U', name: string): void {
   const fd = op === 'R' ? ensureRunning() : writeFd
   if (fd === undefined) return
-  writeSync(fd, `${JSON.stringify({ op, name })}\n`)
+  try {
+    writeSync(fd, `${JSON.stringify({ op, name })}\n`)
+  } catch (err) {
+    // The tracker is gone (it never started, or was killed): nothing can be registered any more.
+    if (op === 'R') throw err
+  }
 }
 
 /** Unlink `name` when this process tree ends, unless it is unregistered first. */

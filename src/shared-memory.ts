@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto'
 
-import { ClosedError, fromNative, rangeError, typeError } from './errors.js'
+import { ClosedError, fromNative, ProcessError, rangeError, typeError } from './errors.js'
 import { type HandleDescriptor, registerHandle, toHandle } from './handles.js'
 import { native } from './native.js'
 import { register, unregister } from './resource-tracker.js'
@@ -55,7 +55,14 @@ export class SharedMemory {
       } catch (err) {
         throw fromNative(err)
       }
-      if (create && track) register(this.#name)
+      if (create && track) {
+        try {
+          register(this.#name)
+        } catch (err) {
+          native.shmUnlink(this.#name)
+          throw new ProcessError(`cannot register the segment with the resource tracker: ${(err as Error).message}`, { cause: err })
+        }
+      }
       this.id = newId()
     }
     this.#buf = new Uint8Array(native.segmentView(this.#seg as Seg))
