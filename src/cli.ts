@@ -31,12 +31,16 @@ if (command === 'demo') {
   }
   await demo(limit)
 } else if (command === 'bench') {
-  const script = fileURLToPath(new URL('../bench/ipc.mjs', import.meta.url))
-  if (!existsSync(script)) {
-    console.error(`the benchmarks are not installed here (${script})`)
-    process.exit(1)
+  let status = 0
+  for (const name of ['ipc.mjs', 'sync.mjs']) {
+    const script = fileURLToPath(new URL(`../bench/${name}`, import.meta.url))
+    if (!existsSync(script)) {
+      console.error(`the benchmarks are not installed here (${script})`)
+      process.exit(1)
+    }
+    status ||= spawnSync(process.execPath, [script], { stdio: 'inherit' }).status ?? 1
   }
-  process.exit(spawnSync(process.execPath, [script], { stdio: 'inherit' }).status ?? 1)
+  process.exit(status)
 } else {
   console.error(`unknown command: ${command}\n\n${usage}`)
   process.exit(2)
