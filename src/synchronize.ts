@@ -347,7 +347,9 @@ abstract class LockBase extends SyncObject {
 
   /** @internal Releases every level for a Condition wait; returns the depth to restore. */
   releaseAll(): number {
-    return call(() => native.lockReleaseAll(this.handle))
+    const depth = call(() => native.lockReleaseAll(this.handle))
+    this.wakeLocal()
+    return depth
   }
 
   /** @internal Takes the lock again after a Condition wait, whatever it takes (as Python). */
