@@ -1,6 +1,7 @@
-// A quick end-to-end check for every supported Node major: a child process, a queue and a pipe.
+// A quick end-to-end check for every supported Node major: a child process, a queue, a pipe and
+// a pool (map, a handle sent to a running worker, a revived remote error, `await using`).
 import assert from 'node:assert/strict'
-import { Pipe, Process, Queue } from '../dist/index.js'
+import { Pipe, Pool, Process, Queue } from '../dist/index.js'
 
 const q = new Queue()
 const [mine, theirs] = Pipe()
@@ -17,4 +18,17 @@ assert.deepEqual(reply, { n: 42, when: new Date(0), big: 2n ** 71n })
 assert.equal((await mine.recv({ timeout: 10_000 })).length, 1 << 20)
 await child.join(10_000)
 assert.equal(child.exitCode, 0)
+{
+  const pool = new Pool({ processes: 2 })
+  assert.deepEqual(await pool.map((x) => x * x, [1, 2, 3, 4, 5], { chunksize: 2 }), [1, 4, 9, 16, 25])
+  const sink = new Queue()
+  await pool.apply((queue, v) => queue.putSync(v), [sink, 'via a running worker'])
+  assert.equal(await sink.get({ timeout: 10_000 }), 'via a running worker')
+  const err = await pool.apply(() => Promise.reject(Object.assign(new RangeError('no'), { code: 'E_NO' }))).catch((e) => e)
+  assert.equal(err.code, 'ERR_REMOTE')
+  assert.equal(err.cause.code, 'E_NO')
+  assert.ok(err.cause instanceof RangeError)
+  await pool[Symbol.asyncDispose]()
+  assert.equal(pool.workers.length, 0)
+}
 console.log(`smoke ok on Node ${process.version}`)

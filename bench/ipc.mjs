@@ -10,13 +10,14 @@
  *
  * Prints the tables, writes bench/results/ipc-<date>.json and bench/results/ipc-latest.md.
  */
-import { execFileSync, fork, spawn } from 'node:child_process'
+import { fork } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { Worker } from 'node:worker_threads'
 
+import { fmt, machineInfo, pythonInfo, RESULT_MARK, runIsolated, shmEntries, table, times } from './harness.mjs'
 import { seqOf } from './ipc-worker.mjs'
 
 const WORKER = new URL('./ipc-worker.mjs', import.meta.url)
@@ -76,8 +77,6 @@ function payloadLabel(t, scenario) {
 // =====================================================================================
 // Case mode: one transport, one scenario, in this process; prints one result line.
 // =====================================================================================
-
-const RESULT_MARK = '@@RESULT '
 
 async function caseMain(transportId, scenario) {
   const t = TRANSPORTS.find((x) => x.id === transportId)
@@ -355,96 +354,6 @@ async function measureOneWay(ep, make, size, cfg) {
 // Runner: every case in its own process, under a hard limit.
 // =====================================================================================
 
-/** Runs a command as its own process group; resolves with its result line or a failure. */
-function runIsolated(cmd, args, limitMs) {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
-    let out = ''
-    let err = ''
-    let timedOut = false
-    child.stdout.on('data', (d) => (out += d))
-    child.stderr.on('data', (d) => (err += d))
-    const killGroup = () => {
-      try {
-        process.kill(-child.pid, 'SIGKILL')
-      } catch {}
-    }
-    running.add(killGroup)
-    const timer = setTimeout(() => {
-      timedOut = true
-      killGroup()
-    }, limitMs)
-    child.on('error', (e) => {
-      clearTimeout(timer)
-      running.delete(killGroup)
-      resolve({ ok: false, error: e.message })
-    })
-    child.on('close', (code, signal) => {
-      clearTimeout(timer)
-      killGroup() // anything the case left behind in its group
-      running.delete(killGroup)
-      const line = out.split('\n').find((l) => l.startsWith(RESULT_MARK))
-      // The last lines that say something (not stack frames) of what the case wrote to stderr.
-      const said = err.split('\n').filter((l) => l.trim() && !/^\s+at /.test(l))
-      const stderrTail = said.slice(-2).join(' · ').slice(0, 300)
-      const withStderr = (msg) => (stderrTail ? `${msg}; stderr: ${stderrTail}` : msg)
-      if (timedOut) return resolve({ ok: false, error: withStderr(`timed out: killed after ${limitMs / 1000} s`) })
-      if (!line) return resolve({ ok: false, error: withStderr(`exited (${signal ?? code}) without a result`) })
-      const r = JSON.parse(line.slice(RESULT_MARK.length))
-      if (!r.ok) r.error = withStderr(r.error)
-      else if (stderrTail) r.stderr = stderrTail
-      resolve(r)
-    })
-  })
-}
-
-const running = new Set()
-for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.on(sig, () => {
-    for (const k of running) k()
-    process.exit(130)
-  })
-}
-
-function pythonInfo() {
-  try {
-    const v = execFileSync('python3', ['-c', 'import sys, multiprocessing as m; print(sys.version.split()[0], m.get_start_method())'], {
-      encoding: 'utf8',
-      timeout: 10_000,
-    })
-    const [version, startMethod] = v.trim().split(' ')
-    return { version, startMethod }
-  } catch {
-    return null
-  }
-}
-
-function machineInfo(python) {
-  let cpu = os.cpus()[0]?.model ?? 'unknown'
-  try {
-    const m = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))
-    if (m) cpu = m[1].trim()
-  } catch {}
-  return {
-    cpu,
-    cores: os.availableParallelism(),
-    ramGiB: +(os.totalmem() / 2 ** 30).toFixed(1),
-    kernel: `${os.type()} ${os.release()}`,
-    arch: os.arch(),
-    node: process.version,
-    python: python ? `${python.version} (start method ${python.startMethod})` : 'not found',
-    loadAvg: os.loadavg().map((x) => +x.toFixed(2)),
-  }
-}
-
-function shmEntries() {
-  try {
-    return new Set(readdirSync('/dev/shm'))
-  } catch {
-    return new Set()
-  }
-}
-
 async function main() {
   const started = performance.now()
   const python = pythonInfo()
@@ -503,18 +412,6 @@ function summary(scenario, r) {
 // Report
 // =====================================================================================
 
-/** Three significant digits, thousands separated. */
-function fmt(x) {
-  if (!Number.isFinite(x)) return '–'
-  const digits = Math.max(0, 2 - Math.floor(Math.log10(Math.abs(x) || 1)))
-  const rounded = Number(x.toPrecision(3))
-  return rounded.toLocaleString('en-US', { minimumFractionDigits: Math.min(digits, 2), maximumFractionDigits: Math.min(digits, 2) })
-}
-
-function times(x) {
-  return x >= 10 ? `${Math.round(x)}×` : `${x.toFixed(1)}×`
-}
-
 /** "37× lower RTT", "2.1× higher RTT", "5.0× the throughput", … relative to the baseline row. */
 function ratio(scenario, r, base) {
   if (!r.ok) return ''
@@ -526,13 +423,6 @@ function ratio(scenario, r, base) {
   }
   const k = r.msgPerSec / base.msgPerSec
   return k >= 1 ? `${times(k)} faster` : `${times(1 / k)} slower`
-}
-
-function table(header, rows) {
-  rows = rows.map((r) => r.map((c) => String(c).replaceAll('|', '\\|')))
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)))
-  const line = (cells) => `| ${cells.map((c, i) => String(c).padEnd(widths[i])).join(' | ')} |`
-  return [line(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)].join('\n')
 }
 
 function markdown(report) {

@@ -313,7 +313,7 @@ export class RingEnd {
    * Receives asynchronously. Receives of one process wait side by side, each with its own
    * deadline; a large message that one of them started is finished by whichever comes next.
    */
-  recv(deadline: number | undefined, signal: AbortSignal | undefined, what: string): Promise<unknown> {
+  recv(deadline: number | undefined, signal: AbortSignal | undefined, what: string, spinIf?: () => boolean): Promise<unknown> {
     if (!signal?.aborted) {
       // A message already here settles without building a wait.
       let v: unknown
@@ -324,7 +324,7 @@ export class RingEnd {
       }
       if (v !== NOTHING) return Promise.resolve(v)
     }
-    return this.receive(() => this.tryRecv(), deadline, signal, what)
+    return this.receive(() => this.tryRecv(), deadline, signal, what, spinIf)
   }
 
   /** Receives a message's raw bytes into `into` (Python's `recv_bytes_into`); resolves to its length. */
@@ -332,7 +332,14 @@ export class RingEnd {
     return this.receive(() => this.tryRecvInto(into), deadline, signal, 'recvBytesInto') as Promise<number>
   }
 
-  private receive(attempt: () => unknown, deadline: number | undefined, signal: AbortSignal | undefined, what: string): Promise<unknown> {
+  /** `spinIf`: whether spinning is worth it now (a process waiting on several channels spins on none). */
+  private receive(
+    attempt: () => unknown,
+    deadline: number | undefined,
+    signal: AbortSignal | undefined,
+    what: string,
+    spinIf?: () => boolean,
+  ): Promise<unknown> {
     const peer = this.peer
     const w: Waitable<{ v: unknown }> = {
       attempt: () => {
@@ -346,7 +353,7 @@ export class RingEnd {
         }
         return undefined
       },
-      spin: () => native.channelSpinRecv(this.chan, this.ring),
+      spin: () => (spinIf === undefined || spinIf()) && native.channelSpinRecv(this.chan, this.ring),
       // Ask the kernel about the peer only before sleeping; while asleep, its socket wakes us.
       arm: (key) => !peer?.gone(true) && native.channelArmRecv(this.chan, this.ring, key),
       disarm: (key, ms) => native.channelDisarmRecv(this.chan, this.ring, key, ms),

@@ -11,7 +11,7 @@ const usage = `usage: multiproc <command>
 
 commands:
   demo [--limit N]   count primes on every core, with progress, and show the speed-up
-  bench              run the benchmark suite (bench/) and print the table`
+  bench [ipc|pool|sync]  run the benchmarks (bench/; all by default) and print the tables`
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
@@ -31,9 +31,14 @@ if (command === 'demo') {
   }
   await demo(limit)
 } else if (command === 'bench') {
+  const which = positionals[1] ? [positionals[1]] : ['ipc', 'pool', 'sync']
   let status = 0
-  for (const name of ['ipc.mjs', 'sync.mjs']) {
-    const script = fileURLToPath(new URL(`../bench/${name}`, import.meta.url))
+  for (const name of which) {
+    if (name !== 'ipc' && name !== 'pool' && name !== 'sync') {
+      console.error(`unknown benchmark: ${name} (ipc, pool or sync)`)
+      process.exit(2)
+    }
+    const script = fileURLToPath(new URL(`../bench/${name}.mjs`, import.meta.url))
     if (!existsSync(script)) {
       console.error(`the benchmarks are not installed here (${script})`)
       process.exit(1)

@@ -1,8 +1,10 @@
 /**
- * Objects that stand for shared resources (Queue, Connection, …) travel to a child process as
- * handles: their descriptors are inherited and each is revived there as a live object. The
- * arguments of a `Process` are walked for such objects before they are serialised.
+ * Objects that stand for shared resources (Queue, Connection, …) travel to another process as
+ * handles: their descriptors go with them (inherited by a new child, or passed over a Unix socket
+ * to a running pool worker) and each is revived there as a live object. The arguments of a
+ * `Process` and of pool tasks are walked for such objects before they are serialised.
  */
+import { native } from './native.js'
 
 /** What a handle becomes on the wire: its type, plain data, and the descriptors it needs. */
 export interface HandleDescriptor {
@@ -19,6 +21,19 @@ export interface Transferable {
 }
 
 const MARK = '__multiproc_handle__'
+
+/** A name for each shared object this process passes on, unique across processes. */
+const keys = new WeakMap<object, string>()
+const KEY_PREFIX = `${process.pid}.${Date.now().toString(36)}.`
+let nextKey = 0
+function keyOf(v: object): string {
+  let key = keys.get(v)
+  if (key === undefined) {
+    key = KEY_PREFIX + nextKey++
+    keys.set(v, key)
+  }
+  return key
+}
 type Reviver = (data: Record<string, unknown>, fds: number[]) => unknown
 const revivers = new Map<string, Reviver>()
 
@@ -36,17 +51,45 @@ function isPlain(v: object): boolean {
   return proto === Object.prototype || proto === null
 }
 
+/** Whether `value` holds a handle anywhere a packing walk would look (no copy is made). */
+export function holdsHandles(value: unknown, seen?: Set<object>): boolean {
+  if (typeof value !== 'object' || value === null) return false
+  if (isTransferable(value)) return true
+  const isArray = Array.isArray(value)
+  if (!isArray && !(value instanceof Map) && !(value instanceof Set) && !isPlain(value)) return false
+  const visited = seen ?? new Set<object>()
+  if (visited.has(value)) return false
+  visited.add(value)
+  if (isArray) {
+    for (const x of value) if (typeof x === 'object' && x !== null && holdsHandles(x, visited)) return true
+    return false
+  }
+  if (value instanceof Map) {
+    for (const [k, x] of value) if (holdsHandles(k, visited) || holdsHandles(x, visited)) return true
+    return false
+  }
+  if (value instanceof Set) {
+    for (const x of value) if (holdsHandles(x, visited)) return true
+    return false
+  }
+  for (const k of Object.keys(value)) if (holdsHandles((value as Record<string, unknown>)[k], visited)) return true
+  return false
+}
+
 /** Replaces handles inside `value` (arrays, plain objects, Maps, Sets) by markers. */
-export function packHandles(value: unknown): { value: unknown; fds: number[] } {
+export function packHandles(value: unknown): { value: unknown; fds: number[]; handles: Map<string, number[]> } {
   const fds: number[] = []
+  const handles = new Map<string, number[]>()
   const seen = new Map<object, unknown>()
   const walk = (v: unknown): unknown => {
     if (typeof v !== 'object' || v === null) return v
     if (seen.has(v)) return seen.get(v)
     if (isTransferable(v)) {
       const h = v[toHandle]()
+      const key = keyOf(v)
       fds.push(...h.fds)
-      const marker = { [MARK]: h.type, data: h.data, fds: h.fds }
+      handles.set(key, h.fds)
+      const marker = { [MARK]: h.type, data: h.data, fds: h.fds, key }
       seen.set(v, marker)
       return marker
     }
@@ -77,23 +120,38 @@ export function packHandles(value: unknown): { value: unknown; fds: number[] } {
     return v
   }
   const packed = walk(value)
-  return { value: packed, fds: [...new Set(fds)] }
+  return { value: packed, fds: [...new Set(fds)], handles }
+}
+
+/** A handle whose descriptors this process was never sent. */
+export class UnknownHandle extends Error {}
+
+export interface UnpackOptions {
+  /** The sender's descriptor numbers → ours, for descriptors passed over a socket. */
+  fdMap?: Map<number, number>
+  /** Objects already revived in this process, by handle key: revived once, reused after. */
+  cache?: Map<string, unknown>
+  /** Filled with the descriptors revivers took over. */
+  used?: Set<number>
 }
 
 /** Turns markers back into live objects; one object per descriptor set, however often named. */
-export function unpackHandles(value: unknown): unknown {
-  const revived = new Map<string, unknown>()
+export function unpackHandles(value: unknown, opts: UnpackOptions = {}): unknown {
+  const revived = opts.cache ?? new Map<string, unknown>()
   const seen = new Set<object>()
   const walk = (v: unknown): unknown => {
     if (typeof v !== 'object' || v === null || seen.has(v)) return v
     const mark = (v as Record<string, unknown>)[MARK]
     if (typeof mark === 'string') {
-      const { data, fds } = v as unknown as { data: Record<string, unknown>; fds: number[] }
-      const id = `${mark}:${fds.join(',')}`
+      const { data, fds, key } = v as unknown as { data: Record<string, unknown>; fds: number[]; key?: string }
+      const id = key ?? `${mark}:${fds.join(',')}`
       if (!revived.has(id)) {
         const revive = revivers.get(mark)
         if (!revive) throw new Error(`no reviver for handle type ${mark}`)
-        revived.set(id, revive(data, fds))
+        const ours = opts.fdMap ? fds.map((f) => opts.fdMap?.get(f)) : fds
+        if (ours.some((f) => f === undefined)) throw new UnknownHandle(`handle ${id} was not sent here`)
+        for (const f of ours) opts.used?.add(f as number)
+        revived.set(id, revive(data, ours as number[]))
       }
       return revived.get(id)
     }
@@ -115,3 +173,53 @@ export function unpackHandles(value: unknown): unknown {
   }
   return walk(value)
 }
+
+/**
+ * The pool's side channel for descriptors: a packet socket pair whose far end a worker inherits.
+ * Each batch is tagged with the chunk it belongs to, so a worker skips batches of chunks that
+ * were taken back before it saw them.
+ */
+export class FdCarrier implements Transferable {
+  readonly #ours: number
+  #theirs: number | undefined
+
+  constructor() {
+    const [ours, theirs] = native.packetPair() as [number, number]
+    this.#ours = ours
+    this.#theirs = theirs
+  }
+
+  /** Sends copies of `fds` tagged `tag`. */
+  send(tag: number, fds: number[]): void {
+    native.sendFds(this.#ours, tag, fds)
+  }
+
+  /** Closes the far end here once the worker holds it. */
+  releaseTheirs(): void {
+    if (this.#theirs !== undefined) native.closeFd(this.#theirs)
+    this.#theirs = undefined
+  }
+
+  close(): void {
+    this.releaseTheirs()
+    native.closeFd(this.#ours)
+  }
+
+  [toHandle](): HandleDescriptor {
+    if (this.#theirs === undefined) throw new Error('the carrier was already handed over')
+    return { type: 'FdCarrier', data: {}, fds: [this.#theirs] }
+  }
+}
+
+/** The worker's end: receives the batch tagged `tag`, closing older batches it finds first. */
+export function receiveFds(sock: number, tag: number, timeoutMs: number): number[] {
+  for (;;) {
+    const got = native.recvFds(sock, timeoutMs) as number[] | null
+    if (got === null) throw new Error(`the descriptors for task ${tag} did not arrive within ${timeoutMs} ms`)
+    const [t, ...fds] = got
+    if (t === tag) return fds
+    for (const f of fds) native.closeFd(f)
+  }
+}
+
+registerHandle('FdCarrier', (_data, [fd]) => fd)

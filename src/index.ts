@@ -26,6 +26,10 @@ export {
   TimeoutError,
   WorkerExitedError,
 } from './errors.js'
+export type { ApplyOptions, CallOptions, MapOptions, PoolOptions, Progress } from './pool.js'
+export { Pool } from './pool.js'
+export type { ResultCallbacks } from './pool-result.js'
+export { AsyncResult, IMapIterator } from './pool-result.js'
 export type { ParentProcess, ProcessOptions } from './process.js'
 export { activeChildren, cpuCount, currentProcess, Process, parentProcess } from './process.js'
 export type { BlockingOptions, QueueOptions } from './queue.js'

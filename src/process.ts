@@ -105,6 +105,9 @@ export function cpuCount(): number {
 
 const CHILD_MAIN = new URL('./child/main.js', import.meta.url)
 
+/** @internal Resolves once a started child has exited and been reaped; holds no event loop open. */
+export const whenExited = Symbol('multiproc.whenExited')
+
 /** A function running in its own OS process. */
 export class Process {
   readonly #opts: ProcessOptions
@@ -197,6 +200,12 @@ export class Process {
     })
     // A daemon child keeps the parent alive only while somebody waits on it (start, join).
     await this.#holdingLoop(started)
+  }
+
+  /** @internal */
+  [whenExited](): Promise<void> {
+    if (!this.#exited) throw new InvalidStateError('the process was not started')
+    return this.#exited
   }
 
   async #holdingLoop<T>(p: Promise<T>): Promise<T> {

@@ -125,6 +125,11 @@ export class Queue<T = unknown> implements AsyncIterable<T> {
     }
   }
 
+  /** @internal `get` that spins only when `spinIf()` says so (the pool waits on many queues). */
+  getWhen(spinIf: () => boolean, signal: AbortSignal): Promise<T> {
+    return this.end.recv(undefined, signal, 'get', spinIf) as Promise<T>
+  }
+
   /** Takes an item, blocking the thread while there is none. */
   getSync(opts: BlockingOptions = {}): T {
     if (opts.block === false) return this.getNowait()
@@ -172,6 +177,11 @@ export class Queue<T = unknown> implements AsyncIterable<T> {
   /** Undoes `beforePut` if an asynchronous put fails. */
   protected counted(sent: Promise<void>): Promise<void> {
     return sent
+  }
+
+  /** @internal Another end of the same queue in this process, with its own serializer. */
+  withSerializer(serializer: Serializer | undefined): Queue<T> {
+    return new Queue<T>({ serializer }, this.chan)
   }
 
   [toHandle](): HandleDescriptor {

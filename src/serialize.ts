@@ -77,7 +77,8 @@ export function decode(kind: number, bytes: Buffer, serializer: Serializer | und
   try {
     switch (kind) {
       case Kind.Clone:
-        return v8.deserialize(bytes)
+        // V8 hands out typed arrays as views of the bytes it reads: they must be ours to keep.
+        return v8.deserialize(owned ? bytes : copyOf(bytes))
       case Kind.Buffer:
         return owned ? bytes : copyOf(bytes)
       case Kind.Uint8Array:

@@ -4,8 +4,9 @@
  * exports), else the function's own source compiled in the child. A function sent as source that
  * reaches for an outer variable fails with a `TargetError` that names it and shows the fixes.
  */
+import { createRequire } from 'node:module'
 import { isAbsolute } from 'node:path'
-import { pathToFileURL } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 
 import { TargetError, typeError } from './errors.js'
 
@@ -128,4 +129,23 @@ function guardOuterReferences(name: string, fn: TargetFunction): TargetFunction 
     }
     return r
   }
+}
+
+/**
+ * Where a value (a serializer, say) is exported among `modules`, found by identity. The modules
+ * are loaded synchronously (`require` of ES modules, Node ≥ 20.19).
+ */
+export function findExport(value: unknown, modules: (string | URL)[]): { module: string; name: string } | undefined {
+  const require = createRequire(import.meta.url)
+  for (const m of modules) {
+    const href = moduleHref(m)
+    let mod: Record<string, unknown>
+    try {
+      mod = require(href.startsWith('file:') ? fileURLToPath(href) : href)
+    } catch (err) {
+      throw new TargetError(`cannot load ${href}: ${(err as Error)?.message ?? err}`, { cause: err })
+    }
+    for (const [name, v] of Object.entries(mod)) if (v === value) return { module: href, name }
+  }
+  return undefined
 }

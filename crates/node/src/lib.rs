@@ -314,3 +314,23 @@ pub fn die_with_parent(expected_parent: i32) -> Result<()> {
     }
     Ok(())
 }
+
+/// A pair of packet sockets for passing descriptors: `[ours, theirs]`.
+#[napi]
+pub fn packet_pair() -> Result<Vec<i32>> {
+    let (a, b) = fd::packet_pair().map_err(os_error)?;
+    Ok(vec![into_raw(a), into_raw(b)])
+}
+
+/// Sends copies of `fds` with `tag` over a packet socket.
+#[napi]
+pub fn send_fds(sock: i32, tag: u32, fds: Vec<i32>) -> Result<()> {
+    fd::send_fds(sock, tag, &fds).map_err(os_error)
+}
+
+/// Receives one descriptor message: `[tag, ...fds]`, or null when none arrived within `timeout_ms`.
+#[napi]
+pub fn recv_fds(sock: i32, timeout_ms: i32) -> Result<Option<Vec<i64>>> {
+    let got = fd::recv_fds(sock, timeout_ms).map_err(os_error)?;
+    Ok(got.map(|(tag, fds)| std::iter::once(tag as i64).chain(fds.into_iter().map(|f| into_raw(f) as i64)).collect()))
+}

@@ -1,0 +1,89 @@
+// Pool imap backpressure (API.md "Pool": iterables may be lazy; `imap` pulls input only as
+// workers free up): a slow consumer of an imap over 1,000,000 items keeps the source pulled only
+// a bounded way ahead and the parent's heap bounded. Measured in a separate node with
+// --expose-gc (fixtures/pool-imap-memory.mjs), which prints a JSON result.
+import { execFile } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+
+import test from 'ava'
+
+import { Pool } from '../dist/index.js'
+import { square } from './fixtures/pool-tasks.mjs'
+import { checkNoLeaks, fixtureUrl, within } from './helpers.mjs'
+
+checkNoLeaks(test)
+
+const MB = 1 << 20
+
+function runFixture(args) {
+  return new Promise((resolve, reject) => {
+    execFile(
+      process.execPath,
+      ['--expose-gc', fileURLToPath(fixtureUrl('pool-imap-memory.mjs')), ...args],
+      { timeout: 50000, killSignal: 'SIGKILL' },
+      (err, stdout, stderr) => {
+        if (err) reject(new Error(`pool-imap-memory ${args} failed: ${err.message}\n${stderr}`))
+        else resolve(JSON.parse(stdout.trim().split('\n').at(-1)))
+      },
+    )
+  })
+}
+
+test.serial('imap over a generator of 1,000,000 items, slow consumer of 20,000: source < 2,000 items ahead, heap growth < 20 MB', async (t) => {
+  const r = await within(55000, runFixture(['imap', '20000']), 'the fixture')
+  t.log(r)
+  t.true(r.gc, 'ran with --expose-gc')
+  t.is(r.consumed, 20000)
+  t.is(r.wrong, 0, 'results in order and correct')
+  t.true(r.maxAhead < 2000, `the source was pulled ${r.maxAhead} items ahead of the consumer`)
+  t.true(r.pulled < 20000 + 2000, `pulled ${r.pulled} in all`)
+  t.is(r.pulledAfterBreak, r.pulled, 'nothing pulled after the break')
+  t.true(r.finalised, 'the generator was closed on break')
+  t.true(r.peak < 20 * MB, `heap grew by ${(r.peak / MB).toFixed(1)} MB`)
+  t.true(r.finalGrowth < 20 * MB, `heap grew by ${(r.finalGrowth / MB).toFixed(1)} MB at the end`)
+})
+
+test.serial('imapUnordered over an async generator of 1,000,000 items, slow consumer of 20,000: source < 2,000 items ahead, heap growth < 20 MB', async (t) => {
+  const r = await within(55000, runFixture(['imapUnordered', '20000']), 'the fixture')
+  t.log(r)
+  t.is(r.consumed, 20000)
+  t.is(r.wrong, 0)
+  t.true(r.maxAhead < 2000, `the source was pulled ${r.maxAhead} items ahead of the consumer`)
+  t.is(r.pulledAfterBreak, r.pulled)
+  t.true(r.finalised)
+  t.true(r.peak < 20 * MB, `heap grew by ${(r.peak / MB).toFixed(1)} MB`)
+})
+
+test.serial('a stalled imap consumer: the source is not pulled further (< 2,000 ahead) while nobody reads', async (t) => {
+  const pool = new Pool({ processes: 2, modules: [fixtureUrl('pool-tasks.mjs')] })
+  t.teardown(async () => {
+    pool.terminate()
+    await within(10000, pool.join(), 'teardown join').catch(() => {})
+  })
+  for (const [name, start] of [
+    ['imap', (src) => pool.imap(square, src)],
+    ['imapUnordered', (src) => pool.imapUnordered(square, src)],
+    ['imap chunksize 10', (src) => pool.imap(square, src, { chunksize: 10 })],
+  ]) {
+    let pulled = 0
+    function* endless() {
+      for (let i = 0; ; i++) {
+        pulled++
+        yield i
+      }
+    }
+    const it = start(endless())
+    for (let i = 0; i < 5; i++) await within(20000, it.next(), `${name} next`)
+    await new Promise((r) => setTimeout(r, 500)) // the consumer stalls; the workers are idle
+    const stalled = pulled
+    t.true(stalled < 5 + 2000, `${name}: pulled ${stalled} while the consumer took 5`)
+    await new Promise((r) => setTimeout(r, 300))
+    t.is(pulled, stalled, `${name}: no more pulled while nobody reads`)
+    // reading on pulls on
+    for (let i = 0; i < 1000; i++) await within(20000, it.next(), `${name} next`)
+    t.true(pulled >= 1005, `${name}: pulled ${pulled}`)
+    await it.return()
+  }
+  pool.close()
+  await within(20000, pool.join(), 'join')
+})

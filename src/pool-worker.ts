@@ -1,0 +1,179 @@
+/**
+ * The loop a pool worker runs: take a chunk of tasks from its own inbox, run them in order,
+ * send one message with the chunk's results (or the error that stopped it) to the pool's shared
+ * result queue. It exits after `maxTasks` chunks (Python's `maxtasksperchild`) or when the pool
+ * closes its inbox.
+ */
+import { EOFError, SerializationError, TargetError } from './errors.js'
+import { holdsHandles, receiveFds, UnknownHandle, unpackHandles } from './handles.js'
+import { native } from './native.js'
+import type { Queue } from './queue.js'
+import { type ErrorRecord, toRecord } from './remote-error.js'
+import type { Serializer } from './serialize.js'
+import { resolveTarget, type TargetFunction, type TargetSpec } from './target.js'
+
+/**
+ * parent → worker: `[chunkId, targetId, items, star, spec, handles]`. `spec` comes the first time
+ * a target is used; `handles` is null unless the items hold handles, else the parent's numbers of
+ * the descriptors sent for them over the carrier socket just before (empty: all sent earlier).
+ */
+export type TaskMessage = [
+  chunkId: number,
+  targetId: number,
+  items: unknown[],
+  star: boolean,
+  spec: TargetSpec | null,
+  handles: number[] | null,
+]
+
+/** worker → parent, tagged by the first element. */
+export enum Reply {
+  Ready = 0,
+  Done = 1,
+  Failed = 2,
+  InitFailed = 3,
+  /** The worker lacks the chunk's target or a handle (the message that brought it was taken back): send it again. */
+  Unknown = 5,
+  /** Put by the pool itself after it saw the worker exit: everything the worker sent is before it. */
+  Exited = 4,
+}
+export type ReplyMessage =
+  | [Reply.Ready, worker: number, pid: number]
+  | [Reply.Done, worker: number, chunkId: number, values: unknown[]]
+  | [Reply.Failed, worker: number, chunkId: number, error: ErrorRecord, wrapped: boolean]
+  | [Reply.InitFailed, worker: number, error: ErrorRecord]
+  | [Reply.Exited, worker: number]
+  | [Reply.Unknown, worker: number, chunkId: number]
+
+export interface WorkerSetup {
+  index: number
+  initializer: TargetSpec | null
+  initargs: unknown[]
+  /** Chunks to run before exiting; 0: no limit. */
+  maxTasks: number
+  /** Where the pool's serializer is exported, if it has one. */
+  serializer: { module: string; name: string } | null
+  /** The worker's end of the descriptor socket (an `FdCarrier` in the parent). */
+  carrier: unknown
+}
+
+/** How long a worker waits for descriptors that the parent sent before the task itself. */
+const FDS_TIMEOUT_MS = 5_000
+
+/** Revives the handles in a task's items: once per worker each, reused after. */
+function reviveItems(items: unknown[], chunkId: number, sent: number[], carrier: number, cache: Map<string, unknown>): unknown[] {
+  const fdMap = new Map<number, number>()
+  if (sent.length > 0) {
+    const local = receiveFds(carrier, chunkId, FDS_TIMEOUT_MS)
+    if (local.length !== sent.length) throw new Error(`expected ${sent.length} descriptors, got ${local.length}`)
+    sent.forEach((f, i) => fdMap.set(f, local[i] as number))
+  }
+  const used = new Set<number>()
+  try {
+    return unpackHandles(items, { fdMap, cache, used }) as unknown[]
+  } finally {
+    // Descriptors of objects this worker already had are copies it does not need.
+    for (const f of fdMap.values()) if (!used.has(f)) native.closeFd(f)
+  }
+}
+
+function isPromise(v: unknown): v is PromiseLike<unknown> {
+  return typeof v === 'object' && v !== null && typeof (v as PromiseLike<unknown>).then === 'function'
+}
+
+/** Keeps the worker's event loop alive while a task's promise is pending (nothing else might). */
+async function settled(p: PromiseLike<unknown>): Promise<unknown> {
+  const keepAlive = setInterval(() => {}, 1 << 30)
+  try {
+    return await p
+  } finally {
+    clearInterval(keepAlive)
+  }
+}
+
+async function runChunk(fn: TargetFunction, items: unknown[], star: boolean): Promise<unknown[]> {
+  const out = new Array<unknown>(items.length)
+  for (let i = 0; i < items.length; i++) {
+    let r = star ? fn(...(items[i] as unknown[])) : fn(items[i])
+    if (isPromise(r)) r = await settled(r)
+    out[i] = r
+  }
+  return out
+}
+
+/** The pool worker's target. */
+export async function poolWorker(taskQueue: Queue<TaskMessage | null>, replyQueue: Queue<ReplyMessage>, setup: WorkerSetup): Promise<void> {
+  const me = setup.index
+  let inbox = taskQueue
+  let results = replyQueue
+  if (setup.serializer) {
+    const { module, name } = setup.serializer
+    const serializer = (await import(module))[name] as Serializer
+    inbox = inbox.withSerializer(serializer)
+    results = results.withSerializer(serializer)
+  }
+  if (setup.initializer) {
+    try {
+      const init = await resolveTarget(setup.initializer)
+      await init(...setup.initargs)
+    } catch (err) {
+      await results.put([Reply.InitFailed, me, toRecord(err)])
+      return
+    }
+  }
+  await results.put([Reply.Ready, me, process.pid])
+  const targets = new Map<number, TargetFunction>()
+  const revived = new Map<string, unknown>()
+  let done = 0
+  while (setup.maxTasks === 0 || done < setup.maxTasks) {
+    let task: TaskMessage | null
+    try {
+      task = await inbox.get()
+    } catch (err) {
+      if (err instanceof EOFError) return // the pool closed: no more work
+      throw err
+    }
+    if (task === null) return
+    const [chunkId, targetId, sentItems, star, spec, handles] = task
+    let items = sentItems
+    let fn = targets.get(targetId)
+    try {
+      if (handles) items = reviveItems(items, chunkId, handles, setup.carrier as number, revived)
+      if (!fn) {
+        if (!spec) {
+          await results.put([Reply.Unknown, me, chunkId])
+          continue
+        }
+        fn = await resolveTarget(spec)
+        targets.set(targetId, fn)
+      }
+    } catch (err) {
+      if (err instanceof UnknownHandle) {
+        await results.put([Reply.Unknown, me, chunkId])
+        continue
+      }
+      // The target or a handle cannot be had here: the call fails with that error itself.
+      await results.put([Reply.Failed, me, chunkId, toRecord(err), false])
+      done++
+      continue
+    }
+    let reply: ReplyMessage
+    try {
+      const values = await runChunk(fn, items, star)
+      // Structured clone would turn a handle into an empty object without a word.
+      if (holdsHandles(values)) throw new SerializationError('a task cannot return a Queue, Connection or other handle (yet)')
+      reply = [Reply.Done, me, chunkId, values]
+    } catch (err) {
+      // A source-sent target that reaches for an outer variable fails as a TargetError, unwrapped.
+      const ours = err instanceof TargetError || err instanceof SerializationError
+      reply = [Reply.Failed, me, chunkId, toRecord(err), !ours]
+    }
+    try {
+      await results.put(reply)
+    } catch (err) {
+      if (!(err instanceof SerializationError)) throw err
+      await results.put([Reply.Failed, me, chunkId, toRecord(err), false])
+    }
+    done++
+  }
+}
