@@ -155,6 +155,9 @@ export declare function lockRestoreDepth(s: Sync, depth: number): void
 /** Non-blocking acquire that also takes over a dead owner's lock: 0, 1, or -1 (held). */
 export declare function lockTryRecover(s: Sync): number
 
+/** A pair of packet sockets for passing descriptors: `[ours, theirs]`. */
+export declare function packetPair(): Array<number>
+
 /** True when every copy of the peer end of a stream socket is closed. */
 export declare function peerHungUp(raw: number): boolean
 
@@ -163,6 +166,9 @@ export declare function processAlive(pid: number, start: number): boolean
 
 /** The start time of a process (clock ticks since boot), 0 if it is gone. */
 export declare function processStartTime(pid: number): number
+
+/** Receives one descriptor message: `[tag, ...fds]`, or null when none arrived within `timeout_ms`. */
+export declare function recvFds(sock: number, timeoutMs: number): Array<number> | null
 
 /** Maps the segment behind a received descriptor, taking ownership of it. */
 export declare function segmentAdopt(raw: number): Seg
@@ -187,6 +193,9 @@ export declare function semRelease(s: Sync): void
 
 /** Wakes the semaphore's sleepers after JavaScript added a unit itself. */
 export declare function semWake(s: Sync): void
+
+/** Sends copies of `fds` with `tag` over a packet socket. */
+export declare function sendFds(sock: number, tag: number, fds: Array<number>): void
 
 export declare function setCloexec(fd: number, on: boolean): void
 
