@@ -16,7 +16,11 @@ const fdCount = (pid) => readdirSync(`/proc/${pid}/fd`).length
 test.serial('a Queue passed to tasks of a running pool arrives live in every worker', async (t) => {
   const pool = new Pool({ processes: 2 })
   t.teardown(() => pool.terminate())
-  await within(10_000, pool.map((x) => x, [1, 2, 3, 4]), 'warm-up') // the workers are up before the queue exists
+  await within(
+    10_000,
+    pool.map((x) => x, [1, 2, 3, 4]),
+    'warm-up',
+  ) // the workers are up before the queue exists
   const q = new Queue()
   const pids = await within(
     10_000,
@@ -60,12 +64,26 @@ test.serial('the same handle in 300 tasks is sent to each worker once: no descri
   const pool = new Pool({ processes: 2 })
   t.teardown(() => pool.terminate())
   const q = new Queue()
-  await within(10_000, pool.map((qq) => qq.qsize(), [q, q, q, q], { chunksize: 1 }), 'first use')
+  await within(
+    10_000,
+    pool.map((qq) => qq.qsize(), [q, q, q, q], { chunksize: 1 }),
+    'first use',
+  )
   // Both workers have had the queue (and set up what a first wait needs) before we count.
-  for (let i = 0; i < 100; i++) await within(5000, pool.apply((qq) => qq.qsize(), [q]), 'apply')
+  for (let i = 0; i < 100; i++)
+    await within(
+      5000,
+      pool.apply((qq) => qq.qsize(), [q]),
+      'apply',
+    )
   const before = pool.workers.map((p) => fdCount(p.pid))
   const parentBefore = fdCount(process.pid)
-  for (let i = 0; i < 300; i++) await within(5000, pool.apply((qq) => qq.qsize(), [q]), 'apply')
+  for (let i = 0; i < 300; i++)
+    await within(
+      5000,
+      pool.apply((qq) => qq.qsize(), [q]),
+      'apply',
+    )
   t.deepEqual(
     pool.workers.map((p) => fdCount(p.pid)),
     before,
@@ -78,14 +96,30 @@ test.serial('a handle among the items of a chunk that was taken back and re-sent
   // worker B, descriptors and all.
   const pool = new Pool({ processes: 2 })
   t.teardown(() => pool.terminate())
-  await within(10_000, pool.map((x) => x, Array.from({ length: 200 }, (_, i) => i), { chunksize: 1 }), 'warm-up')
+  await within(
+    10_000,
+    pool.map(
+      (x) => x,
+      Array.from({ length: 200 }, (_, i) => i),
+      { chunksize: 1 },
+    ),
+    'warm-up',
+  )
   const q = new Queue()
   const slow = (queue, i) => {
     if (i === 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500)
     queue.putSync(i)
     return i
   }
-  const out = await within(20_000, pool.starmap(slow, Array.from({ length: 12 }, (_, i) => [q, i]), { chunksize: 1 }), 'starmap')
+  const out = await within(
+    20_000,
+    pool.starmap(
+      slow,
+      Array.from({ length: 12 }, (_, i) => [q, i]),
+      { chunksize: 1 },
+    ),
+    'starmap',
+  )
   t.deepEqual(
     out,
     Array.from({ length: 12 }, (_, i) => i),
@@ -98,7 +132,11 @@ test.serial('a handle among the items of a chunk that was taken back and re-sent
 test.serial('serializer: exported from one of `modules`, used for tasks and results on both sides', async (t) => {
   const pool = new Pool({ processes: 1, serializer: jsonSerializer, modules: [fixtureUrl('pool-serializer.mjs')] })
   t.teardown(() => pool.terminate())
-  const [r] = await within(10_000, pool.map((x) => ({ x, when: new Date(0) }), [1]), 'map')
+  const [r] = await within(
+    10_000,
+    pool.map((x) => ({ x, when: new Date(0) }), [1]),
+    'map',
+  )
   t.deepEqual(r, { x: 1, when: '1970-01-01T00:00:00.000Z' }) // JSON turned the Date into a string
 })
 
@@ -112,8 +150,19 @@ test.serial('a task that returns a handle rejects with SerializationError; the w
   const pool = new Pool({ processes: 1 })
   t.teardown(() => pool.terminate())
   const q = new Queue()
-  const err = await within(10_000, pool.apply((qq) => qq, [q]), 'apply').catch((e) => e)
+  const err = await within(
+    10_000,
+    pool.apply((qq) => qq, [q]),
+    'apply',
+  ).catch((e) => e)
   t.is(err?.code, 'ERR_SERIALIZATION')
   const pid = pool.workers[0].pid
-  t.is(await within(5000, pool.apply(() => process.pid), 'apply'), pid)
+  t.is(
+    await within(
+      5000,
+      pool.apply(() => process.pid),
+      'apply',
+    ),
+    pid,
+  )
 })
