@@ -93,3 +93,55 @@ test.serial('a stalled imap consumer: the source is not pulled further (< 2,000 
   pool.close()
   await within(20000, pool.join(), 'join')
 })
+
+test.serial('2,000 calls each with a fresh inline function whose closure holds 100 KB: heap growth < 20 MB', async (t) => {
+  const r = await within(
+    55000,
+    new Promise((resolve, reject) => {
+      execFile(
+        process.execPath,
+        ['--expose-gc', fileURLToPath(fixtureUrl('pool-target-memory.mjs')), '2000'],
+        { timeout: 50000, killSignal: 'SIGKILL' },
+        (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(JSON.parse(stdout.trim().split('\n').at(-1)))),
+      )
+    }),
+    'the fixture',
+  )
+  t.log(r)
+  t.true(r.gc)
+  t.is(r.wrong, 0)
+  t.true(r.growth < 20 * MB, `heap grew by ${(r.growth / MB).toFixed(1)} MB: the pool keeps the functions (and their closures) it was given`)
+})
+
+test.serial('imap with slow tasks pulls input only as workers free up (at most 4 chunks per worker ahead of the results)', async (t) => {
+  const { sleepPid } = await import('./fixtures/pool-tasks.mjs')
+  const pool = new Pool({ processes: 2, modules: [fixtureUrl('pool-tasks.mjs')] })
+  t.teardown(async () => {
+    pool.terminate()
+    await within(10000, pool.join(), 'teardown join').catch(() => {})
+  })
+  await within(20000, pool.map(sleepPid, [1, 1, 1, 1], { chunksize: 1 }), 'warm-up')
+  for (const chunksize of [1, 4]) {
+    let pulled = 0
+    function* source() {
+      for (let i = 0; i < 40; i++) {
+        pulled++
+        yield 30 // ms of work per item
+      }
+    }
+    let got = 0
+    let maxAhead = 0
+    await within(
+      30000,
+      (async () => {
+        for await (const _ of pool.imap(sleepPid, source(), { chunksize })) {
+          got++
+          maxAhead = Math.max(maxAhead, pulled - got)
+        }
+      })(),
+      'imap',
+    )
+    t.is(got, 40)
+    t.true(maxAhead <= 2 * 4 * chunksize, `chunksize ${chunksize}: the input was pulled ${maxAhead} items ahead of the results`)
+  }
+})

@@ -115,6 +115,12 @@ export class IMapResults<R> {
     this.#ready.push(entry)
   }
 
+  /** Drops what is buffered: the consumer stopped. */
+  clear(): void {
+    this.#ready.length = 0
+    this.#head = 0
+  }
+
   end(): void {
     this.#ended = true
     for (const w of this.#waiting.splice(0)) w.resolve({ value: undefined, done: true })
@@ -166,6 +172,7 @@ export class IMapIterator<R> implements AsyncIterableIterator<R> {
   /** Stops early: input is no longer pulled and results not yet delivered are dropped. */
   return(): Promise<IteratorResult<R>> {
     this.#source.cancel()
+    this.#source.results.clear()
     return Promise.resolve({ value: undefined, done: true })
   }
 

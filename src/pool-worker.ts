@@ -66,7 +66,7 @@ function reviveItems(items: unknown[], chunkId: number, sent: number[], carrier:
   if (sent.length > 0) {
     const local = receiveFds(carrier, chunkId, FDS_TIMEOUT_MS)
     if (local.length !== sent.length) throw new Error(`expected ${sent.length} descriptors, got ${local.length}`)
-    sent.forEach((f, i) => fdMap.set(f, local[i] as number))
+    for (const [i, f] of sent.entries()) fdMap.set(f, local[i] as number)
   }
   const used = new Set<number>()
   try {

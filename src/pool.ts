@@ -124,8 +124,9 @@ interface Worker {
   dispatched: number
   /** A call with a deadline or signal whose chunks it runs, alone. */
   exclusiveTo: Call | null
-  /** Smoothed milliseconds per chunk. */
+  /** Smoothed milliseconds per chunk (running time, without time spent queued). */
   chunkMs: number | undefined
+  lastReplyAt: number
 }
 
 /** What a call does with its chunks' outcomes. */
@@ -309,6 +310,8 @@ export class Pool extends EventEmitter {
   #broken: Error | undefined
   /** map calls taking their input before they are submitted. */
   #admitting = 0
+  /** Stops the map calls still reading their input, when the pool is terminated. */
+  readonly #admissions = new Set<() => void>()
   /** Workers in a row that exited before they were ready. */
   #earlyExits = 0
   #pumping = false
@@ -426,6 +429,7 @@ export class Pool extends EventEmitter {
     }
     const err = new TerminatedError('the pool was terminated')
     for (const call of this.#calls.splice(0)) this.#fail(call, err)
+    for (const stop of this.#admissions) stop()
     for (const chunk of this.#inflight.values()) chunk.dropped = true
     for (const w of this.#workers.values()) if (!w.exitPending) w.receiving?.abort()
   }
@@ -513,6 +517,26 @@ export class Pool extends EventEmitter {
     if (this.#broken) throw this.#broken
   }
 
+  /** Rejects when a call still reading its input runs out of time, is aborted, or the pool is terminated. */
+  #whileAdmitting(timeout: number | undefined, signal: AbortSignal | undefined): { promise: Promise<never>; cleanup: () => void } {
+    let cleanup = () => {}
+    const promise = new Promise<never>((_, reject) => {
+      const timer =
+        timeout === undefined ? undefined : setTimeout(() => reject(new TimeoutError(`the call took longer than ${timeout} ms`)), timeout)
+      const onAbort = () => reject(new AbortError('the call was aborted', { cause: signal?.reason }))
+      if (signal?.aborted) onAbort()
+      signal?.addEventListener('abort', onAbort, { once: true })
+      const onTerminate = () => reject(new TerminatedError('the pool was terminated'))
+      this.#admissions.add(onTerminate)
+      cleanup = () => {
+        clearTimeout(timer)
+        signal?.removeEventListener('abort', onAbort)
+        this.#admissions.delete(onTerminate)
+      }
+    })
+    return { promise, cleanup }
+  }
+
   #mapAsync<R>(fn: Target, iterable: unknown, star: boolean, opts: MapOptions & ResultCallbacks<R[]>): AsyncResult<R[]> {
     const result = new AsyncResult<R[]>({ callback: opts?.callback, errorCallback: opts?.errorCallback })
     const start = async () => {
@@ -520,14 +544,27 @@ export class Pool extends EventEmitter {
       const input = inputOf(iterable)
       const chunksize = opts.chunksize
       if (chunksize !== undefined) checkCount('chunksize', chunksize, 1)
-      // Python's map takes the whole input first; the call counts as submitted meanwhile.
-      this.#admitting++
+      const timeout = checkMs('timeout', opts.timeout)
+      const begun = performance.now()
+      // Python's map takes the whole input first; the call counts as submitted meanwhile, and
+      // its deadline, signal and terminate() apply while the input is read.
       let items: readonly unknown[]
-      try {
-        items = await materialize(input)
-      } finally {
-        this.#admitting--
+      if ('array' in input) {
+        items = input.array
+      } else {
+        this.#admitting++
+        const { promise: stopped, cleanup } = this.#whileAdmitting(timeout, opts.signal)
+        try {
+          items = await Promise.race([materialize(input), stopped])
+        } catch (err) {
+          if ('asyncIterator' in input) void input.asyncIterator.return?.()?.then(undefined, () => {})
+          throw err
+        } finally {
+          cleanup()
+          this.#admitting--
+        }
       }
+      if (timeout !== undefined) opts = { ...opts, timeout: Math.max(0, timeout - (performance.now() - begun)) }
       const out = new Array<R>(items.length)
       const sink: Sink = {
         chunkDone: (chunk, values) => {
@@ -865,6 +902,7 @@ export class Pool extends EventEmitter {
       dispatched: 0,
       exclusiveTo: null,
       chunkMs: undefined,
+      lastReplyAt: 0,
     }
     this.#workers.set(index, w)
     const started = proc.start()
@@ -1060,8 +1098,13 @@ export class Pool extends EventEmitter {
       case Reply.Failed: {
         const chunk = this.#inflight.get(msg[2])
         if (!chunk) break
-        const elapsed = performance.now() - chunk.sentAt
-        if (w) w.chunkMs = w.chunkMs === undefined ? elapsed : w.chunkMs * 0.8 + elapsed * 0.2
+        if (w) {
+          // Service time, not latency: a chunk queued behind another started when that one ended.
+          const now = performance.now()
+          const took = now - Math.max(chunk.sentAt, w.lastReplyAt)
+          w.lastReplyAt = now
+          w.chunkMs = w.chunkMs === undefined ? took : w.chunkMs * 0.8 + took * 0.2
+        }
         this.#unlink(chunk)
         if (msg[0] === Reply.Done) this.#chunkDone(chunk, msg[3])
         else this.#chunkFailed(chunk, msg[4] ? remoteError(msg[3]) : fromRecord(msg[3]))
