@@ -29,36 +29,30 @@ function runFixture(args) {
   })
 }
 
-test.serial(
-  'imap over a generator of 1,000,000 items, slow consumer of 20,000: source < 2,000 items ahead, heap growth < 20 MB',
-  async (t) => {
-    const r = await within(55000, runFixture(['imap', '20000']), 'the fixture')
-    t.log(r)
-    t.true(r.gc, 'ran with --expose-gc')
-    t.is(r.consumed, 20000)
-    t.is(r.wrong, 0, 'results in order and correct')
-    t.true(r.maxAhead < 2000, `the source was pulled ${r.maxAhead} items ahead of the consumer`)
-    t.true(r.pulled < 20000 + 2000, `pulled ${r.pulled} in all`)
-    t.is(r.pulledAfterBreak, r.pulled, 'nothing pulled after the break')
-    t.true(r.finalised, 'the generator was closed on break')
-    t.true(r.peak < 20 * MB, `heap grew by ${(r.peak / MB).toFixed(1)} MB`)
-    t.true(r.finalGrowth < 20 * MB, `heap grew by ${(r.finalGrowth / MB).toFixed(1)} MB at the end`)
-  },
-)
+test.serial('imap over a generator of 1,000,000 items, slow consumer of 20,000: source < 2,000 items ahead, heap growth < 20 MB', async (t) => {
+  const r = await within(55000, runFixture(['imap', '20000']), 'the fixture')
+  t.log(r)
+  t.true(r.gc, 'ran with --expose-gc')
+  t.is(r.consumed, 20000)
+  t.is(r.wrong, 0, 'results in order and correct')
+  t.true(r.maxAhead < 2000, `the source was pulled ${r.maxAhead} items ahead of the consumer`)
+  t.true(r.pulled < 20000 + 2000, `pulled ${r.pulled} in all`)
+  t.is(r.pulledAfterBreak, r.pulled, 'nothing pulled after the break')
+  t.true(r.finalised, 'the generator was closed on break')
+  t.true(r.peak < 20 * MB, `heap grew by ${(r.peak / MB).toFixed(1)} MB`)
+  t.true(r.finalGrowth < 20 * MB, `heap grew by ${(r.finalGrowth / MB).toFixed(1)} MB at the end`)
+})
 
-test.serial(
-  'imapUnordered over an async generator of 1,000,000 items, slow consumer of 20,000: source < 2,000 items ahead, heap growth < 20 MB',
-  async (t) => {
-    const r = await within(55000, runFixture(['imapUnordered', '20000']), 'the fixture')
-    t.log(r)
-    t.is(r.consumed, 20000)
-    t.is(r.wrong, 0)
-    t.true(r.maxAhead < 2000, `the source was pulled ${r.maxAhead} items ahead of the consumer`)
-    t.is(r.pulledAfterBreak, r.pulled)
-    t.true(r.finalised)
-    t.true(r.peak < 20 * MB, `heap grew by ${(r.peak / MB).toFixed(1)} MB`)
-  },
-)
+test.serial('imapUnordered over an async generator of 1,000,000 items, slow consumer of 20,000: source < 2,000 items ahead, heap growth < 20 MB', async (t) => {
+  const r = await within(55000, runFixture(['imapUnordered', '20000']), 'the fixture')
+  t.log(r)
+  t.is(r.consumed, 20000)
+  t.is(r.wrong, 0)
+  t.true(r.maxAhead < 2000, `the source was pulled ${r.maxAhead} items ahead of the consumer`)
+  t.is(r.pulledAfterBreak, r.pulled)
+  t.true(r.finalised)
+  t.true(r.peak < 20 * MB, `heap grew by ${(r.peak / MB).toFixed(1)} MB`)
+})
 
 test.serial('a stalled imap consumer: the source is not pulled further (< 2,000 ahead) while nobody reads', async (t) => {
   const pool = new Pool({ processes: 2, modules: [fixtureUrl('pool-tasks.mjs')] })
