@@ -5,13 +5,36 @@ use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use multiproc_core::sync::{Acquired, Event, Mutex, Owner, Semaphore};
+use multiproc_core::sync::{Acquired, Barrier, Condition, Event, Mutex, Owner, Semaphore};
 use multiproc_core::{spawn, Segment, SpawnOptions};
 
 fn role() -> Option<(String, RawFd)> {
     let role = std::env::var("MPROC_ROLE").ok()?;
     let fd = std::env::var("MPROC_FD").ok()?.parse().ok()?;
     Some((role, fd))
+}
+
+fn segments() -> Vec<Arc<Segment>> {
+    let fds = std::env::var("MPROC_FDS").unwrap();
+    fds.split(',').map(|f| segment(f.parse().unwrap())).collect()
+}
+
+/// Starts this test binary again with several inherited descriptors (`MPROC_FDS`).
+fn spawn_with(test: &str, role: &str, fds: &[RawFd]) -> multiproc_core::Child {
+    let exe = std::env::current_exe().unwrap();
+    let mut env: Vec<(String, String)> = std::env::vars().collect();
+    env.push(("MPROC_ROLE".into(), role.into()));
+    env.push(("MPROC_FD".into(), fds[0].to_string()));
+    env.push(("MPROC_FDS".into(), fds.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(",")));
+    spawn(&SpawnOptions {
+        program: exe.to_string_lossy().into_owned(),
+        args: vec![test.into(), "--exact".into(), "--test-threads=1".into()],
+        env: Some(env),
+        inherit: fds.to_vec(),
+        daemon: true,
+        ..Default::default()
+    })
+    .unwrap()
 }
 
 fn segment(fd: RawFd) -> Arc<Segment> {
@@ -89,4 +112,92 @@ fn semaphore_and_event_across_processes() {
     let child = spawn_role("semaphore_and_event_across_processes", "setter", event.segment().fd());
     assert!(event.wait(Some(Instant::now() + Duration::from_secs(10))));
     assert!(child.wait(Some(Duration::from_secs(10))).unwrap().is_some());
+}
+
+#[test]
+fn three_processes_cross_a_barrier_many_times() {
+    const ROUNDS: u32 = 200;
+    let long = || Some(Instant::now() + Duration::from_secs(30));
+    if let Some((role, fd)) = role() {
+        assert_eq!(role, "party");
+        let barrier = Barrier::attach(segment(fd)).unwrap();
+        for _ in 0..ROUNDS {
+            barrier.wait(long(), || {}).unwrap();
+        }
+        return;
+    }
+    let barrier = Barrier::create(3, true).unwrap();
+    let fd = barrier.segment().fd();
+    let test = "three_processes_cross_a_barrier_many_times";
+    let children = [spawn_role(test, "party", fd), spawn_role(test, "party", fd)];
+    let mut actions = 0;
+    for _ in 0..ROUNDS {
+        barrier.wait(long(), || actions += 1).unwrap();
+    }
+    for c in children {
+        assert_eq!(c.wait(Some(Duration::from_secs(20))).unwrap().map(|s| s.code()), Some(0));
+    }
+    assert!(actions <= ROUNDS);
+    assert!(!barrier.broken());
+}
+
+#[test]
+fn a_condition_hands_off_between_processes() {
+    const N: u32 = 2_000;
+    let until = || Some(Instant::now() + Duration::from_secs(30));
+    let me = Owner::process();
+    // Python's Condition.wait over the parts: see condition.rs.
+    let wait = |cond: &Condition, lock: &Mutex| {
+        let mut observed = cond.enter();
+        loop {
+            let depth = lock.release_all(me).unwrap();
+            let moved = cond.sleep(observed, until());
+            lock.acquire(me, None).unwrap();
+            lock.restore_depth(me, depth);
+            if cond.take_token() {
+                return;
+            }
+            assert!(moved, "a wait timed out: a wake-up was lost");
+            observed = cond.observe();
+        }
+    };
+    let (lock, cond, slot) = if role().is_some() {
+        let segs = segments();
+        (
+            Mutex::attach(segs[0].clone(), false).unwrap(),
+            Condition::attach(segs[1].clone()).unwrap(),
+            Event::attach(segs[2].clone()).unwrap(),
+        )
+    } else {
+        (Mutex::create(false, true).unwrap(), Condition::create(true).unwrap(), Event::create(true).unwrap())
+    };
+    // The slot is the Event's flag word, used as a plain shared cell under the lock.
+    let cell = || slot.segment().u32_at(multiproc_core::sync::event::FLAG);
+    let child = if role().is_some() {
+        None
+    } else {
+        let fds = [lock.segment().fd(), cond.segment().fd(), slot.segment().fd()];
+        Some(spawn_with("a_condition_hands_off_between_processes", "producer", &fds))
+    };
+    for i in 1..=N {
+        lock.acquire(me, None).unwrap();
+        if child.is_none() {
+            // producer: wait for an empty slot, fill it
+            while cell().load(std::sync::atomic::Ordering::SeqCst) != 0 {
+                wait(&cond, &lock);
+            }
+            cell().store(i, std::sync::atomic::Ordering::SeqCst);
+        } else {
+            // consumer: wait for the next value, empty the slot
+            while cell().load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                wait(&cond, &lock);
+            }
+            assert_eq!(cell().swap(0, std::sync::atomic::Ordering::SeqCst), i);
+        }
+        cond.notify(1);
+        lock.release(me).unwrap();
+    }
+    if let Some(c) = child {
+        assert_eq!(c.wait(Some(Duration::from_secs(20))).unwrap().map(|s| s.code()), Some(0));
+    }
 }
