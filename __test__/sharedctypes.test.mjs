@@ -2,7 +2,7 @@
 // processes with their locks.
 import test from 'ava'
 
-import { InvalidStateError, Process, RawArray, RawValue, RLock, Semaphore, SharedArray, Value } from '../dist/index.js'
+import { InvalidStateError, Process, Queue, RawArray, RawValue, RLock, Semaphore, SharedArray, Value } from '../dist/index.js'
 import { checkNoLeaks, fixture, guard, joined } from './helpers.mjs'
 
 checkNoLeaks(test)
@@ -96,4 +96,18 @@ test('values and arrays travel to a child process and arrive live, with their lo
   t.deepEqual([...raw], [2, 3, 4])
   t.deepEqual(shared.toArray(), [42n, 0n])
   t.true(flag.value)
+})
+
+test('a Value whose lock holder was SIGKILLed is still readable and writable; the lock is free after', async (t) => {
+  const v = Value('i32', 7)
+  const report = new Queue()
+  const p = guard(t, new Process({ target: fixture('sync.mjs', 'holdForever'), args: [v.getLock(), report] }))
+  await p.start()
+  t.is(await report.get({ timeout: 10000 }), 'holding')
+  p.kill()
+  t.is(await joined(p), -9)
+  t.is(v.value, 7)
+  v.value = 8
+  t.is(v.value, 8)
+  t.false(v.getLock().locked())
 })

@@ -305,3 +305,17 @@ test('Barrier: an action given as { module, name } runs in the last arriving pro
   for (const p of ps) t.is(await joined(p, 60000), 0)
   t.is(counter[0], 100)
 })
+
+test('Condition: a waiter whose lock was taken by a process that then died gets OwnerDiedError, holding the lock', async (t) => {
+  const cond = new Condition(new Lock())
+  const report = new Queue()
+  await cond.acquire()
+  const p = await start(t, 'holdForever', [cond.getLock(), report])
+  const waiting = cond.wait({ timeout: 1000 })
+  t.is(await report.get({ timeout: 10000 }), 'holding') // it got the lock our wait released
+  p.kill()
+  t.is(await joined(p), -9)
+  await t.throwsAsync(within(10000, waiting, 'wait'), { instanceOf: OwnerDiedError })
+  t.true(cond.getLock().isMine())
+  cond.release()
+})

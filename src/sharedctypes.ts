@@ -153,7 +153,8 @@ export class SharedValue<T extends TypeCode = TypeCode> {
   get value(): ValueOf<T> {
     const lock = this.#lock
     if (!lock) return fromElement(this.type, this.#array[0] as number | bigint) as ValueOf<T>
-    lock.acquireSync()
+    // A dead holder's lock is taken over: a single element cannot be half-written.
+    lock.enterSync()
     try {
       return fromElement(this.type, this.#array[0] as number | bigint) as ValueOf<T>
     } finally {
@@ -168,7 +169,7 @@ export class SharedValue<T extends TypeCode = TypeCode> {
       ;(this.#array as unknown as (number | bigint)[])[0] = e
       return
     }
-    lock.acquireSync()
+    lock.enterSync()
     try {
       ;(this.#array as unknown as (number | bigint)[])[0] = e
     } finally {

@@ -352,24 +352,43 @@ abstract class LockBase extends SyncObject {
     return depth
   }
 
-  /** @internal Takes the lock again after a Condition wait, whatever it takes (as Python). */
-  async reacquire(depth: number): Promise<void> {
+  /**
+   * @internal Takes the lock again after a Condition wait, whatever it takes (as Python), and
+   * restores its depth. Returns the `OwnerDiedError` if the lock was taken over from a dead owner
+   * (the caller reports it once its own bookkeeping is done).
+   */
+  async reacquire(depth: number): Promise<OwnerDiedError | undefined> {
+    let died: OwnerDiedError | undefined
     try {
       await this.acquire()
     } catch (err) {
       if (!(err instanceof OwnerDiedError)) throw err
+      died = err
     }
     native.lockRestoreDepth(this.handle, depth)
+    return died
   }
 
   /** @internal The blocking twin of `reacquire`. */
-  reacquireSync(depth: number): void {
+  reacquireSync(depth: number): OwnerDiedError | undefined {
+    let died: OwnerDiedError | undefined
+    try {
+      this.acquireSync()
+    } catch (err) {
+      if (!(err instanceof OwnerDiedError)) throw err
+      died = err
+    }
+    native.lockRestoreDepth(this.handle, depth)
+    return died
+  }
+
+  /** @internal Takes the lock for a short access of its own data: a dead owner's lock is simply taken. */
+  enterSync(): void {
     try {
       this.acquireSync()
     } catch (err) {
       if (!(err instanceof OwnerDiedError)) throw err
     }
-    native.lockRestoreDepth(this.handle, depth)
   }
 
   override toString(): string {
@@ -626,7 +645,8 @@ export class Condition extends SyncObject {
 
   /**
    * Releases the lock, waits for a notify (or the timeout), takes the lock again. `true` when
-   * notified, `false` on timeout. The lock is held again when this settles, also on abort.
+   * notified, `false` on timeout. The lock is held again when this settles, also on abort, and
+   * when it rejects with `OwnerDiedError` (the lock's holder died meanwhile; it was taken over).
    */
   async wait(opts?: WaitOptions | number): Promise<boolean> {
     const o = waitOptions(opts)
@@ -657,10 +677,14 @@ export class Condition extends SyncObject {
         moved = false
         if (!(err instanceof TimeoutError)) failure = err
       }
-      await this.#lock.reacquire(depth)
-      if (native.condTakeToken(this.handle)) return true
-      if (!moved || (deadline !== undefined && performance.now() >= deadline)) {
+      const died = await this.#lock.reacquire(depth)
+      if (native.condTakeToken(this.handle)) {
+        if (died) throw died
+        return true
+      }
+      if (died || !moved || (deadline !== undefined && performance.now() >= deadline)) {
         native.condLeave(this.handle)
+        if (died) throw died
         if (failure) throw failure
         return false
       }
@@ -677,10 +701,14 @@ export class Condition extends SyncObject {
     for (;;) {
       const depth = this.#lock.releaseAll()
       const moved = native.condSleepSync(this.handle, observed, remaining(deadline))
-      this.#lock.reacquireSync(depth)
-      if (native.condTakeToken(this.handle)) return true
-      if (!moved || (deadline !== undefined && performance.now() >= deadline)) {
+      const died = this.#lock.reacquireSync(depth)
+      if (native.condTakeToken(this.handle)) {
+        if (died) throw died
+        return true
+      }
+      if (died || !moved || (deadline !== undefined && performance.now() >= deadline)) {
         native.condLeave(this.handle)
+        if (died) throw died
         return false
       }
       observed = native.condObserve(this.handle)
