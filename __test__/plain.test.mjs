@@ -167,3 +167,27 @@ test('a getter that itself sends a message does not disturb the message being en
   t.deepEqual(q.getSync(), { a: 1, b: 'bee', c: [4, 5] })
   t.deepEqual(inner.getSync(), { nested: [1, 2, 3] })
 })
+
+test('arrays of numbers (packed as int32 or float64) round-trip exactly, through a real Queue', async (t) => {
+  const q = new Queue()
+  const cases = [
+    Array.from({ length: 1000 }, (_, i) => i - 500),
+    Array.from({ length: 1000 }, (_, i) => (i % 7 === 0 ? -0 : i)),
+    Array.from({ length: 64 }, (_, i) => NUMBERS[i % NUMBERS.length]),
+    [1, 2, 3, 4, 5, 6, 7, 8, 'nine', 10],
+    Object.assign(
+      Array.from({ length: 16 }, (_, i) => i),
+      { extra: true },
+    ),
+    // biome-ignore lint/suspicious/noSparseArray: the hole is the point
+    [1, 2, 3, 4, 5, 6, 7, , 9, 10],
+  ]
+  for (const v of cases) {
+    q.putSync({ v })
+    const got = q.getSync({ timeout: 5000 })
+    t.true(isDeepStrictEqual(got, v8.deserialize(v8.serialize({ v }))), String(v))
+    t.is(Object.is(got.v[0], v[0]), true)
+  }
+  const withNegZero = q.putSync(Array.from({ length: 10 }, () => -0)) ?? q.getSync({ timeout: 5000 })
+  t.true(withNegZero.every((x) => Object.is(x, -0)))
+})

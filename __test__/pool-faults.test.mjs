@@ -824,3 +824,36 @@ test('a task that returns and then throws from a timer: its result arrives; the 
   t.not(next, first)
   t.is(await within(W, pool.apply(pid), 'apply after'), next)
 })
+
+test('a script with maxTasksPerChild: 5 runs its maps to the end (the pool keeps the process alive while calls are pending)', async (t) => {
+  const child = spawn(process.execPath, [fileURLToPath(fixtureUrl('pool-exit.mjs')), 'maxtasks'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  })
+  let out = ''
+  let err = ''
+  child.stdout.on('data', (d) => (out += d))
+  child.stderr.on('data', (d) => (err += d))
+  const r = await within(40000, new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal }))), 'the script')
+  t.deepEqual(r, { code: 0, signal: null }, `exit ${r.code} (13: node found the event loop empty while a map was pending); stderr: ${err.slice(0, 500)}`)
+  t.deepEqual(out ? JSON.parse(out.split('\n')[0]).lengths : null, [100, 100, 100])
+})
+
+test('a call that ended early (failed map, imap left by return) keeps no timer: the script exits at once', async (t) => {
+  const child = spawn(process.execPath, [fileURLToPath(fixtureUrl('pool-exit.mjs')), 'early-end'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  })
+  let out = ''
+  let err = ''
+  child.stdout.on('data', (d) => (out += d))
+  child.stderr.on('data', (d) => (err += d))
+  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })))
+  await until(() => out.includes('\n') || child.exitCode !== null, W, `the script's work; stderr: ${err}`)
+  const printedAt = performance.now()
+  t.true(JSON.parse(out.split('\n')[0]).failed)
+  const r = await within(40000, exited, 'the script to exit')
+  const lag = performance.now() - printedAt
+  t.deepEqual(r, { code: 0, signal: null }, err)
+  t.true(lag < 5000, `the script exited ${Math.round(lag)} ms after its work was done (the 8 s timeouts were still armed?)`)
+})

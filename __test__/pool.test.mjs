@@ -1270,3 +1270,138 @@ test('starmap with an item that is not an array of arguments rejects; the pool g
   t.true(error instanceof Error, `${error}`)
   t.deepEqual(await within(W, pool.starmap(add, [[1, 2]]), 'starmap after'), [3])
 })
+
+test('maxTasksPerChild: 5 over two maps of 60 tasks (chunksize 1): every map completes', async (t) => {
+  const pool = makePool(t, { maxTasksPerChild: 5 })
+  t.is(await within(W, pool.apply(square, [2]), 'apply'), 4)
+  for (let round = 0; round < 2; round++) {
+    let done = 0
+    const out = await within(W, pool.map(pid, range(60), { chunksize: 1, onProgress: (p) => (done = p.done) }), `map ${round}`).catch((e) => {
+      throw new Error(`${e.message}; progress ${done}/60; live workers ${pool.workers.map((w) => w.pid)}`)
+    })
+    t.is(out.length, 60)
+    const perPid = new Map()
+    for (const p of out) perPid.set(p, (perPid.get(p) ?? 0) + 1)
+    for (const n of perPid.values()) t.true(n <= 5)
+  }
+})
+
+test('built-in error classes keep their class as the cause, AggregateError with its errors', async (t) => {
+  const pool = shared()
+  for (const Ctor of [RangeError, SyntaxError, ReferenceError, EvalError, URIError]) {
+    const { error } = await within(
+      W,
+      settle(
+        pool.apply(
+          (name) => {
+            throw new globalThis[name](`a ${name}`)
+          },
+          [Ctor.name],
+        ),
+      ),
+      'apply',
+    )
+    t.true(error instanceof RemoteError, `${error}`)
+    t.true(error.cause instanceof Ctor, `${error.cause?.name} is a ${Ctor.name}`)
+  }
+  const { error } = await within(
+    W,
+    settle(
+      pool.apply(() => {
+        throw new AggregateError([new Error('first'), new TypeError('second')], 'many failed')
+      }),
+    ),
+    'apply',
+  )
+  t.true(error instanceof RemoteError)
+  t.is(error.cause?.name, 'AggregateError')
+  t.is(error.cause?.message, 'many failed')
+  t.true(error.cause instanceof AggregateError, 'AggregateError keeps its class')
+  t.deepEqual(
+    error.cause?.errors?.map((e) => [e.constructor.name, e.message]),
+    [
+      ['Error', 'first'],
+      ['TypeError', 'second'],
+    ],
+    'its errors are revived',
+  )
+})
+
+test('multiproc errors thrown in a task keep their name and code', async (t) => {
+  const pool = shared()
+  const { error } = await within(
+    W,
+    settle(
+      pool.apply(async (url) => {
+        const { Queue } = await import(url)
+        new Queue().getNowait()
+      }, [new URL('../dist/index.js', import.meta.url).href]),
+    ),
+    'apply',
+  )
+  t.true(error instanceof RemoteError, `${error}`)
+  t.is(error.cause?.name, 'Empty')
+  t.is(error.cause?.code, 'ERR_EMPTY')
+})
+
+test('on one worker, applyAsync calls run in the order they were made', async (t) => {
+  const pool = makePool(t, { processes: 1 })
+  const results = range(30).map((i) => pool.applyAsync(probe, [i]))
+  const out = await within(W, Promise.all(results.map((r) => r.get())), 'applies')
+  for (let i = 1; i < out.length; i++) t.true(out[i].n > out[i - 1].n, `call ${i} ran after call ${i - 1}`)
+})
+
+test('starmap uses the same default chunksize as map; imapUnordered yields the items of a chunk together, in order', async (t) => {
+  const pool = shared()
+  const out = await within(W, pool.starmap(probe, range(40).map((i) => [i, 0])), 'starmap')
+  t.deepEqual(
+    chunksOf(out).map((c) => c.length),
+    [5, 5, 5, 5, 5, 5, 5, 5],
+  )
+  const un = await collect(pool.imapUnordered(probe, range(20), { chunksize: 4 }), W, 'imapUnordered')
+  t.is(un.length, 20)
+  for (let c = 0; c < 5; c++) {
+    const at = un.findIndex((r) => r.x === c * 4)
+    t.deepEqual(
+      un.slice(at, at + 4).map((r) => r.x),
+      [c * 4, c * 4 + 1, c * 4 + 2, c * 4 + 3],
+      `chunk ${c} together and in order`,
+    )
+  }
+})
+
+test('a signal shared by many calls is left without listeners once they are done', async (t) => {
+  const { getEventListeners } = await import('node:events')
+  const pool = shared()
+  const ac = new AbortController()
+  for (let i = 0; i < 5; i++) await within(W, pool.apply(square, [i], { signal: ac.signal, timeout: 10000 }), 'apply')
+  await within(W, pool.map(square, range(20), { signal: ac.signal, chunksize: 3 }), 'map')
+  await within(W, pool.starmap(add, [[1, 2]], { signal: ac.signal }), 'starmap')
+  await collect(pool.imap(square, range(10), { signal: ac.signal }), W, 'imap')
+  const it = pool.imap(square, gen(1000), { signal: ac.signal })
+  await within(W, it.next(), 'next')
+  await it.return()
+  const failing = await within(W, settle(pool.map(failOn13, range(20), { signal: ac.signal })), 'failing map')
+  t.true(failing.error instanceof RemoteError)
+  t.is(getEventListeners(ac.signal, 'abort').length, 0)
+})
+
+test('a task can run a Pool of its own (nested pools)', async (t) => {
+  const pool = makePool(t, { processes: 1 })
+  const out = await within(
+    W,
+    pool.apply(
+      async (url) => {
+        const { Pool } = await import(url)
+        const inner = new Pool({ processes: 1 })
+        const r = await inner.map((x) => x * 3, [1, 2, 3])
+        inner.close()
+        await inner.join()
+        return r
+      },
+      [new URL('../dist/index.js', import.meta.url).href],
+    ),
+    'nested pool',
+  )
+  t.deepEqual(out, [3, 6, 9])
+})

@@ -3,7 +3,7 @@
  * machine's description, and table formatting.
  */
 import { execFileSync, spawn } from 'node:child_process'
-import { readdirSync, readFileSync } from 'node:fs'
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 
 /** A case prints its result as one line starting with this. */
@@ -116,4 +116,33 @@ export function table(header, rows) {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)))
   const line = (cells) => `| ${cells.map((c, i) => String(c).padEnd(widths[i])).join(' | ')} |`
   return [line(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)].join('\n')
+}
+
+/**
+ * Writes `<dir><name>-<date>.json` (the whole report), `<name>-latest.md` and any extra
+ * `<name>-latest.<ext>` files; returns the names written.
+ */
+export function writeResults(dir, name, report, md, extra = {}) {
+  mkdirSync(dir, { recursive: true })
+  const stamp = report.date.slice(0, 19).replace(/:/g, '-')
+  const written = [`${name}-${stamp}.json`, `${name}-latest.md`]
+  writeFileSync(`${dir}${written[0]}`, `${JSON.stringify(report, null, 2)}\n`)
+  writeFileSync(`${dir}${written[1]}`, md)
+  for (const [ext, content] of Object.entries(extra)) {
+    written.push(`${name}-latest.${ext}`)
+    writeFileSync(`${dir}${name}-latest.${ext}`, content)
+  }
+  return written
+}
+
+/** In a case process: runs the case, prints its result line (or its failure) and exits. */
+export async function caseMain(run, describeError = (err) => err?.stack?.split('\n').slice(0, 3).join(' ') ?? String(err)) {
+  let line
+  try {
+    line = { ok: true, ...(await run()) }
+  } catch (err) {
+    line = { ok: false, error: describeError(err) }
+  }
+  process.stdout.write(`${RESULT_MARK}${JSON.stringify(line)}\n`)
+  process.exit(0)
 }

@@ -12,12 +12,11 @@
  */
 import { fork } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdirSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { Worker } from 'node:worker_threads'
 
-import { fmt, machineInfo, pythonInfo, RESULT_MARK, runIsolated, shmEntries, table, times } from './harness.mjs'
+import { caseMain, fmt, machineInfo, pythonInfo, runIsolated, shmEntries, table, times, writeResults } from './harness.mjs'
 import { seqOf } from './ipc-worker.mjs'
 
 const WORKER = new URL('./ipc-worker.mjs', import.meta.url)
@@ -78,7 +77,7 @@ function payloadLabel(t, scenario) {
 // Case mode: one transport, one scenario, in this process; prints one result line.
 // =====================================================================================
 
-async function caseMain(transportId, scenario) {
+async function runCase(transportId, scenario) {
   const t = TRANSPORTS.find((x) => x.id === transportId)
   if (!t || t.py) throw new Error(`no Node case ${transportId}`)
   const size = scenario === 'bulk' ? CONFIG.bulkBytes : CONFIG.smallBytes
@@ -395,11 +394,8 @@ async function main() {
   }
   const md = markdown(report)
   process.stdout.write(`\n${md}`)
-  mkdirSync(RESULTS, { recursive: true })
-  const stamp = date.toISOString().slice(0, 19).replace(/:/g, '-')
-  writeFileSync(`${RESULTS}ipc-${stamp}.json`, `${JSON.stringify(report, null, 2)}\n`)
-  writeFileSync(`${RESULTS}ipc-latest.md`, md)
-  process.stderr.write(`\nwrote bench/results/ipc-${stamp}.json and bench/results/ipc-latest.md (${seconds.toFixed(1)} s)\n`)
+  const written = writeResults(RESULTS, 'ipc', report, md)
+  process.stderr.write(`\nwrote ${written.map((f) => `bench/results/${f}`).join(', ')} (${seconds.toFixed(1)} s)\n`)
 }
 
 function summary(scenario, r) {
@@ -495,14 +491,7 @@ function markdown(report) {
 
 if (process.argv[2] === '--case') {
   const [, , , transport, scenario] = process.argv
-  let line
-  try {
-    line = { ok: true, ...(await caseMain(transport, scenario)) }
-  } catch (err) {
-    line = { ok: false, error: describeError(err) }
-  }
-  process.stdout.write(`${RESULT_MARK}${JSON.stringify(line)}\n`)
-  process.exit(0)
+  await caseMain(() => runCase(transport, scenario), describeError)
 } else if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   await main()
 }

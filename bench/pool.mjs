@@ -12,18 +12,17 @@
  * Prints the tables, writes bench/results/pool-<date>.json, bench/results/pool-latest.md and
  * bench/results/pool-latest.svg (a chart of the ratios).
  */
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import os from 'node:os'
 import { fileURLToPath } from 'node:url'
+import { caseMain, fmt, machineInfo, pythonInfo, runIsolated, shmEntries, table, times, writeResults } from './harness.mjs'
+import * as tasks from './pool-tasks.mjs'
 
-import { fmt, machineInfo, pythonInfo, RESULT_MARK, runIsolated, shmEntries, table, times } from './harness.mjs'
-
-const TASKS = new URL('./pool-tasks.cjs', import.meta.url)
+const TASKS = new URL('./pool-tasks.mjs', import.meta.url)
 const PY_SCRIPT = fileURLToPath(new URL('./py_pool.py', import.meta.url))
 const RESULTS = fileURLToPath(new URL('./results/', import.meta.url))
 const require = createRequire(import.meta.url)
-const tasks = require('./pool-tasks.cjs')
 
 const CONFIG = {
   workers: Number(process.env.BENCH_WORKERS ?? 2),
@@ -33,7 +32,7 @@ const CONFIG = {
   apply: { warmup: 500, calls: 5_000 },
   /** The CPU-bound job: primes below `limit` in ranges of `range`. */
   /** CPython runs a tenth of it (pure Python is ~30× slower at this). */
-  cpu: { limit: 4_000_000, range: 50_000, pyLimit: 400_000, pyRange: 5_000 },
+  cpu: { limit: 8_000_000, range: 50_000, pyLimit: 800_000, pyRange: 5_000 },
   caseLimitMs: 60_000,
 }
 
@@ -122,7 +121,7 @@ const ranges = () => {
   return out
 }
 
-async function caseMain(id, scenario) {
+async function runCase(id, scenario) {
   const rssBefore = process.memoryUsage().rss / 2 ** 20
   const t0 = performance.now()
   const pool = await openPool(id)
@@ -224,12 +223,8 @@ async function main() {
   }
   const md = markdown(report)
   process.stdout.write(`\n${md}`)
-  mkdirSync(RESULTS, { recursive: true })
-  const stamp = date.toISOString().slice(0, 19).replace(/:/g, '-')
-  writeFileSync(`${RESULTS}pool-${stamp}.json`, `${JSON.stringify(report, null, 2)}\n`)
-  writeFileSync(`${RESULTS}pool-latest.md`, md)
-  writeFileSync(`${RESULTS}pool-latest.svg`, chart(report))
-  process.stderr.write(`\nwrote bench/results/pool-${stamp}.json, pool-latest.md and pool-latest.svg (${report.seconds} s)\n`)
+  const written = writeResults(RESULTS, 'pool', report, md, { svg: chart(report) })
+  process.stderr.write(`\nwrote ${written.map((f) => `bench/results/${f}`).join(', ')} (${report.seconds} s)\n`)
 }
 
 function summary(scenario, r) {
@@ -328,14 +323,7 @@ ${parts.join('\n')}
 
 if (process.argv[2] === '--case') {
   const [, , , id, scenario] = process.argv
-  let line
-  try {
-    line = { ok: true, ...(await caseMain(id, scenario)) }
-  } catch (err) {
-    line = { ok: false, error: err?.stack?.split('\n').slice(0, 3).join(' ') ?? String(err) }
-  }
-  process.stdout.write(`${RESULT_MARK}${JSON.stringify(line)}\n`)
-  process.exit(0)
+  await caseMain(() => runCase(id, scenario))
 } else {
   await main()
 }

@@ -101,6 +101,8 @@ export class RingEnd {
    */
   trySend(value: unknown): boolean {
     const { kind, bytes } = encode(value, this.serializer)
+    // FIFO per producer: nothing overtakes a send of this process that is still waiting.
+    if (this.sendsPending > 0) return false
     try {
       return native.channelTrySend(this.chan, this.ring, kind, bytes, true) === SendStatus.Sent
     } catch (err) {

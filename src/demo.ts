@@ -5,29 +5,12 @@
 import cliProgress from 'cli-progress'
 
 import { Pool } from './pool.js'
+import { countPrimesIn } from './primes.js'
 import { cpuCount } from './process.js'
 
 type Range = [from: number, to: number]
 
-/** Primes in [from, to) by trial division: deliberately CPU-bound, no shared state. */
-export function countPrimesIn(from: number, to: number): number {
-  let count = 0
-  for (let n = Math.max(from, 2); n < to; n++) {
-    if (n % 2 === 0) {
-      if (n === 2) count++
-      continue
-    }
-    let prime = true
-    for (let d = 3; d * d <= n; d += 2) {
-      if (n % d === 0) {
-        prime = false
-        break
-      }
-    }
-    if (prime) count++
-  }
-  return count
-}
+export { countPrimesIn }
 
 /** `countPrimesIn` for one range, as a pool task. */
 export function countRange([from, to]: [number, number]): number {

@@ -17,6 +17,30 @@ enum Tag {
   String = 6,
   Array = 7,
   Object = 8,
+  /** A dense array of int32 numbers (none `-0`): a count, then 4 bytes each. */
+  Int32Array = 9,
+  /** A dense array of numbers: a count, then 8 bytes each. */
+  Float64Array = 10,
+}
+
+/** Arrays this package built itself (dense, no extra properties): spared the costly check. */
+const ours = new WeakSet<unknown[]>()
+
+/** @internal Marks an array the caller made and filled itself, with no holes or extra properties. */
+export function trustArray<T extends unknown[]>(a: T): T {
+  ours.add(a)
+  return a
+}
+
+/** How an array of numbers packs: 0 not all numbers, 1 all int32, 2 all numbers. */
+function numbersKind(v: unknown[]): 0 | 1 | 2 {
+  let kind: 1 | 2 = 1
+  for (let i = 0; i < v.length; i++) {
+    const x = v[i]
+    if (typeof x !== 'number') return 0
+    if (kind === 1 && ((x | 0) !== x || Object.is(x, -0))) kind = 2
+  }
+  return kind
 }
 
 /** Values that encode larger than this are left to structured clone (it copes well with bulk). */
@@ -26,6 +50,7 @@ const MAX_DEPTH = 64
 const FALLBACK = Symbol('fallback')
 
 let out = Buffer.allocUnsafeSlow(16 * 1024)
+let outView = new DataView(out.buffer, out.byteOffset, out.byteLength)
 let pos = 0
 let first: object | undefined
 let seen: Set<object> | undefined
@@ -37,6 +62,7 @@ function room(n: number): void {
   const bigger = Buffer.allocUnsafeSlow(Math.min(MAX_BYTES, Math.max(out.length * 2, pos + n)))
   out.copy(bigger, 0, 0, pos)
   out = bigger
+  outView = new DataView(out.buffer, out.byteOffset, out.byteLength)
 }
 
 function tag(t: Tag): void {
@@ -107,7 +133,28 @@ function container(v: object, depth: number): void {
     if (proto !== Array.prototype) throw FALLBACK
     const n = v.length
     // Holes and extra properties are kept by structured clone: leave those arrays to it.
-    if (Object.keys(v).length !== n) throw FALLBACK
+    if (ours.has(v)) {
+      for (let i = 0; i < n; i++) if (v[i] === undefined && !(i in v)) throw FALLBACK
+    } else if (Object.keys(v).length !== n) {
+      throw FALLBACK
+    }
+    const packed = n >= 8 ? numbersKind(v) : 0
+    if (packed === 1) {
+      tag(Tag.Int32Array)
+      u32(n)
+      room(4 * n)
+      for (let i = 0; i < n; i++) outView.setInt32(pos + 4 * i, v[i] as number, true)
+      pos += 4 * n
+      return
+    }
+    if (packed === 2) {
+      tag(Tag.Float64Array)
+      u32(n)
+      room(8 * n)
+      for (let i = 0; i < n; i++) outView.setFloat64(pos + 8 * i, v[i] as number, true)
+      pos += 8 * n
+      return
+    }
     tag(Tag.Array)
     u32(n)
     for (let i = 0; i < n; i++) value(v[i], depth + 1)
@@ -152,6 +199,7 @@ export function encodePlain(v: unknown): Buffer | undefined {
 
 // The decoder's cursor: module state rather than closures, so a decode allocates only its value.
 let src: Buffer = Buffer.alloc(0)
+let srcView: DataView<ArrayBufferLike> = new DataView(new ArrayBuffer(0))
 let at = 0
 
 function need(n: number): void {
@@ -208,6 +256,22 @@ function read(depth: number): unknown {
       for (let i = 0; i < n; i++) a[i] = read(depth + 1)
       return a
     }
+    case Tag.Int32Array: {
+      const n = readU32()
+      need(4 * n)
+      const a = new Array(n)
+      for (let i = 0; i < n; i++) a[i] = srcView.getInt32(at + 4 * i, true)
+      at += 4 * n
+      return a
+    }
+    case Tag.Float64Array: {
+      const n = readU32()
+      need(8 * n)
+      const a = new Array(n)
+      for (let i = 0; i < n; i++) a[i] = srcView.getFloat64(at + 8 * i, true)
+      at += 8 * n
+      return a
+    }
     case Tag.Object: {
       const n = readU32()
       need(n)
@@ -228,6 +292,7 @@ function read(depth: number): unknown {
 /** Decodes the plain encoding; throws on bytes that are not a whole, valid encoding. */
 export function decodePlain(bytes: Buffer): unknown {
   src = bytes
+  srcView = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   at = 0
   try {
     const v = read(0)
@@ -235,7 +300,9 @@ export function decodePlain(bytes: Buffer): unknown {
     return v
   } finally {
     src = EMPTY
+    srcView = EMPTY_VIEW
   }
 }
 
 const EMPTY = Buffer.alloc(0)
+const EMPTY_VIEW = new DataView(new ArrayBuffer(0))

@@ -7,6 +7,7 @@
 import { EOFError, SerializationError, TargetError } from './errors.js'
 import { holdsHandles, receiveFds, UnknownHandle, unpackHandles } from './handles.js'
 import { native } from './native.js'
+import { trustArray } from './plain.js'
 import type { Queue } from './queue.js'
 import { type ErrorRecord, toRecord } from './remote-error.js'
 import type { Serializer } from './serialize.js'
@@ -92,7 +93,7 @@ async function settled(p: PromiseLike<unknown>): Promise<unknown> {
 }
 
 async function runChunk(fn: TargetFunction, items: unknown[], star: boolean): Promise<unknown[]> {
-  const out = new Array<unknown>(items.length)
+  const out = trustArray(new Array<unknown>(items.length))
   for (let i = 0; i < items.length; i++) {
     let r = star ? fn(...(items[i] as unknown[])) : fn(items[i])
     if (isPromise(r)) r = await settled(r)

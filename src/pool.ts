@@ -10,7 +10,7 @@
  */
 import { EventEmitter } from 'node:events'
 import { constants } from 'node:os'
-
+import { NOTHING } from './channel.js'
 import {
   AbortError,
   ClosedError,
@@ -26,6 +26,7 @@ import {
   WorkerExitedError,
 } from './errors.js'
 import { FdCarrier, holdsHandles, packHandles } from './handles.js'
+import { trustArray } from './plain.js'
 import { AsyncResult, IMapIterator, IMapResults, type IMapSource, type ResultCallbacks } from './pool-result.js'
 import { Reply, type ReplyMessage, type TaskMessage, type WorkerSetup } from './pool-worker.js'
 import { cpuCount, Process, whenExited } from './process.js'
@@ -177,7 +178,7 @@ class Call {
     if (this.inputDone || this.pulling || !this.mayPull()) return undefined
     const input = this.input
     if ('array' in input) {
-      const items = input.array.slice(this.nextIndex, this.nextIndex + this.chunksize)
+      const items = trustArray(input.array.slice(this.nextIndex, this.nextIndex + this.chunksize))
       if (this.nextIndex + items.length >= input.array.length) this.inputDone = true
       return items.length > 0 ? this.chunk(items) : undefined
     }
@@ -232,7 +233,16 @@ class Call {
   private chunk(items: unknown[]): Chunk {
     this.nextIndex += items.length
     if (this.inputDone) this.total = this.nextIndex
-    return { id: nextChunkId++, call: this, seq: this.nextSeq++, items, worker: null, sentAt: 0, timer: undefined, dropped: false }
+    return {
+      id: nextChunkId++,
+      call: this,
+      seq: this.nextSeq++,
+      items: trustArray(items),
+      worker: null,
+      sentAt: 0,
+      timer: undefined,
+      dropped: false,
+    }
   }
 
   /** Whether every chunk has been answered and no input remains. */
@@ -740,7 +750,15 @@ export class Pool extends EventEmitter {
     }
     const spec = tellsTarget ? (this.#targets[call.targetId] as TargetSpec) : null
     const message: TaskMessage = [chunk.id, call.targetId, items, call.star, spec, handles]
-    w.inbox.put(message).catch((err) => {
+    let sent = false
+    let failure: unknown
+    try {
+      sent = w.inbox.tryPut(message)
+    } catch (err) {
+      failure = err
+    }
+    if (sent) return
+    const failed = (err: unknown) => {
       if (w.inflight.includes(chunk) && !(err instanceof MultiprocError && err.code !== 'ERR_SERIALIZATION')) {
         // It never left: the input cannot be serialised. The call fails with that error.
         if (tellsTarget) w.knows.delete(call.targetId)
@@ -750,7 +768,10 @@ export class Pool extends EventEmitter {
         return
       }
       this.#kill(w) // the inbox is unusable; the exit handling settles what it held
-    })
+    }
+    if (failure !== undefined) failed(failure)
+    // No room now (or larger than the ring): the put waits, in order with any before it.
+    else w.inbox.put(message).catch(failed)
   }
 
   /**
@@ -1069,9 +1090,11 @@ export class Pool extends EventEmitter {
   async #receive(w: Worker, signal: AbortSignal): Promise<void> {
     try {
       while (this.#needsReceiving(w) && !signal.aborted) {
-        let msg: ReplyMessage
+        let msg: ReplyMessage | typeof NOTHING
         try {
-          msg = await w.results.getWhen(this.#spinWorthIt, signal)
+          // What is there already is taken without a promise; only an empty channel waits.
+          msg = w.results.tryGet()
+          if (msg === NOTHING) msg = await w.results.getWhen(this.#spinWorthIt, signal)
         } catch {
           if (signal.aborted) return
           // The channel is spoilt (it died mid-reply): its exit settles what it held.

@@ -125,6 +125,24 @@ export class Queue<T = unknown> implements AsyncIterable<T> {
     }
   }
 
+  /** @internal Puts without waiting or throwing: false when there is no room now. */
+  tryPut(item: T): boolean {
+    this.#checkOpen()
+    this.beforePut()
+    let sent = false
+    try {
+      sent = this.end.trySend(item)
+    } finally {
+      if (!sent) this.putFailed()
+    }
+    return sent
+  }
+
+  /** @internal Takes an item if there is one now, else `NOTHING` (no exception, no promise). */
+  tryGet(): T | typeof NOTHING {
+    return this.end.tryRecv() as T | typeof NOTHING
+  }
+
   /** @internal `get` that spins only when `spinIf()` says so (the pool waits on many queues). */
   getWhen(spinIf: () => boolean, signal: AbortSignal): Promise<T> {
     return this.end.recv(undefined, signal, 'get', spinIf) as Promise<T>

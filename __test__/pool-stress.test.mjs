@@ -1,0 +1,176 @@
+// Pool under mixed load: many distinct targets sent by source, calls of every kind at once, tasks
+// of uneven length (so the pool takes queued chunks back and re-sends them), workers replaced by
+// maxTasksPerChild, and workers SIGKILLed at random moments. Every call must end with the right
+// result, or — only for work a killed worker was running — with WorkerExitedError.
+import test from 'ava'
+
+import { Pool, WorkerExitedError } from '../dist/index.js'
+import { checkNoLeaks, isDead, within } from './helpers.mjs'
+
+checkNoLeaks(test)
+
+/** Seeds: fixed by default; POOL_STRESS_SEED=n shifts them to explore other runs. */
+const SEED = Number(process.env.POOL_STRESS_SEED ?? 0)
+
+const range = (n) => Array.from({ length: n }, (_, i) => i)
+
+/** A tiny deterministic generator (mulberry32). */
+function rng(seed) {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let x = a
+    x = Math.imul(x ^ (x >>> 15), x | 1)
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+/** Target k: sleeps item.ms, returns item.v * k + k (each has its own source text). */
+function target(k) {
+  return new Function('item', `if (item.ms > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, item.ms); return item.v * ${k} + ${k}`)
+}
+const expected = (k, item) => item.v * k + k
+
+const settle = (p) =>
+  Promise.resolve(p).then(
+    (value) => ({ value }),
+    (error) => ({ error }),
+  )
+
+/** Runs `n` random calls at once; returns per call { kind, k, items, outcome } (imap: per item). */
+async function mixedLoad(pool, random, n) {
+  const fns = range(12).map((k) => target(k + 1))
+  const jobs = []
+  for (let c = 0; c < n; c++) {
+    const k = 1 + Math.floor(random() * 12)
+    const fn = fns[k - 1]
+    const count = 1 + Math.floor(random() * 30)
+    const items = range(count).map((v) => ({ v, ms: random() < 0.15 ? Math.floor(random() * 40) : 0 }))
+    const kind = ['apply', 'map', 'starmap', 'imap', 'imapUnordered'][Math.floor(random() * 5)]
+    const chunksize = random() < 0.5 ? undefined : 1 + Math.floor(random() * 4)
+    let run
+    switch (kind) {
+      case 'apply':
+        run = settle(pool.apply(fn, [items[0]])).then((o) => [o])
+        break
+      case 'map':
+        run = settle(pool.map(fn, items, { chunksize })).then((o) => [o])
+        break
+      case 'starmap':
+        run = settle(pool.starmap(fn, items.map((i) => [i]), { chunksize })).then((o) => [o])
+        break
+      default: {
+        const it = kind === 'imap' ? pool.imap(fn, items, { chunksize }) : pool.imapUnordered(fn, items, { chunksize })
+        run = (async () => {
+          const out = []
+          for (;;) {
+            const r = await settle(it.next())
+            if (r.value?.done) return out
+            out.push(r.error ? r : { value: r.value.value })
+          }
+        })()
+      }
+    }
+    jobs.push(run.then((outcomes) => ({ kind, k, items, chunksize, outcomes })))
+  }
+  return Promise.all(jobs)
+}
+
+/** Checks one call's outcome; returns how many chunks it lost to worker deaths. */
+function check(t, job) {
+  const { kind, k, items, outcomes } = job
+  let lost = 0
+  const what = `${kind} of ${items.length} with target ${k}`
+  if (kind === 'apply' || kind === 'map' || kind === 'starmap') {
+    const [o] = outcomes
+    if (o.error) {
+      t.true(o.error instanceof WorkerExitedError, `${what}: ${o.error}`)
+      return 1
+    }
+    const want = kind === 'apply' ? expected(k, items[0]) : items.map((i) => expected(k, i))
+    t.deepEqual(o.value, want, what)
+    return 0
+  }
+  const values = []
+  for (const o of outcomes) {
+    if (o.error) {
+      t.true(o.error instanceof WorkerExitedError, `${what}: ${o.error}`)
+      lost++
+    } else values.push(o.value)
+  }
+  const want = items.map((i) => expected(k, i))
+  if (lost === 0) {
+    if (kind === 'imap') t.deepEqual(values, want, what)
+    else
+      t.deepEqual(
+        [...values].sort((a, b) => a - b),
+        want,
+        what,
+      )
+  } else {
+    for (const v of values) t.true(want.includes(v), `${what}: unexpected ${v}`)
+  }
+  return lost
+}
+
+function makePool(t, opts) {
+  const pool = new Pool({ processes: 2, ...opts })
+  t.teardown(async () => {
+    pool.terminate()
+    await within(10000, pool.join(), 'teardown join').catch(() => {})
+  })
+  return pool
+}
+
+test.serial('80 mixed calls with 12 targets sent by source and uneven tasks: every result right', async (t) => {
+  const pool = makePool(t)
+  const jobs = await within(30000, mixedLoad(pool, rng(SEED + 1), 80), 'the mixed load')
+  let lost = 0
+  for (const job of jobs) lost += check(t, job)
+  t.is(lost, 0)
+  t.is(pool.workers.length, 2)
+})
+
+test.serial('the same with maxTasksPerChild: 10 (workers replaced all the time): every result right', async (t) => {
+  const pool = makePool(t, { maxTasksPerChild: 10 })
+  const jobs = await within(30000, mixedLoad(pool, rng(SEED + 2), 30), 'the mixed load')
+  let lost = 0
+  for (const job of jobs) lost += check(t, job)
+  t.is(lost, 0)
+})
+
+test.serial('the same while workers are SIGKILLed at random moments: only work they were running is lost, as WorkerExitedError', async (t) => {
+  const pool = makePool(t)
+  const random = rng(SEED + 3)
+  let kills = 0
+  let stop = false
+  const killer = (async () => {
+    while (!stop && kills < 6) {
+      await new Promise((r) => setTimeout(r, 60 + random() * 80))
+      const ws = pool.workers.filter((w) => w.pid && !isDead(w.pid))
+      if (ws.length === 0) continue
+      const victim = ws[Math.floor(random() * ws.length)]
+      try {
+        process.kill(victim.pid, 'SIGKILL')
+        kills++
+      } catch {}
+    }
+  })()
+  const jobs = await within(40000, mixedLoad(pool, random, 80), 'the mixed load under kills')
+  stop = true
+  await killer
+  let lost = 0
+  for (const job of jobs) lost += check(t, job)
+  t.log(`${kills} kills, ${lost} chunks lost`)
+  t.true(lost <= kills, `${lost} chunks lost to ${kills} kills`)
+  // whole again
+  const deadline = Date.now() + 10000
+  while (pool.workers.length !== 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+  t.is(pool.workers.length, 2)
+  const again = await within(20000, pool.map(target(3), range(10).map((v) => ({ v, ms: 0 }))), 'map after')
+  t.deepEqual(
+    again,
+    range(10).map((v) => v * 3 + 3),
+  )
+})

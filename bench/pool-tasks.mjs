@@ -1,0 +1,22 @@
+// The tasks every pool in bench/pool.mjs runs (piscina, tinypool, workerpool and multiproc all
+// load this module). workerpool's workers register them when started by it.
+import workerpool from 'workerpool'
+
+import { countPrimesIn } from '../dist/primes.js'
+
+export function square(x) {
+  return x * x
+}
+
+export function inc(x) {
+  return x + 1
+}
+
+/** Primes in [from, to): CPU-bound, no shared state. */
+export function primes([from, to]) {
+  return countPrimesIn(from, to)
+}
+
+if (process.env.BENCH_WORKERPOOL === '1' && (!workerpool.isMainThread || process.send)) {
+  workerpool.worker({ square, inc, primes })
+}
