@@ -15,5 +15,13 @@ pub(crate) fn array_buffer<'e>(env: &'e Env, seg: &Arc<Segment>) -> Result<Array
     let keep = seg.clone();
     // SAFETY: `ptr`/`len` are the whole mapping of `seg`, valid and writable until `keep`, moved
     // into the finaliser, is dropped; V8 calls the finaliser only once no view can reach it.
-    unsafe { ArrayBuffer::from_external(env, ptr, len, keep, |_, seg| drop(seg)) }
+    let buf = unsafe { ArrayBuffer::from_external(env, ptr, len, keep, |_, seg| drop(seg)) }?;
+    // A runtime that forbids external buffers gets a copy instead: useless for shared memory.
+    if !std::ptr::eq(buf.as_ptr(), ptr) {
+        return Err(crate::fail(
+            "ERR_SHARED_MEMORY",
+            "this JavaScript runtime does not allow views of external memory (external ArrayBuffers)",
+        ));
+    }
+    Ok(buf)
 }
