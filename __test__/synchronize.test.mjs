@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url'
 import test from 'ava'
 
 import {
+  AbortError,
   Barrier,
   BoundedSemaphore,
   BrokenBarrierError,
@@ -318,4 +319,26 @@ test('Condition: a waiter whose lock was taken by a process that then died gets 
   await t.throwsAsync(within(10000, waiting, 'wait'), { instanceOf: OwnerDiedError })
   t.true(cond.getLock().isMine())
   cond.release()
+})
+
+test('an already aborted signal rejects every wait with AbortError before anything is taken', async (t) => {
+  const signal = AbortSignal.abort()
+  const lock = new Lock()
+  await t.throwsAsync(lock.acquire({ signal }), { instanceOf: AbortError, code: 'ABORT_ERR' })
+  t.false(lock.locked())
+  const sem = new Semaphore(1)
+  await t.throwsAsync(sem.acquire({ signal }), { instanceOf: AbortError })
+  t.is(sem.getValue(), 1)
+  const ev = new Event()
+  ev.set()
+  await t.throwsAsync(ev.wait({ signal }), { instanceOf: AbortError })
+  const cond = new Condition()
+  await cond.acquire()
+  await t.throwsAsync(cond.wait({ signal }), { instanceOf: AbortError })
+  t.true(cond.getLock().isMine())
+  cond.release()
+  const barrier = new Barrier(2)
+  await t.throwsAsync(barrier.wait({ signal }), { instanceOf: AbortError })
+  t.false(barrier.broken)
+  t.is(barrier.nWaiting, 0)
 })

@@ -10,7 +10,16 @@
  */
 import { randomBytes } from 'node:crypto'
 
-import { BrokenBarrierError, fromNative, InvalidStateError, OwnerDiedError, rangeError, TimeoutError, typeError } from './errors.js'
+import {
+  AbortError,
+  BrokenBarrierError,
+  fromNative,
+  InvalidStateError,
+  OwnerDiedError,
+  rangeError,
+  TimeoutError,
+  typeError,
+} from './errors.js'
 import { type HandleDescriptor, registerHandle, type Transferable, toHandle } from './handles.js'
 import { native } from './native.js'
 import { describeTarget, resolveTarget, type Target, type TargetFunction, type TargetSpec } from './target.js'
@@ -116,6 +125,11 @@ function syncOptions(opts: unknown): AcquireSyncOptions {
 function syncTimeout(o: AcquireSyncOptions): number {
   if (o.block === false) return 0
   return remaining(deadlineOf(o.timeout))
+}
+
+/** An already aborted signal rejects a wait before anything is tried (as the rest of the package). */
+function checkAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new AbortError('the wait was aborted', { cause: signal.reason })
 }
 
 /** Runs a wait; `false` when it timed out (Python's boolean waits), other errors pass. */
@@ -249,6 +263,7 @@ abstract class LockBase extends SyncObject {
   /** Takes the lock without blocking the event loop; `false` on timeout. See `acquireSync`. */
   async acquire(opts?: WaitOptions | number): Promise<boolean> {
     const o = waitOptions(opts)
+    checkAborted(o.signal)
     const deadline = deadlineOf(o.timeout)
     if (this.#tryFast()) return true
     if ((o as AcquireSyncOptions).block === false) return this.acquireSync({ block: false })
@@ -461,6 +476,7 @@ export class Semaphore extends SyncObject {
 
   async acquire(opts?: WaitOptions | number): Promise<boolean> {
     const o = waitOptions(opts)
+    checkAborted(o.signal)
     const deadline = deadlineOf(o.timeout)
     if (this.#tryFast()) return true
     if ((o as AcquireSyncOptions).block === false) return false
@@ -563,8 +579,9 @@ export class Event extends SyncObject {
 
   /** Waits until set; `false` when the timeout ran out first. A number is taken as the timeout. */
   async wait(opts?: WaitOptions | number): Promise<boolean> {
-    if (this.isSet()) return true
     const o = waitOptions(opts)
+    checkAborted(o.signal)
+    if (this.isSet()) return true
     const r = await timedOut(
       waitFor<true>(
         {
@@ -650,6 +667,7 @@ export class Condition extends SyncObject {
    */
   async wait(opts?: WaitOptions | number): Promise<boolean> {
     const o = waitOptions(opts)
+    checkAborted(o.signal)
     this.#checkOwned('wait')
     const deadline = deadlineOf(o.timeout)
     let observed = native.condEnter(this.handle)
@@ -824,6 +842,7 @@ export class Barrier extends SyncObject {
    */
   async wait(opts?: WaitOptions | number): Promise<number> {
     const o = waitOptions(opts)
+    checkAborted(o.signal)
     const deadline = deadlineOf(o.timeout ?? this.#timeout)
     const action = await this.#action_()
     for (;;) {
