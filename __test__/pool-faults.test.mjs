@@ -21,7 +21,22 @@ import {
   TimeoutError,
   WorkerExitedError,
 } from '../dist/index.js'
-import { add as add2, bigResult, exitMidTask, hangForever, init, killSelf, throwLater, pid, readInit, sleepOrReport, sleepOrReportArgs, sleepPid, spinForever, square } from './fixtures/pool-tasks.mjs'
+import {
+  add as add2,
+  bigResult,
+  exitMidTask,
+  hangForever,
+  init,
+  killSelf,
+  pid,
+  readInit,
+  sleepOrReport,
+  sleepOrReportArgs,
+  sleepPid,
+  spinForever,
+  square,
+  throwLater,
+} from './fixtures/pool-tasks.mjs'
 import { checkNoLeaks, childPids, fixtureUrl, isDead, within } from './helpers.mjs'
 
 checkNoLeaks(test)
@@ -62,7 +77,17 @@ async function fullCount(pool, n = pool.processes) {
 
 /** Both workers up and running tasks. */
 async function warm(pool) {
-  const seen = new Set(await within(W, pool.map(sleepPid, range(20).map(() => 2), { chunksize: 1 }), 'warm-up'))
+  const seen = new Set(
+    await within(
+      W,
+      pool.map(
+        sleepPid,
+        range(20).map(() => 2),
+        { chunksize: 1 },
+      ),
+      'warm-up',
+    ),
+  )
   return [...seen]
 }
 
@@ -94,84 +119,106 @@ function reportFile(t) {
 // The worker is killed while it is surely inside a task: one of the tasks writes its worker's
 // pid to a file and then blocks 1 s, and that worker is killed as soon as the file appears. (A
 // worker killed between two tasks holds no running task, and then rightly nothing rejects.)
-test.serial('SIGKILL of one worker during 1,000 tasks: exactly the task it was running rejects with WorkerExitedError, the rest resolve, the pool is whole again', async (t) => {
-  const pool = makePool(t)
-  await warm(pool)
-  const before = await fullCount(pool)
-  const report = reportFile(t)
-  const MARK = 300
-  let resolved = 0
-  const results = range(1000).map((i) => pool.applyAsync(sleepOrReport, i === MARK ? [1, report.path] : [1]))
-  const outcomes = results.map((r) =>
-    settle(r.get()).then((o) => {
-      if ('value' in o) resolved++
-      return o
-    }),
-  )
-  await until(() => resolved >= 200 && report.read() !== undefined, W, '200 tasks resolving and the marked task starting')
-  const victim = report.read()
-  t.true(before.includes(victim))
-  process.kill(victim, 'SIGKILL')
-  const all = await within(60000, Promise.all(outcomes), '1,000 tasks settling')
-  const rejected = all.flatMap((o, i) => ('error' in o ? [i] : []))
-  for (const i of rejected) {
-    const { error } = all[i]
-    t.true(error instanceof WorkerExitedError, `${error}`)
-    t.is(error.code, 'ERR_WORKER_EXITED')
-    t.true(error instanceof MultiprocError)
-    t.is(error.exitCode, null)
-    t.is(error.signal, 'SIGKILL')
-  }
-  t.deepEqual(rejected, [MARK], 'only the task it was running is lost; the ones queued for it are run by others')
-  const values = all.filter((o) => 'value' in o).map((o) => o.value)
-  t.is(values.length, 999)
-  for (const v of values) t.true(Number.isInteger(v) && v !== process.pid)
-  t.true(values.includes(victim), 'the victim ran tasks before')
-  t.true(results[MARK].ready() && !results[MARK].successful())
-  const after = await fullCount(pool)
-  t.is(pool.workers.length, 2)
-  t.false(after.includes(victim), 'the killed worker is gone from pool.workers')
-  t.true(isDead(victim))
-  const other = before.find((p) => p !== victim)
-  t.true(after.includes(other), 'the other worker is still the same')
-  const newcomer = after.find((p) => p !== other)
-  const seen = new Set(await within(W, pool.map(sleepPid, range(40).map(() => 2), { chunksize: 1 }), 'map after'))
-  t.true(seen.has(newcomer), 'the new worker runs tasks')
-  t.false(seen.has(victim))
-})
+test.serial(
+  'SIGKILL of one worker during 1,000 tasks: exactly the task it was running rejects with WorkerExitedError, the rest resolve, the pool is whole again',
+  async (t) => {
+    const pool = makePool(t)
+    await warm(pool)
+    const before = await fullCount(pool)
+    const report = reportFile(t)
+    const MARK = 300
+    let resolved = 0
+    const results = range(1000).map((i) => pool.applyAsync(sleepOrReport, i === MARK ? [1, report.path] : [1]))
+    const outcomes = results.map((r) =>
+      settle(r.get()).then((o) => {
+        if ('value' in o) resolved++
+        return o
+      }),
+    )
+    await until(() => resolved >= 200 && report.read() !== undefined, W, '200 tasks resolving and the marked task starting')
+    const victim = report.read()
+    t.true(before.includes(victim))
+    process.kill(victim, 'SIGKILL')
+    const all = await within(60000, Promise.all(outcomes), '1,000 tasks settling')
+    const rejected = all.flatMap((o, i) => ('error' in o ? [i] : []))
+    for (const i of rejected) {
+      const { error } = all[i]
+      t.true(error instanceof WorkerExitedError, `${error}`)
+      t.is(error.code, 'ERR_WORKER_EXITED')
+      t.true(error instanceof MultiprocError)
+      t.is(error.exitCode, null)
+      t.is(error.signal, 'SIGKILL')
+    }
+    t.deepEqual(rejected, [MARK], 'only the task it was running is lost; the ones queued for it are run by others')
+    const values = all.filter((o) => 'value' in o).map((o) => o.value)
+    t.is(values.length, 999)
+    for (const v of values) t.true(Number.isInteger(v) && v !== process.pid)
+    t.true(values.includes(victim), 'the victim ran tasks before')
+    t.true(results[MARK].ready() && !results[MARK].successful())
+    const after = await fullCount(pool)
+    t.is(pool.workers.length, 2)
+    t.false(after.includes(victim), 'the killed worker is gone from pool.workers')
+    t.true(isDead(victim))
+    const other = before.find((p) => p !== victim)
+    t.true(after.includes(other), 'the other worker is still the same')
+    const newcomer = after.find((p) => p !== other)
+    const seen = new Set(
+      await within(
+        W,
+        pool.map(
+          sleepPid,
+          range(40).map(() => 2),
+          { chunksize: 1 },
+        ),
+        'map after',
+      ),
+    )
+    t.true(seen.has(newcomer), 'the new worker runs tasks')
+    t.false(seen.has(victim))
+  },
+)
 
-test.serial('SIGKILL of a worker at a random moment during 1,000 tasks of ~1 ms: at most the one task it was running rejects (WorkerExitedError), all others resolve', async (t) => {
-  const pool = makePool(t)
-  await warm(pool)
-  const before = await fullCount(pool)
-  let resolved = 0
-  const outcomes = range(1000).map(() =>
-    settle(pool.applyAsync(sleepPid, [1]).get()).then((o) => {
-      if ('value' in o) resolved++
-      return o
-    }),
-  )
-  await until(() => resolved >= 200, W, '200 tasks resolving')
-  process.kill(before[1], 'SIGKILL')
-  const all = await within(60000, Promise.all(outcomes), '1,000 tasks settling')
-  const rejected = all.filter((o) => 'error' in o)
-  t.true(rejected.length <= 1, `${rejected.length} rejected`)
-  for (const { error } of rejected) {
-    t.true(error instanceof WorkerExitedError, `${error}`)
-    t.is(error.signal, 'SIGKILL')
-  }
-  t.is(all.length - rejected.length, 1000 - rejected.length)
-  const after = await fullCount(pool)
-  t.false(after.includes(before[1]))
-  t.true(after.includes(before[0]))
-})
+test.serial(
+  'SIGKILL of a worker at a random moment during 1,000 tasks of ~1 ms: at most the one task it was running rejects (WorkerExitedError), all others resolve',
+  async (t) => {
+    const pool = makePool(t)
+    await warm(pool)
+    const before = await fullCount(pool)
+    let resolved = 0
+    const outcomes = range(1000).map(() =>
+      settle(pool.applyAsync(sleepPid, [1]).get()).then((o) => {
+        if ('value' in o) resolved++
+        return o
+      }),
+    )
+    await until(() => resolved >= 200, W, '200 tasks resolving')
+    process.kill(before[1], 'SIGKILL')
+    const all = await within(60000, Promise.all(outcomes), '1,000 tasks settling')
+    const rejected = all.filter((o) => 'error' in o)
+    t.true(rejected.length <= 1, `${rejected.length} rejected`)
+    for (const { error } of rejected) {
+      t.true(error instanceof WorkerExitedError, `${error}`)
+      t.is(error.signal, 'SIGKILL')
+    }
+    t.is(all.length - rejected.length, 1000 - rejected.length)
+    const after = await fullCount(pool)
+    t.false(after.includes(before[1]))
+    t.true(after.includes(before[0]))
+  },
+)
 
 test.serial('SIGKILL during a map: the map rejects with WorkerExitedError; the pool goes on', async (t) => {
   const pool = makePool(t)
   await warm(pool)
   const before = await fullCount(pool)
   const report = reportFile(t)
-  const m = settle(pool.starmap(sleepOrReport, range(400).map((i) => (i === 150 ? [2, report.path] : [2])), { chunksize: 1 }))
+  const m = settle(
+    pool.starmap(
+      sleepOrReport,
+      range(400).map((i) => (i === 150 ? [2, report.path] : [2])),
+      { chunksize: 1 },
+    ),
+  )
   await until(() => report.read() !== undefined, W, 'the marked task starting')
   const victim = report.read()
   t.true(before.includes(victim))
@@ -182,7 +229,10 @@ test.serial('SIGKILL during a map: the map rejects with WorkerExitedError; the p
   t.is(error?.exitCode, null)
   const after = await fullCount(pool)
   t.false(after.includes(victim))
-  t.deepEqual(await within(W, pool.map(square, range(10)), 'map after'), range(10).map((x) => x * x))
+  t.deepEqual(
+    await within(W, pool.map(square, range(10)), 'map after'),
+    range(10).map((x) => x * x),
+  )
 })
 
 test('a worker that calls process.exit(3) mid-task: WorkerExitedError with exitCode 3, signal null; it is replaced', async (t) => {
@@ -272,7 +322,10 @@ test.serial('apply with an AbortSignal that aborts: AbortError (ABORT_ERR); the 
   await until(() => isDead(first), 5000, 'the spinning worker to die')
   // AbortSignal.timeout() as well
   const timed = await within(10000, settle(pool.apply(spinForever, [], { signal: AbortSignal.timeout(150) })), 'AbortSignal.timeout')
-  t.true(timed.error instanceof MultiprocError && (timed.error instanceof AbortError || timed.error instanceof TimeoutError), `${timed.error}`)
+  t.true(
+    timed.error instanceof MultiprocError && (timed.error instanceof AbortError || timed.error instanceof TimeoutError),
+    `${timed.error}`,
+  )
   t.not(await within(W, pool.apply(pid), 'apply after'), next)
 })
 
@@ -311,7 +364,10 @@ test.serial('map with a timeout over a task that spins forever: TimeoutError, th
   t.true(performance.now() - started < 5000)
   const after = await fullCount(pool)
   t.is(after.length, 2)
-  t.deepEqual(await within(W, pool.map(square, range(10)), 'map after'), range(10).map((x) => x * x))
+  t.deepEqual(
+    await within(W, pool.map(square, range(10)), 'map after'),
+    range(10).map((x) => x * x),
+  )
   t.true(pool.workers.length === 2 && before.length === 2)
 })
 
@@ -319,7 +375,13 @@ test.serial('map with a signal: aborting rejects with AbortError and the pool go
   const pool = makePool(t)
   await fullCount(pool)
   const ac = new AbortController()
-  const m = settle(pool.map(sleepPid, range(200).map(() => 20), { signal: ac.signal, chunksize: 1 }))
+  const m = settle(
+    pool.map(
+      sleepPid,
+      range(200).map(() => 20),
+      { signal: ac.signal, chunksize: 1 },
+    ),
+  )
   setTimeout(() => ac.abort(), 150)
   const { error } = await within(10000, m, 'aborted map')
   t.true(error instanceof AbortError, `${error}`)
@@ -330,7 +392,11 @@ test.serial('map with a signal: aborting rejects with AbortError and the pool go
 test.serial('taskTimeout in the Pool options: a task over it rejects with TimeoutError and its worker is replaced', async (t) => {
   const pool = makePool(t, { processes: 1, taskTimeout: 300 })
   const first = await within(W, pool.apply(pid), 'apply')
-  t.deepEqual(await within(W, pool.map(square, range(10)), 'quick map'), range(10).map((x) => x * x), 'tasks within it are fine')
+  t.deepEqual(
+    await within(W, pool.map(square, range(10)), 'quick map'),
+    range(10).map((x) => x * x),
+    'tasks within it are fine',
+  )
   t.is(await within(W, pool.apply(pid), 'apply'), first)
   const started = performance.now()
   const { error } = await within(10000, settle(pool.apply(spinForever)), 'apply over taskTimeout')
@@ -341,7 +407,9 @@ test.serial('taskTimeout in the Pool options: a task over it rejects with Timeou
   const next = await within(W, pool.apply(pid), 'apply after')
   t.not(next, first)
   // in a map: the call rejects
-  const m = await within(10000, settle(
+  const m = await within(
+    10000,
+    settle(
       pool.map(
         (x) => {
           while (x === 2) {}
@@ -350,7 +418,9 @@ test.serial('taskTimeout in the Pool options: a task over it rejects with Timeou
         range(4),
         { chunksize: 1 },
       ),
-    ), 'map')
+    ),
+    'map',
+  )
   t.true(m.error instanceof TimeoutError, `${m.error}`)
   t.is(await within(W, pool.apply(square, [9]), 'apply'), 81)
 })
@@ -382,8 +452,15 @@ test('terminate() is synchronous: pending tasks reject with TerminatedError, joi
   const pids = await fullCount(pool)
   const running = pool.applyAsync(spinForever)
   const queued = range(5).map(() => pool.applyAsync(sleepPid, [20000]))
-  const m = pool.mapAsync(sleepPid, range(100).map(() => 50), { chunksize: 1 })
-  const it = pool.imap(sleepPid, range(100).map(() => 50))
+  const m = pool.mapAsync(
+    sleepPid,
+    range(100).map(() => 50),
+    { chunksize: 1 },
+  )
+  const it = pool.imap(
+    sleepPid,
+    range(100).map(() => 50),
+  )
   const itFirst = settle(it.next())
   await new Promise((r) => setTimeout(r, 200)) // all of it submitted and running
   const ret = pool.terminate()
@@ -425,7 +502,11 @@ test('terminate() right after the calls (same tick) rejects them all with Termin
 test('terminate() after close() stops queued work; join() resolves', async (t) => {
   const pool = makePool(t)
   const pids = await fullCount(pool)
-  const m = pool.mapAsync(sleepPid, range(200).map(() => 20), { chunksize: 1 })
+  const m = pool.mapAsync(
+    sleepPid,
+    range(200).map(() => 20),
+    { chunksize: 1 },
+  )
   await new Promise((r) => setTimeout(r, 50))
   pool.close()
   pool.terminate()
@@ -443,7 +524,10 @@ test('a worker killed while idle is replaced; nothing is rejected', async (t) =>
   const after = await fullCount(pool)
   t.is(after.length, 2)
   t.false(after.includes(before[1]))
-  t.deepEqual(await within(W, pool.map(square, range(20), { chunksize: 1 }), 'map'), range(20).map((x) => x * x))
+  t.deepEqual(
+    await within(W, pool.map(square, range(20), { chunksize: 1 }), 'map'),
+    range(20).map((x) => x * x),
+  )
 })
 
 test('errors of the remote kind are not confused with worker deaths', async (t) => {
@@ -481,7 +565,13 @@ test.serial('two timed calls at once: only the one over its time fails; the othe
   const pool = makePool(t)
   await warm(pool)
   const spin = settle(pool.apply(spinForever, [], { timeout: 400 }))
-  const quick = settle(pool.map(sleepPid, range(10).map(() => 5), { timeout: 8000, chunksize: 1 }))
+  const quick = settle(
+    pool.map(
+      sleepPid,
+      range(10).map(() => 5),
+      { timeout: 8000, chunksize: 1 },
+    ),
+  )
   const [s, q] = await within(15000, Promise.all([spin, quick]), 'both calls')
   t.true(s.error instanceof TimeoutError, `${s.error}`)
   t.is(q.value?.length, 10, `${q.error}`)
@@ -495,7 +585,11 @@ test.serial('imap with a signal or a timeout: iteration rejects with AbortError 
   const got = []
   const aborted = settle(
     (async () => {
-      for await (const v of pool.imap(sleepPid, range(300).map(() => 10), { signal: ac.signal })) {
+      for await (const v of pool.imap(
+        sleepPid,
+        range(300).map(() => 10),
+        { signal: ac.signal },
+      )) {
         got.push(v)
         if (got.length === 5) ac.abort()
       }
@@ -505,7 +599,11 @@ test.serial('imap with a signal or a timeout: iteration rejects with AbortError 
   t.true(a.error instanceof AbortError, `${a.error}`)
   const timed = settle(
     (async () => {
-      for await (const _ of pool.imapUnordered(sleepPid, range(300).map(() => 10), { timeout: 300 })) {
+      for await (const _ of pool.imapUnordered(
+        sleepPid,
+        range(300).map(() => 10),
+        { timeout: 300 },
+      )) {
       }
     })(),
   )
@@ -547,7 +645,10 @@ test.serial('workers that replace a killed one run the initializer too', async (
   const after = await fullCount(pool)
   const out = await within(W, pool.map(readInit, range(40), { chunksize: 1 }), 'map')
   const newcomer = after.find((p) => p !== before[1])
-  t.true(out.some((r) => r.pid === newcomer), 'the new worker ran tasks')
+  t.true(
+    out.some((r) => r.pid === newcomer),
+    'the new worker ran tasks',
+  )
   for (const r of out) t.deepEqual([r.a, r.b, r.runs], ['init-again', 2, 1])
 })
 
@@ -569,7 +670,10 @@ test.serial('terminate() while a for await over imap waits: it rejects with Term
   const got = []
   const loop = settle(
     (async () => {
-      for await (const v of pool.imap(sleepPid, range(300).map(() => 10))) {
+      for await (const v of pool.imap(
+        sleepPid,
+        range(300).map(() => 10),
+      )) {
         got.push(v)
         if (got.length === 5) setImmediate(() => pool.terminate())
       }
@@ -603,7 +707,14 @@ test('new Pool() without options has cpuCount() workers', async (t) => {
   })
   t.is(pool.processes, cpuCount())
   t.is(pool.workers.length, cpuCount())
-  t.is(await within(W, pool.apply((x) => x + 1, [1]), 'apply'), 2)
+  t.is(
+    await within(
+      W,
+      pool.apply((x) => x + 1, [1]),
+      'apply',
+    ),
+    2,
+  )
 })
 
 test.serial('applyAsync / mapAsync with timeout or signal: the AsyncResult rejects and errorCallback gets the same error', async (t) => {
@@ -616,7 +727,11 @@ test.serial('applyAsync / mapAsync with timeout or signal: the AsyncResult rejec
   t.is(cbErr, a.error)
   t.false(r.successful())
   const ac = new AbortController()
-  const m = pool.mapAsync(sleepPid, range(100).map(() => 50), { signal: ac.signal, chunksize: 1 })
+  const m = pool.mapAsync(
+    sleepPid,
+    range(100).map(() => 50),
+    { signal: ac.signal, chunksize: 1 },
+  )
   setTimeout(() => ac.abort(), 100)
   const b = await within(10000, settle(m.get()), 'mapAsync')
   t.true(b.error instanceof AbortError, `${b.error}`)
@@ -625,26 +740,33 @@ test.serial('applyAsync / mapAsync with timeout or signal: the AsyncResult rejec
   t.is(await within(W, pool.apply(square, [7]), 'apply after'), 49)
 })
 
-test.serial('a worker killed in the middle of sending a large result: that task rejects with WorkerExitedError and the pool goes on', async (t) => {
-  const pool = makePool(t)
-  await warm(pool)
-  const before = await fullCount(pool)
-  const report = reportFile(t)
-  const big = settle(pool.apply(bigResult, [report.path, 64]))
-  await until(() => report.read() !== undefined, W, 'the result being built')
-  // the parent does not read for a while: the worker fills the result channel and waits in the
-  // middle of its 64 MB message; then it is killed
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500)
-  const victim = report.read()
-  t.true(before.includes(victim))
-  process.kill(victim, 'SIGKILL')
-  const { error } = await within(W, big, 'the big apply')
-  t.true(error instanceof WorkerExitedError, `${error}`)
-  const after = await within(W, settle(pool.map(square, range(10))), 'map after')
-  t.deepEqual(after.value, range(10).map((x) => x * x), `${after.error}`)
-  const pids = await fullCount(pool)
-  t.false(pids.includes(victim))
-})
+test.serial(
+  'a worker killed in the middle of sending a large result: that task rejects with WorkerExitedError and the pool goes on',
+  async (t) => {
+    const pool = makePool(t)
+    await warm(pool)
+    const before = await fullCount(pool)
+    const report = reportFile(t)
+    const big = settle(pool.apply(bigResult, [report.path, 64]))
+    await until(() => report.read() !== undefined, W, 'the result being built')
+    // the parent does not read for a while: the worker fills the result channel and waits in the
+    // middle of its 64 MB message; then it is killed
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500)
+    const victim = report.read()
+    t.true(before.includes(victim))
+    process.kill(victim, 'SIGKILL')
+    const { error } = await within(W, big, 'the big apply')
+    t.true(error instanceof WorkerExitedError, `${error}`)
+    const after = await within(W, settle(pool.map(square, range(10))), 'map after')
+    t.deepEqual(
+      after.value,
+      range(10).map((x) => x * x),
+      `${after.error}`,
+    )
+    const pids = await fullCount(pool)
+    t.false(pids.includes(victim))
+  },
+)
 
 // ---- the process that owns the pool ----
 
@@ -762,10 +884,36 @@ test.serial('a worker killed while running one call: chunks of other calls queue
   await until(() => report.read() !== undefined, W, 'the marked task starting')
   // while it runs, other calls of every kind: some of their chunks may be queued for the victim
   const others = [
-    settle(pool.map(sleepPid, range(40).map(() => 3), { chunksize: 2 })),
-    settle(pool.starmap(sleepPid, range(20).map(() => [3]))),
-    settle(collect(pool.imap(sleepPid, range(30).map(() => 3)))),
-    settle(collect(pool.imapUnordered(sleepPid, range(30).map(() => 3), { chunksize: 3 }))),
+    settle(
+      pool.map(
+        sleepPid,
+        range(40).map(() => 3),
+        { chunksize: 2 },
+      ),
+    ),
+    settle(
+      pool.starmap(
+        sleepPid,
+        range(20).map(() => [3]),
+      ),
+    ),
+    settle(
+      collect(
+        pool.imap(
+          sleepPid,
+          range(30).map(() => 3),
+        ),
+      ),
+    ),
+    settle(
+      collect(
+        pool.imapUnordered(
+          sleepPid,
+          range(30).map(() => 3),
+          { chunksize: 3 },
+        ),
+      ),
+    ),
     ...range(10).map(() => settle(pool.apply(sleepPid, [3]))),
   ]
   await new Promise((r) => setTimeout(r, 50))
@@ -781,27 +929,30 @@ test.serial('a worker killed while running one call: chunks of other calls queue
   await fullCount(pool)
 })
 
-test.serial('imap with chunksize 5: a worker killed in a chunk loses that chunk (one error), the other chunks arrive in order', async (t) => {
-  const pool = makePool(t)
-  await warm(pool)
-  const report = reportFile(t)
-  const args = range(50).map((i) => (i === 22 ? [2, report.path, 2000] : [2]))
-  const it = pool.imap(sleepOrReportArgs, args, { chunksize: 5 })
-  const out = []
-  const reading = (async () => {
-    for (;;) {
-      const r = await settle(it.next())
-      if (r.value?.done) return
-      out.push(r.error ? r.error : 'ok')
-    }
-  })()
-  await until(() => report.read() !== undefined, W, 'the marked task starting')
-  process.kill(report.read(), 'SIGKILL')
-  await within(W, reading, 'imap')
-  t.is(out.length, 46, 'nine chunks of 5 values and one error for the lost chunk')
-  t.true(out[20] instanceof WorkerExitedError, `${out[20]}`)
-  t.is(out.filter((x) => x === 'ok').length, 45)
-})
+test.serial(
+  'imap with chunksize 5: a worker killed in a chunk loses that chunk (one error), the other chunks arrive in order',
+  async (t) => {
+    const pool = makePool(t)
+    await warm(pool)
+    const report = reportFile(t)
+    const args = range(50).map((i) => (i === 22 ? [2, report.path, 2000] : [2]))
+    const it = pool.imap(sleepOrReportArgs, args, { chunksize: 5 })
+    const out = []
+    const reading = (async () => {
+      for (;;) {
+        const r = await settle(it.next())
+        if (r.value?.done) return
+        out.push(r.error ? r.error : 'ok')
+      }
+    })()
+    await until(() => report.read() !== undefined, W, 'the marked task starting')
+    process.kill(report.read(), 'SIGKILL')
+    await within(W, reading, 'imap')
+    t.is(out.length, 46, 'nine chunks of 5 values and one error for the lost chunk')
+    t.true(out[20] instanceof WorkerExitedError, `${out[20]}`)
+    t.is(out.filter((x) => x === 'ok').length, 45)
+  },
+)
 
 test('a worker killed by SIGTERM or SIGSEGV mid-task: WorkerExitedError with that signal', async (t) => {
   const pool = makePool(t)
@@ -835,7 +986,11 @@ test('a script with maxTasksPerChild: 5 runs its maps to the end (the pool keeps
   child.stdout.on('data', (d) => (out += d))
   child.stderr.on('data', (d) => (err += d))
   const r = await within(40000, new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal }))), 'the script')
-  t.deepEqual(r, { code: 0, signal: null }, `exit ${r.code} (13: node found the event loop empty while a map was pending); stderr: ${err.slice(0, 500)}`)
+  t.deepEqual(
+    r,
+    { code: 0, signal: null },
+    `exit ${r.code} (13: node found the event loop empty while a map was pending); stderr: ${err.slice(0, 500)}`,
+  )
   t.deepEqual(out ? JSON.parse(out.split('\n')[0]).lengths : null, [100, 100, 100])
 })
 
@@ -856,4 +1011,60 @@ test('a call that ended early (failed map, imap left by return) keeps no timer: 
   const lag = performance.now() - printedAt
   t.deepEqual(r, { code: 0, signal: null }, err)
   t.true(lag < 5000, `the script exited ${Math.round(lag)} ms after its work was done (the 8 s timeouts were still armed?)`)
+})
+
+test.serial('a timed call is not overtaken by untimed calls made after it', async (t) => {
+  const pool = makePool(t)
+  await warm(pool)
+  const done = {}
+  const started = performance.now()
+  const mark = (name) => () => (done[name] = performance.now() - started)
+  const a = pool
+    .map(
+      sleepPid,
+      range(20).map(() => 50),
+      { chunksize: 1 },
+    )
+    .then(mark('A'))
+  const timed = pool.apply(sleepPid, [10], { timeout: 15000 }).then(mark('T'))
+  const b = pool
+    .map(
+      sleepPid,
+      range(40).map(() => 50),
+      { chunksize: 1 },
+    )
+    .then(mark('B'))
+  await within(W, Promise.all([a, timed, b]), 'the three calls')
+  t.true(done.T < done.B, `the timed call made before B finished at ${Math.round(done.T)} ms, B at ${Math.round(done.B)} ms`)
+})
+
+test.serial('imap with taskTimeout: the item over it rejects at its position with TimeoutError and the others arrive', async (t) => {
+  const pool = makePool(t, { taskTimeout: 400 })
+  await warm(pool)
+  const it = pool.imap((x) => {
+    while (x === 2) {}
+    return x * 10
+  }, range(6))
+  const out = []
+  for (;;) {
+    const r = await within(W, settle(it.next()), 'next')
+    if (r.value?.done) break
+    out.push(r.error ? r.error.constructor.name : r.value.value)
+  }
+  t.deepEqual(out, [0, 10, 'TimeoutError', 30, 40, 50])
+  await fullCount(pool)
+})
+
+test('huge timeouts (Infinity, 3e9 ms, 2^31 ms) mean no practical limit', async (t) => {
+  const pool = makePool(t, { processes: 1 })
+  await within(W, pool.apply(pid), 'warm-up')
+  for (const timeout of [Number.POSITIVE_INFINITY, 3e9, 2 ** 31]) {
+    const r = await within(W, settle(pool.apply(sleepPid, [50], { timeout })), `apply with timeout ${timeout}`)
+    t.true('value' in r, `timeout ${timeout}: ${r.error}`)
+    const g = await within(W, settle(pool.applyAsync(sleepPid, [50]).get(timeout)), `get(${timeout})`)
+    t.true('value' in g, `get(${timeout}): ${g.error}`)
+  }
+  const big = makePool(t, { processes: 1, taskTimeout: Number.POSITIVE_INFINITY })
+  const r = await within(W, settle(big.apply(sleepPid, [50])), 'apply with taskTimeout Infinity')
+  t.true('value' in r, `taskTimeout Infinity: ${r.error}`)
 })

@@ -29,30 +29,36 @@ function runFixture(args) {
   })
 }
 
-test.serial('imap over a generator of 1,000,000 items, slow consumer of 20,000: source < 2,000 items ahead, heap growth < 20 MB', async (t) => {
-  const r = await within(55000, runFixture(['imap', '20000']), 'the fixture')
-  t.log(r)
-  t.true(r.gc, 'ran with --expose-gc')
-  t.is(r.consumed, 20000)
-  t.is(r.wrong, 0, 'results in order and correct')
-  t.true(r.maxAhead < 2000, `the source was pulled ${r.maxAhead} items ahead of the consumer`)
-  t.true(r.pulled < 20000 + 2000, `pulled ${r.pulled} in all`)
-  t.is(r.pulledAfterBreak, r.pulled, 'nothing pulled after the break')
-  t.true(r.finalised, 'the generator was closed on break')
-  t.true(r.peak < 20 * MB, `heap grew by ${(r.peak / MB).toFixed(1)} MB`)
-  t.true(r.finalGrowth < 20 * MB, `heap grew by ${(r.finalGrowth / MB).toFixed(1)} MB at the end`)
-})
+test.serial(
+  'imap over a generator of 1,000,000 items, slow consumer of 20,000: source < 2,000 items ahead, heap growth < 20 MB',
+  async (t) => {
+    const r = await within(55000, runFixture(['imap', '20000']), 'the fixture')
+    t.log(r)
+    t.true(r.gc, 'ran with --expose-gc')
+    t.is(r.consumed, 20000)
+    t.is(r.wrong, 0, 'results in order and correct')
+    t.true(r.maxAhead < 2000, `the source was pulled ${r.maxAhead} items ahead of the consumer`)
+    t.true(r.pulled < 20000 + 2000, `pulled ${r.pulled} in all`)
+    t.is(r.pulledAfterBreak, r.pulled, 'nothing pulled after the break')
+    t.true(r.finalised, 'the generator was closed on break')
+    t.true(r.peak < 20 * MB, `heap grew by ${(r.peak / MB).toFixed(1)} MB`)
+    t.true(r.finalGrowth < 20 * MB, `heap grew by ${(r.finalGrowth / MB).toFixed(1)} MB at the end`)
+  },
+)
 
-test.serial('imapUnordered over an async generator of 1,000,000 items, slow consumer of 20,000: source < 2,000 items ahead, heap growth < 20 MB', async (t) => {
-  const r = await within(55000, runFixture(['imapUnordered', '20000']), 'the fixture')
-  t.log(r)
-  t.is(r.consumed, 20000)
-  t.is(r.wrong, 0)
-  t.true(r.maxAhead < 2000, `the source was pulled ${r.maxAhead} items ahead of the consumer`)
-  t.is(r.pulledAfterBreak, r.pulled)
-  t.true(r.finalised)
-  t.true(r.peak < 20 * MB, `heap grew by ${(r.peak / MB).toFixed(1)} MB`)
-})
+test.serial(
+  'imapUnordered over an async generator of 1,000,000 items, slow consumer of 20,000: source < 2,000 items ahead, heap growth < 20 MB',
+  async (t) => {
+    const r = await within(55000, runFixture(['imapUnordered', '20000']), 'the fixture')
+    t.log(r)
+    t.is(r.consumed, 20000)
+    t.is(r.wrong, 0)
+    t.true(r.maxAhead < 2000, `the source was pulled ${r.maxAhead} items ahead of the consumer`)
+    t.is(r.pulledAfterBreak, r.pulled)
+    t.true(r.finalised)
+    t.true(r.peak < 20 * MB, `heap grew by ${(r.peak / MB).toFixed(1)} MB`)
+  },
+)
 
 test.serial('a stalled imap consumer: the source is not pulled further (< 2,000 ahead) while nobody reads', async (t) => {
   const pool = new Pool({ processes: 2, modules: [fixtureUrl('pool-tasks.mjs')] })
@@ -96,7 +102,8 @@ test.serial('2,000 calls each with a fresh inline function whose closure holds 1
         process.execPath,
         ['--expose-gc', fileURLToPath(fixtureUrl('pool-target-memory.mjs')), '2000'],
         { timeout: 50000, killSignal: 'SIGKILL' },
-        (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(JSON.parse(stdout.trim().split('\n').at(-1)))),
+        (err, stdout, stderr) =>
+          err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(JSON.parse(stdout.trim().split('\n').at(-1))),
       )
     }),
     'the fixture',
@@ -104,7 +111,10 @@ test.serial('2,000 calls each with a fresh inline function whose closure holds 1
   t.log(r)
   t.true(r.gc)
   t.is(r.wrong, 0)
-  t.true(r.growth < 20 * MB, `heap grew by ${(r.growth / MB).toFixed(1)} MB: the pool keeps the functions (and their closures) it was given`)
+  t.true(
+    r.growth < 20 * MB,
+    `heap grew by ${(r.growth / MB).toFixed(1)} MB: the pool keeps the functions (and their closures) it was given`,
+  )
 })
 
 test.serial('imap with slow tasks pulls input only as workers free up (at most 4 chunks per worker ahead of the results)', async (t) => {

@@ -28,7 +28,10 @@ function rng(seed) {
 
 /** Target k: sleeps item.ms, returns item.v * k + k (each has its own source text). */
 function target(k) {
-  return new Function('item', `if (item.ms > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, item.ms); return item.v * ${k} + ${k}`)
+  return new Function(
+    'item',
+    `if (item.ms > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, item.ms); return item.v * ${k} + ${k}`,
+  )
 }
 const expected = (k, item) => item.v * k + k
 
@@ -58,7 +61,13 @@ async function mixedLoad(pool, random, n) {
         run = settle(pool.map(fn, items, { chunksize })).then((o) => [o])
         break
       case 'starmap':
-        run = settle(pool.starmap(fn, items.map((i) => [i]), { chunksize })).then((o) => [o])
+        run = settle(
+          pool.starmap(
+            fn,
+            items.map((i) => [i]),
+            { chunksize },
+          ),
+        ).then((o) => [o])
         break
       default: {
         const it = kind === 'imap' ? pool.imap(fn, items, { chunksize }) : pool.imapUnordered(fn, items, { chunksize })
@@ -140,37 +149,47 @@ test.serial('the same with maxTasksPerChild: 10 (workers replaced all the time):
   t.is(lost, 0)
 })
 
-test.serial('the same while workers are SIGKILLed at random moments: only work they were running is lost, as WorkerExitedError', async (t) => {
-  const pool = makePool(t)
-  const random = rng(SEED + 3)
-  let kills = 0
-  let stop = false
-  const killer = (async () => {
-    while (!stop && kills < 6) {
-      await new Promise((r) => setTimeout(r, 60 + random() * 80))
-      const ws = pool.workers.filter((w) => w.pid && !isDead(w.pid))
-      if (ws.length === 0) continue
-      const victim = ws[Math.floor(random() * ws.length)]
-      try {
-        process.kill(victim.pid, 'SIGKILL')
-        kills++
-      } catch {}
-    }
-  })()
-  const jobs = await within(40000, mixedLoad(pool, random, 80), 'the mixed load under kills')
-  stop = true
-  await killer
-  let lost = 0
-  for (const job of jobs) lost += check(t, job)
-  t.log(`${kills} kills, ${lost} chunks lost`)
-  t.true(lost <= kills, `${lost} chunks lost to ${kills} kills`)
-  // whole again
-  const deadline = Date.now() + 10000
-  while (pool.workers.length !== 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
-  t.is(pool.workers.length, 2)
-  const again = await within(20000, pool.map(target(3), range(10).map((v) => ({ v, ms: 0 }))), 'map after')
-  t.deepEqual(
-    again,
-    range(10).map((v) => v * 3 + 3),
-  )
-})
+test.serial(
+  'the same while workers are SIGKILLed at random moments: only work they were running is lost, as WorkerExitedError',
+  async (t) => {
+    const pool = makePool(t)
+    const random = rng(SEED + 3)
+    let kills = 0
+    let stop = false
+    const killer = (async () => {
+      while (!stop && kills < 6) {
+        await new Promise((r) => setTimeout(r, 60 + random() * 80))
+        const ws = pool.workers.filter((w) => w.pid && !isDead(w.pid))
+        if (ws.length === 0) continue
+        const victim = ws[Math.floor(random() * ws.length)]
+        try {
+          process.kill(victim.pid, 'SIGKILL')
+          kills++
+        } catch {}
+      }
+    })()
+    const jobs = await within(40000, mixedLoad(pool, random, 80), 'the mixed load under kills')
+    stop = true
+    await killer
+    let lost = 0
+    for (const job of jobs) lost += check(t, job)
+    t.log(`${kills} kills, ${lost} chunks lost`)
+    t.true(lost <= kills, `${lost} chunks lost to ${kills} kills`)
+    // whole again
+    const deadline = Date.now() + 10000
+    while (pool.workers.length !== 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+    t.is(pool.workers.length, 2)
+    const again = await within(
+      20000,
+      pool.map(
+        target(3),
+        range(10).map((v) => ({ v, ms: 0 })),
+      ),
+      'map after',
+    )
+    t.deepEqual(
+      again,
+      range(10).map((v) => v * 3 + 3),
+    )
+  },
+)
