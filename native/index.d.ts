@@ -20,6 +20,37 @@ export declare class NativeChild {
   signal(signal: number): void
 }
 
+export declare function barrierAbort(s: Sync): void
+
+export declare function barrierAbortGeneration(s: Sync, gen: number): void
+
+export declare function barrierArm(s: Sync, gen: number, key: number): boolean
+
+/**
+ * `[kind, generation, index]`: kind 0 wait, 1 last party, 2 busy (wait for the generation to
+ * move, then arrive again). `ERR_BROKEN_BARRIER` when broken.
+ */
+export declare function barrierArrive(s: Sync): Array<number>
+
+export declare function barrierCross(s: Sync, gen: number): void
+
+/** `[parties, nWaiting, broken]`. */
+export declare function barrierInfo(s: Sync): Array<number>
+
+/** -1 while generation `gen` lasts, 0 when it crossed, 1 when it was broken or reset. */
+export declare function barrierOutcome(s: Sync, gen: number): number
+
+export declare function barrierReset(s: Sync): void
+
+/** Blocking wait for the generation to move past `gen` (a busy arrival). */
+export declare function barrierWaitMovedSync(s: Sync, gen: number, timeoutMs: number): boolean
+
+/**
+ * Blocking wait for generation `gen`: 0 crossed, 1 broken, 2 timed out (the barrier is then
+ * broken too).
+ */
+export declare function barrierWaitSync(s: Sync, gen: number, timeoutMs: number): number
+
 /** Maps the channel behind an inherited descriptor, taking ownership of it. */
 export declare function channelAdopt(raw: number): Chan
 
@@ -78,11 +109,51 @@ export declare function channelTaskDone(ch: Chan): number
 /** Closes a descriptor JavaScript owns. */
 export declare function closeFd(raw: number): void
 
+export declare function condArm(s: Sync, observed: number, key: number): boolean
+
+/** Under the lock: joins the waiters; returns the sequence number to wait on. */
+export declare function condEnter(s: Sync): number
+
+export declare function condLeave(s: Sync): void
+
+export declare function condNotify(s: Sync, n: number): number
+
+export declare function condObserve(s: Sync): number
+
+/** Without the lock: sleeps until notified or timed out; false when the timeout passed. */
+export declare function condSleepSync(s: Sync, observed: number, timeoutMs: number): boolean
+
+export declare function condTakeToken(s: Sync): boolean
+
 /** Kills the calling process with SIGKILL when its parent thread exits, and checks at once. */
 export declare function dieWithParent(expectedParent: number): void
 
+export declare function eventArm(s: Sync, key: number): boolean
+
+export declare function eventDisarm(s: Sync, key: number): void
+
+export declare function eventSet(s: Sync): void
+
+export declare function eventWaitSync(s: Sync, timeoutMs: number): boolean
+
 /** Adds the per-message calls (see `fast.rs`) to `target`, the binding's exports object. */
 export declare function installFastPaths(target: object): void
+
+/** Blocking acquire: 0 taken, 1 taken over from a dead owner, -1 timed out. */
+export declare function lockAcquireSync(s: Sync, timeoutMs: number): number
+
+/** Arms the waker for an asynchronous acquire; false when the lock looks free (try again). */
+export declare function lockArm(s: Sync, key: number): boolean
+
+export declare function lockRelease(s: Sync): void
+
+/** Releases every level; returns the depth to restore (Condition waits). */
+export declare function lockReleaseAll(s: Sync): number
+
+export declare function lockRestoreDepth(s: Sync, depth: number): void
+
+/** Non-blocking acquire that also takes over a dead owner's lock: 0, 1, or -1 (held). */
+export declare function lockTryRecover(s: Sync): number
 
 /** A pair of packet sockets for passing descriptors: `[ours, theirs]`. */
 export declare function packetPair(): Array<number>
@@ -99,10 +170,42 @@ export declare function processStartTime(pid: number): number
 /** Receives one descriptor message: `[tag, ...fds]`, or null when none arrived within `timeout_ms`. */
 export declare function recvFds(sock: number, timeoutMs: number): Array<number> | null
 
+/** Maps the segment behind a received descriptor, taking ownership of it. */
+export declare function segmentAdopt(raw: number): Seg
+
+/** A new anonymous (memfd) data segment of `size` bytes. */
+export declare function segmentCreate(size: number): Seg
+
+export declare function segmentFd(s: Seg): number
+
+export declare function segmentSize(s: Seg): number
+
+/** The segment's bytes as an `ArrayBuffer`. Create one per segment. */
+export declare function segmentView(s: Seg): ArrayBuffer
+
+export declare function semAcquireSync(s: Sync, timeoutMs: number): boolean
+
+export declare function semArm(s: Sync, key: number): boolean
+
+export declare function semDisarm(s: Sync, key: number): void
+
+export declare function semRelease(s: Sync): void
+
+/** Wakes the semaphore's sleepers after JavaScript added a unit itself. */
+export declare function semWake(s: Sync): void
+
 /** Sends copies of `fds` with `tag` over a packet socket. */
 export declare function sendFds(sock: number, tag: number, fds: Array<number>): void
 
 export declare function setCloexec(fd: number, on: boolean): void
+
+/** Attaches to the existing named segment `name`. */
+export declare function shmAttach(name: string): Seg
+
+/** Creates the named segment `name` (no leading `/`) of `size` bytes. */
+export declare function shmCreate(name: string, size: number): Seg
+
+export declare function shmUnlink(name: string): void
 
 /** A connected pair of Unix stream sockets (close-on-exec); JavaScript owns both descriptors. */
 export declare function socketPair(): Array<number>
@@ -116,6 +219,29 @@ export interface SpawnSpec {
   inherit: Array<number>
   daemon: boolean
 }
+
+/** Maps the object behind a received descriptor (taking ownership of it), checking its header. */
+export declare function syncAdopt(kind: string, raw: number): Sync
+
+/**
+ * A new object: `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore` (`value`), `Event`,
+ * `Condition` or `Barrier` (`value` parties).
+ */
+export declare function syncCreate(kind: string, value: number): Sync
+
+export declare function syncFd(s: Sync): number
+
+/** This process's owner id and record (high and low halves), as JavaScript's fast path writes them. */
+export declare function syncOwner(): Array<number>
+
+/** The object's words as an `ArrayBuffer` (64 bytes; see the core's layouts). */
+export declare function syncView(s: Sync): ArrayBuffer
+
+/** A pipe `[read, write]` (close-on-exec) for the resource tracker; JavaScript owns both. */
+export declare function trackerPipe(): Array<number>
+
+/** Detaches a view (every typed array over it becomes empty) so the mapping can go. */
+export declare function viewDetach(buf: ArrayBuffer): void
 
 export declare function wakerDisarm(key: number): void
 

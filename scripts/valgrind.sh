@@ -11,7 +11,6 @@ bins=$(cargo test -p multiproc-core --no-run --message-format=json 2>/dev/null |
   node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{for(const l of s.split("\n")){if(!l)continue;const m=JSON.parse(l);if(m.reason==="compiler-artifact"&&m.executable&&m.profile.test)console.log(m.executable)}})')
 for bin in $bins; do
   name=$(basename "$bin" | cut -d- -f1)
-  [ "$name" = multiproc_core ] && continue # the library has no unit tests
   echo "valgrind: $name"
   valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-possibly-lost=no -q "$bin" --test-threads=1 --quiet
 done

@@ -11,7 +11,7 @@ const usage = `usage: multiproc <command>
 
 commands:
   demo [--limit N]   count primes on every core, with progress, and show the speed-up
-  bench [ipc|pool]   run the benchmarks (bench/; both by default) and print the tables`
+  bench [ipc|pool|sync]  run the benchmarks (bench/; all by default) and print the tables`
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
@@ -31,11 +31,11 @@ if (command === 'demo') {
   }
   await demo(limit)
 } else if (command === 'bench') {
-  const which = positionals[1] ? [positionals[1]] : ['ipc', 'pool']
+  const which = positionals[1] ? [positionals[1]] : ['ipc', 'pool', 'sync']
   let status = 0
   for (const name of which) {
-    if (name !== 'ipc' && name !== 'pool') {
-      console.error(`unknown benchmark: ${name} (ipc or pool)`)
+    if (name !== 'ipc' && name !== 'pool' && name !== 'sync') {
+      console.error(`unknown benchmark: ${name} (ipc, pool or sync)`)
       process.exit(2)
     }
     const script = fileURLToPath(new URL(`../bench/${name}.mjs`, import.meta.url))

@@ -83,6 +83,11 @@ export function rangeError(message: string): RangeError & { code: string } {
   return Object.assign(new RangeError(message), { code: 'ERR_OUT_OF_RANGE' })
 }
 
+/** An error of the system kind Node's `fs` throws (`code` such as `EEXIST`, `ENOENT`). */
+function systemError(message: string, code: string): Error & { code: string } {
+  return Object.assign(new Error(`${code}: ${message}`), { code })
+}
+
 const NATIVE = /^(ERR_[A-Z_]+): ([\s\S]*)$/
 
 /**
@@ -108,6 +113,18 @@ export function fromNative(err: unknown, closed: 'eof' | 'closed' | 'broken' = '
       return Object.assign(rangeError(message ?? ''), { code: 'ERR_MESSAGE_TOO_LARGE' })
     case 'ERR_INVALID_ARG':
       return rangeError(message ?? '')
+    case 'ERR_OUT_OF_RANGE':
+      return rangeError(message ?? '')
+    case 'ERR_INVALID_ARG_VALUE':
+      return Object.assign(new TypeError(message), { code })
+    case 'ERR_EXISTS':
+      return systemError(message ?? '', 'EEXIST')
+    case 'ERR_NOT_FOUND':
+      return systemError(message ?? '', 'ENOENT')
+    case 'ERR_PERMISSION':
+      return systemError(message ?? '', 'EACCES')
+    case 'ERR_BROKEN_BARRIER':
+      return new BrokenBarrierError(message)
     default:
       return new ProcessError(message, { cause: err })
   }

@@ -11,6 +11,7 @@ import v8 from 'node:v8'
 import { ClosedError, fromNative, InvalidStateError, ProcessError, typeError } from './errors.js'
 import { packHandles } from './handles.js'
 import { native } from './native.js'
+import { trackerInheritance } from './resource-tracker.js'
 import { describeTarget, type Target } from './target.js'
 import { deadlineOf, type WaitOptions, waitOptions } from './wait.js'
 
@@ -161,7 +162,8 @@ export class Process {
     }
     const payload = v8.serialize(boot)
     const [mine, theirs] = native.socketPair() as [number, number]
-    const env = { ...process.env, ...o.env, MULTIPROC_CONTROL_FD: String(theirs) }
+    const tracker = trackerInheritance()
+    const env = { ...process.env, ...o.env, ...tracker.env, MULTIPROC_CONTROL_FD: String(theirs) }
     try {
       this.#child = native.NativeChild.spawn({
         program: process.execPath,
@@ -169,7 +171,7 @@ export class Process {
         env: Object.entries(env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`])),
         // Node marks its stdio close-on-exec, so stdout and stderr are listed to be shared;
         // stdin is /dev/null in the child, as in Python.
-        inherit: [1, 2, theirs, ...packed.fds],
+        inherit: [1, 2, theirs, ...packed.fds, ...tracker.fds],
         daemon: this.daemon,
       })
     } catch (err) {

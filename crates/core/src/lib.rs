@@ -1,10 +1,12 @@
-//! multiproc's core: shared-memory channels, futex waits, process-owned locks and child
-//! processes, for Linux. Knows nothing of JavaScript; `crates/node` binds it.
+//! multiproc's core: shared-memory channels, futex waits, process-owned locks, synchronisation
+//! primitives, named shared memory and child processes, for Linux. Knows nothing of JavaScript; `crates/node` binds it.
 
 pub mod lock;
 pub mod ring;
 pub mod segment;
+pub mod shared_memory;
 pub mod spawn;
+pub mod sync;
 pub mod sys;
 pub mod wait;
 pub mod waker;

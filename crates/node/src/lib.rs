@@ -15,6 +15,9 @@ use napi_derive::napi;
 
 mod child;
 mod fast;
+pub mod shared_memory;
+pub mod sync;
+mod view;
 
 fn fail(code: &str, msg: impl std::fmt::Display) -> Error {
     Error::new(Status::GenericFailure, format!("{code}: {msg}"))

@@ -70,6 +70,16 @@ pub fn peer_hung_up(fd: RawFd) -> bool {
     rc > 0 && p.revents & (libc::POLLHUP | libc::POLLRDHUP | libc::POLLNVAL | libc::POLLERR) != 0
 }
 
+/// A plain pipe, both ends close-on-exec: `(read, write)`. Writes of up to 4096 bytes from
+/// several processes never interleave.
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: `fds` is a valid out-array of two descriptors.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: both descriptors were just created and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
 /// A connected pair of Unix sequenced-packet sockets, close-on-exec: one message per send.
 pub fn packet_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as RawFd; 2];

@@ -5,3 +5,4 @@ pub mod fd;
 pub mod futex;
 pub mod memfd;
 pub mod process;
+pub mod shm;
