@@ -69,13 +69,14 @@ test.serial('the same handle in 300 tasks is sent to each worker once: no descri
     pool.map((qq) => qq.qsize(), [q, q, q, q], { chunksize: 1 }),
     'first use',
   )
-  // Both workers have had the queue (and set up what a first wait needs) before we count.
-  for (let i = 0; i < 100; i++)
-    await within(
-      5000,
-      pool.apply((qq) => qq.qsize(), [q]),
-      'apply',
-    )
+  // Both workers have had the queue (and set up what a first wait needs) before we count: a map
+  // of many chunks is spread over both (one apply at a time would always go to the first).
+  await within(
+    10_000,
+    pool.map((qq) => qq.qsize(), Array(40).fill(q), { chunksize: 1 }),
+    'spread',
+  )
+  await new Promise((resolve) => setTimeout(resolve, 300)) // both idle: each has armed its first wait
   const before = pool.workers.map((p) => fdCount(p.pid))
   const parentBefore = fdCount(process.pid)
   for (let i = 0; i < 300; i++)
