@@ -1163,7 +1163,7 @@ test('close() and join() before consuming an imap: join resolves and every resul
   const it = pool.imap(square, range(500))
   const un = pool.imapUnordered(square, gen(300))
   pool.close()
-  await within(10000, pool.join(), 'join with unconsumed imap results')
+  await within(W, pool.join(), 'join with unconsumed imap results')
   t.is(pool.workers.length, 0)
   t.deepEqual(
     await collect(it),
