@@ -554,7 +554,7 @@ test.serial('a timed call that waits behind busy workers times out without killi
   await warm(pool)
   const before = await fullCount(pool)
   const reports = [reportFile(t), reportFile(t)]
-  const longs = reports.map((r) => settle(pool.apply(sleepOrReport, [0, r.path, 1500])))
+  const longs = reports.map((r) => settle(pool.apply(sleepOrReport, [0, r.path, 3000])))
   // both workers are busy with a long task
   await until(() => reports.every((r) => r.read() !== undefined), W, 'both long tasks starting')
   t.deepEqual(new Set(reports.map((r) => r.read())), new Set(before))
