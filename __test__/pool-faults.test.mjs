@@ -1089,3 +1089,30 @@ test('a pool whose worker cannot start (initargs that cannot be sent): calls rej
   const r = await settle(within(5000, exited, 'the script to exit after terminate() and join()'))
   t.deepEqual(r.value, { code: 0, signal: null }, `${r.error?.message ?? ''} ${err}`)
 })
+
+test.serial('a timed call waiting for busy workers still runs when those workers are killed', async (t) => {
+  const pool = makePool(t)
+  await warm(pool)
+  const reports = [reportFile(t), reportFile(t)]
+  const longs = reports.map((r) => settle(pool.apply(sleepOrReport, [0, r.path, 3000])))
+  await until(() => reports.every((r) => r.read() !== undefined), W, 'both long tasks starting')
+  const timed = settle(pool.apply(square, [21], { timeout: 15000 }))
+  await new Promise((r) => setTimeout(r, 100))
+  for (const r of reports) process.kill(r.read(), 'SIGKILL')
+  const got = await within(W, timed, 'the timed call')
+  t.is(got.value, 441, `${got.error}`)
+  for (const o of await within(W, Promise.all(longs), 'the long tasks')) t.true(o.error instanceof WorkerExitedError, `${o.error}`)
+  await fullCount(pool)
+})
+
+test.serial('a timed call waiting for busy workers, then close(): it still runs and join() resolves', async (t) => {
+  const pool = makePool(t)
+  await warm(pool)
+  const longs = [settle(pool.apply(sleepPid, [600])), settle(pool.apply(sleepPid, [600]))]
+  await new Promise((r) => setTimeout(r, 100))
+  const timed = settle(pool.apply(square, [5], { timeout: 15000 }))
+  pool.close()
+  t.is((await within(W, timed, 'the timed call')).value, 25)
+  for (const o of await within(W, Promise.all(longs), 'the long tasks')) t.true('value' in o, `${o.error}`)
+  await within(W, pool.join(), 'join')
+})
