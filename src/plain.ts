@@ -28,7 +28,8 @@ const ours = new WeakSet<unknown[]>()
 
 /** @internal Marks an array the caller made and filled itself, with no holes or extra properties. */
 export function trustArray<T extends unknown[]>(a: T): T {
-  ours.add(a)
+  // Only worth it for long arrays: a WeakSet entry costs more than checking a short one.
+  if (a.length >= 64) ours.add(a)
   return a
 }
 
