@@ -100,7 +100,8 @@ export class RingEnd {
    * never be sent without waiting for a receiver, so it is refused too (see `fitsWhole`).
    */
   trySend(value: unknown): boolean {
-    const { kind, bytes } = encode(value, this.serializer)
+    // The bytes are copied into the ring (or dropped) before anything else is encoded.
+    const { kind, bytes } = encode(value, this.serializer, true)
     // FIFO per producer: nothing overtakes a send of this process that is still waiting.
     if (this.sendsPending > 0) return false
     try {

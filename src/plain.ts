@@ -172,10 +172,11 @@ function container(v: object, depth: number): void {
 }
 
 /**
- * The bytes of `v` in the plain encoding (a new Buffer), or `undefined` when `v` is not plain
- * data. Errors thrown by the value itself (a getter) propagate.
+ * The bytes of `v` in the plain encoding (a new Buffer, or with `scratch` a view that the next
+ * encode overwrites), or `undefined` when `v` is not plain data. Errors thrown by the value itself
+ * (a getter) propagate.
  */
-export function encodePlain(v: unknown): Buffer | undefined {
+export function encodePlain(v: unknown, scratch = false): Buffer | undefined {
   // A getter of the value being encoded may itself send a message: leave that one to V8 rather
   // than overwrite the encoding in progress.
   if (busy) return undefined
@@ -193,6 +194,8 @@ export function encodePlain(v: unknown): Buffer | undefined {
     first = undefined
     seen = undefined
   }
+  // A view of the scratch buffer serves a caller that is done with it before the next encode.
+  if (scratch) return out.subarray(0, pos)
   const bytes = Buffer.allocUnsafe(pos)
   out.copy(bytes, 0, 0, pos)
   return bytes

@@ -857,12 +857,16 @@ export class Pool extends EventEmitter {
   #unlink(chunk: Chunk): void {
     const w = chunk.worker
     if (w) {
-      const i = w.inflight.indexOf(chunk)
-      if (i >= 0) w.inflight.splice(i, 1)
+      // Answers come in the order chunks were sent: it is nearly always the first.
+      if (w.inflight[0] === chunk) w.inflight.shift()
+      else {
+        const i = w.inflight.indexOf(chunk)
+        if (i >= 0) w.inflight.splice(i, 1)
+      }
       if (w.inflight.length === 0) w.exclusiveTo = null
     }
     chunk.worker = null
-    clearTimeout(chunk.timer)
+    if (chunk.timer) clearTimeout(chunk.timer)
     this.#inflight.delete(chunk.id)
     chunk.call.running--
   }

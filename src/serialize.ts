@@ -31,7 +31,8 @@ export interface Encoded {
   bytes: Uint8Array
 }
 
-export function encode(value: unknown, serializer?: Serializer): Encoded {
+/** `scratch`: the caller hands the bytes on before encoding anything else (they may be reused). */
+export function encode(value: unknown, serializer?: Serializer, scratch = false): Encoded {
   if (serializer) {
     let bytes: Uint8Array
     try {
@@ -47,7 +48,7 @@ export function encode(value: unknown, serializer?: Serializer): Encoded {
   if (value instanceof ArrayBuffer) return { kind: Kind.ArrayBuffer, bytes: new Uint8Array(value) }
   let plain: Buffer | undefined
   try {
-    plain = encodePlain(value)
+    plain = encodePlain(value, scratch)
   } catch (err) {
     throw new SerializationError(`cannot serialize ${describe(value)}: ${(err as Error)?.message ?? err}`, { cause: err })
   }
