@@ -290,3 +290,39 @@ test.serial(
     )
   },
 )
+
+test.serial('calls made from progress callbacks on a fresh pool each get their own result', async (t) => {
+  let mismatches = 0
+  for (let run = 0; run < 15; run++) {
+    const pool = makePool(t)
+    const nested = []
+    await within(
+      20000,
+      pool.applyAsync((x) => x, [1], { callback: (v) => nested.push(pool.apply((y) => y * 10, [v])) }).get(),
+      'applyAsync',
+    )
+    await within(20000, Promise.all(nested), 'the call made in the callback')
+    const args = []
+    const calls = []
+    await within(
+      20000,
+      pool.map((x) => x, [1, 2, 3, 4], {
+        chunksize: 1,
+        onProgress: ({ done }) => {
+          args.push(done)
+          calls.push(pool.applyAsync((y) => [y, process.pid], [done]))
+        },
+      }),
+      'map',
+    )
+    const results = await within(20000, Promise.all(calls.map((c) => c.get())), 'the calls made in onProgress')
+    const ok = results.every((r, i) => r[0] === args[i])
+    if (!ok) {
+      mismatches++
+      t.log(`run ${run}: calls made with ${JSON.stringify(args)} got ${JSON.stringify(results.map((r) => r[0]))}`)
+    }
+    pool.terminate()
+    await within(10000, pool.join(), 'join')
+  }
+  t.is(mismatches, 0, 'every call resolves with its own result')
+})
