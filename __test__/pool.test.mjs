@@ -1627,3 +1627,14 @@ test('large initargs arrive', async (t) => {
   t.is(r.a.length, 6 << 20)
   t.is(r.b, 'big')
 })
+
+test('functions among `modules` are found by identity: two modules exporting the same source each run their own', async (t) => {
+  const { scale: scaleA } = await import('./fixtures/pool-scale-a.mjs')
+  const { scale: scaleB } = await import('./fixtures/pool-scale-b.mjs')
+  t.is(scaleA(1), 2)
+  t.is(scaleB(1), 3)
+  const pool = makePool(t, { processes: 1, modules: [fixtureUrl('pool-scale-a.mjs'), fixtureUrl('pool-scale-b.mjs')] })
+  t.is(await within(W, pool.apply(scaleA, [1]), 'apply A'), 2)
+  t.is(await within(W, pool.apply(scaleB, [1]), 'apply B'), 3, 'module B’s scale, not module A’s')
+  t.deepEqual(await within(W, pool.map(scaleB, [1, 2]), 'map B'), [3, 6])
+})
