@@ -1637,4 +1637,17 @@ test('functions among `modules` are found by identity: two modules exporting the
   t.is(await within(W, pool.apply(scaleA, [1]), 'apply A'), 2)
   t.is(await within(W, pool.apply(scaleB, [1]), 'apply B'), 3, 'module B’s scale, not module A’s')
   t.deepEqual(await within(W, pool.map(scaleB, [1, 2]), 'map B'), [3, 6])
+  // a local function with the very same text is none of the exports: it is sent by source, and
+  // its outer FACTOR is missing there
+  const FACTOR = 5
+  // biome-ignore format: the text must match the fixtures' exactly
+  function scale(x) {
+  return x * FACTOR
+}
+  t.is(scale(1), 5)
+  const local = await within(W, settle(pool.apply(scale, [1])), 'apply of the local twin')
+  t.true(
+    local.error instanceof TargetError,
+    `expected TargetError (FACTOR is not defined in the worker), got ${local.error ?? local.value}`,
+  )
 })
