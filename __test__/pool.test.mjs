@@ -1344,6 +1344,23 @@ test('progress total is null while a lazy input has not ended, and known from th
     JSON.stringify(eager.filter((p) => p.total !== 300).slice(0, 3)),
   )
   t.deepEqual(eager.at(-1), { done: 300, total: 300 })
+  // map and starmap read the whole input first (as Python's list(iterable)): the total is known
+  const viaMap = []
+  await within(W, pool.map(square, gen(40), { chunksize: 2, onProgress: (p) => viaMap.push(p.total) }), 'map over a generator')
+  t.deepEqual([...new Set(viaMap)], [40])
+  const viaStarmap = []
+  await within(
+    W,
+    pool.starmap(
+      add,
+      (async function* () {
+        for (let i = 0; i < 30; i++) yield [i, 1]
+      })(),
+      { onProgress: (p) => viaStarmap.push(p.total) },
+    ),
+    'starmap over an async generator',
+  )
+  t.deepEqual([...new Set(viaStarmap)], [30])
 })
 
 test('many calls with a timeout at once (each has its worker to itself) all complete', async (t) => {
