@@ -1116,3 +1116,17 @@ test.serial('a timed call waiting for busy workers, then close(): it still runs 
   for (const o of await within(W, Promise.all(longs), 'the long tasks')) t.true('value' in o, `${o.error}`)
   await within(W, pool.join(), 'join')
 })
+
+test.serial('taskTimeout with chunks: a chunk of n tasks gets n × taskTimeout (docs/api-notes.md)', async (t) => {
+  const pool = makePool(t, { taskTimeout: 250 })
+  await warm(pool)
+  // 3 tasks of 150 ms = 450 ms < 3 × 250: fine, although 150 × 2 would not fit one task's 250
+  t.deepEqual(
+    await within(W, pool.map(sleepPid, [150, 150, 150], { chunksize: 3 }), 'map within its chunk budget').then((r) => r.length),
+    3,
+  )
+  // 3 tasks of 320 ms = 960 ms > 750 ms
+  const { error } = await within(W, settle(pool.map(sleepPid, [320, 320, 320], { chunksize: 3 })), 'map over its chunk budget')
+  t.true(error instanceof TimeoutError, `${error}`)
+  await fullCount(pool)
+})
