@@ -1120,7 +1120,7 @@ test.serial('a timed call waiting for busy workers, then close(): it still runs 
 test.serial('taskTimeout with chunks: a chunk of n tasks gets n × taskTimeout (docs/api-notes.md)', async (t) => {
   const pool = makePool(t, { taskTimeout: 250 })
   await warm(pool)
-  // 3 tasks of 150 ms = 450 ms < 3 × 250: fine, although 150 × 2 would not fit one task's 250
+  // 3 tasks of 150 ms = 450 ms: within the chunk's 3 × 250 ms
   t.deepEqual(
     await within(W, pool.map(sleepPid, [150, 150, 150], { chunksize: 3 }), 'map within its chunk budget').then((r) => r.length),
     3,
