@@ -1130,3 +1130,23 @@ test.serial('taskTimeout with chunks: a chunk of n tasks gets n × taskTimeout (
   t.true(error instanceof TimeoutError, `${error}`)
   await fullCount(pool)
 })
+
+test('terminate() while maxTasksPerChild successors are starting: join() resolves and no process is left', async (t) => {
+  const pool = makePool(t, { maxTasksPerChild: 1 })
+  const m = settle(
+    pool.map(
+      sleepPid,
+      range(30).map(() => 5),
+      { chunksize: 1 },
+    ),
+  )
+  await new Promise((r) => setTimeout(r, 300))
+  const seen = pool.workers.map((w) => w.pid).filter(Boolean)
+  pool.terminate()
+  const { error } = await within(W, m, 'map')
+  t.true(error instanceof TerminatedError, `${error}`)
+  await within(W, pool.join(), 'join')
+  t.is(pool.workers.length, 0)
+  for (const p of seen) t.true(isDead(p))
+  await until(() => childPids().length === 0 || childPids().every((p) => !seen.includes(p)), 5000, 'no worker left')
+})
