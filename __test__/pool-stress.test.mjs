@@ -326,3 +326,38 @@ test.serial('calls made from progress callbacks on a fresh pool each get their o
   }
   t.is(mismatches, 0, 'every call resolves with its own result')
 })
+
+test.serial('without worker deaths every task runs exactly once, also when queued chunks are taken back and re-sent', async (t) => {
+  const { mkdtempSync, readFileSync, rmSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const { join } = await import('node:path')
+  const { fileURLToPath } = await import('node:url')
+  const tasksUrl = new URL('./fixtures/pool-tasks.mjs', import.meta.url)
+  const { logRun } = await import(tasksUrl)
+  const dir = mkdtempSync(join(tmpdir(), 'pool-once-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  t.truthy(fileURLToPath(tasksUrl))
+  for (let run = 0; run < 4; run++) {
+    const log = join(dir, `runs-${run}`)
+    const pool = makePool(t, { modules: [tasksUrl] })
+    const calls = []
+    for (let c = 0; c < 12; c++) {
+      // uneven tasks (some 20 ms): idle workers take back what waits behind the long ones
+      const items = range(15).map((i) => [c * 100 + i, log, (i * 7 + c) % 5 === 0 ? 20 : 0])
+      if (c % 3 === 0) calls.push(pool.starmap(logRun, items, { chunksize: 1 }))
+      else if (c % 3 === 1) calls.push(pool.starmap(logRun, items))
+      else calls.push(Promise.all(items.map((a) => pool.apply(logRun, a))))
+    }
+    await within(30000, Promise.all(calls), `run ${run}`)
+    const counts = new Map()
+    for (const line of readFileSync(log, 'utf8').trim().split('\n')) counts.set(line, (counts.get(line) ?? 0) + 1)
+    t.is(counts.size, 180, `run ${run}: every task ran`)
+    t.deepEqual(
+      [...counts].filter(([, n]) => n > 1),
+      [],
+      `run ${run}: no task ran twice`,
+    )
+    pool.terminate()
+    await within(10000, pool.join(), 'join')
+  }
+})
