@@ -331,12 +331,10 @@ test.serial('without worker deaths every task runs exactly once, also when queue
   const { mkdtempSync, readFileSync, rmSync } = await import('node:fs')
   const { tmpdir } = await import('node:os')
   const { join } = await import('node:path')
-  const { fileURLToPath } = await import('node:url')
   const tasksUrl = new URL('./fixtures/pool-tasks.mjs', import.meta.url)
   const { logRun } = await import(tasksUrl)
   const dir = mkdtempSync(join(tmpdir(), 'pool-once-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  t.truthy(fileURLToPath(tasksUrl))
   for (let run = 0; run < 4; run++) {
     const log = join(dir, `runs-${run}`)
     const pool = makePool(t, { modules: [tasksUrl] })
