@@ -293,7 +293,7 @@ test.serial(
 
 test.serial('calls made from progress callbacks on a fresh pool each get their own result', async (t) => {
   let mismatches = 0
-  for (let run = 0; run < 15; run++) {
+  for (let run = 0; run < 25; run++) {
     const pool = makePool(t)
     const nested = []
     await within(
