@@ -313,6 +313,23 @@ async function materialize(input: Input): Promise<readonly unknown[]> {
   return out
 }
 
+/**
+ * Settles a result, but never inside the call that creates it: a callback (`callback`,
+ * `errorCallback`) must not run before the caller has the result in hand.
+ */
+function settleLater<R>(result: AsyncResult<R>): ((r: Parameters<AsyncResult<R>['settle']>[0]) => void) & { submitted(): void } {
+  let sync = true
+  const settle = (r: Parameters<AsyncResult<R>['settle']>[0]) => {
+    if (sync) queueMicrotask(() => result.settle(r))
+    else result.settle(r)
+  }
+  return Object.assign(settle, {
+    submitted: () => {
+      sync = false
+    },
+  })
+}
+
 /** Whether a call has something to run (an imap waiting only for its consumer has not). */
 function hasWork(call: Call): boolean {
   return call.queue.length > 0 || (!call.inputDone && call.mayPull())
@@ -387,17 +404,19 @@ export class Pool extends EventEmitter {
   /** Like `apply`, returning an `AsyncResult` at once. */
   applyAsync<R>(fn: Target, args: unknown[] = [], opts: ApplyOptions = {}): AsyncResult<R> {
     const result = new AsyncResult<R>({ callback: opts.callback as (v: R) => void, errorCallback: opts.errorCallback })
+    const settle = settleLater(result)
     try {
       if (!Array.isArray(args)) throw typeError('args must be an array')
       this.#submit(fn, { array: [args] }, true, 1, opts, {
-        chunkDone: (_chunk, values) => result.settle({ ok: true, value: values[0] as R }),
-        chunkFailed: (_chunk, error) => result.settle({ ok: false, error }),
-        failed: (error) => result.settle({ ok: false, error }),
+        chunkDone: (_chunk, values) => settle({ ok: true, value: values[0] as R }),
+        chunkFailed: (_chunk, error) => settle({ ok: false, error }),
+        failed: (error) => settle({ ok: false, error }),
         completed: () => {},
       })
     } catch (error) {
-      result.settle({ ok: false, error })
+      settle({ ok: false, error })
     }
+    settle.submitted()
     return result
   }
 
@@ -569,6 +588,7 @@ export class Pool extends EventEmitter {
 
   #mapAsync<R>(fn: Target, iterable: unknown, star: boolean, opts: MapOptions & ResultCallbacks<R[]>): AsyncResult<R[]> {
     const result = new AsyncResult<R[]>({ callback: opts?.callback, errorCallback: opts?.errorCallback })
+    const settle = settleLater(result)
     const start = async () => {
       this.#checkAdmits(false)
       const input = inputOf(iterable)
@@ -603,22 +623,23 @@ export class Pool extends EventEmitter {
           const base = chunk.seq * size
           for (let i = 0; i < values.length; i++) out[base + i] = values[i] as R
         },
-        chunkFailed: (_chunk, error) => result.settle({ ok: false, error }),
-        failed: (error) => result.settle({ ok: false, error }),
-        completed: () => result.settle({ ok: true, value: out }),
+        chunkFailed: (_chunk, error) => settle({ ok: false, error }),
+        failed: (error) => settle({ ok: false, error }),
+        completed: () => settle({ ok: true, value: out }),
       }
       // Python: divmod(len, 4 * processes), rounded up.
       const size = chunksize ?? Math.max(1, Math.ceil(items.length / (this.processes * 4)))
       if (items.length === 0) {
         this.#checkAdmits(true)
-        result.settle({ ok: true, value: [] })
+        settle({ ok: true, value: [] })
         return
       }
       this.#submit(fn, { array: items }, star, size, opts, sink, undefined, true)
     }
     start()
-      .catch((error) => result.settle({ ok: false, error }))
+      .catch((error) => settle({ ok: false, error }))
       .finally(() => this.#maybeRetireAll())
+    settle.submitted()
     return result
   }
 
@@ -1152,7 +1173,9 @@ export class Pool extends EventEmitter {
       if (w.receiving || !this.#needsReceiving(w)) continue
       const stop = new AbortController()
       w.receiving = stop
-      void this.#receive(w, stop.signal)
+      // Replies are handled on a later turn, never inside the call (maybe a user's callback)
+      // that started the loop.
+      queueMicrotask(() => void this.#receive(w, stop.signal))
     }
   }
 

@@ -1,7 +1,8 @@
 /**
  * How a child finds the function to run. The parent describes the target; the child resolves
- * it: an export of a module (named, or found by name and source among the given modules'
- * exports), else the function's own source compiled in the child. A function sent as source that
+ * it: an export of a module (named, or found by identity among the given modules' exports, or by
+ * name and source among those the parent cannot load), else the function's own source compiled
+ * in the child. A function sent as source that
  * reaches for an outer variable fails with a `TargetError` that names it and shows the fixes.
  */
 import { createRequire } from 'node:module'
@@ -33,7 +34,22 @@ export function describeTarget(target: Target, modules: (string | URL)[] = []): 
     if (/\{\s*\[native code\]\s*\}$/.test(source)) {
       throw new TargetError(`${target.name || 'the target'} is a built-in or bound function: pass { module, name } instead`)
     }
-    return { kind: 'function', name: target.name, source, modules: modules.map(moduleHref) }
+    // Found by identity among the modules this process can load; the child then imports that
+    // export. Modules this process cannot load (its own main module, say) are left to the child,
+    // which finds the function there by name and source.
+    const unloaded: string[] = []
+    for (const m of modules) {
+      const href = moduleHref(m)
+      let found: { module: string; name: string } | undefined
+      try {
+        found = findExport(target, [href])
+      } catch {
+        unloaded.push(href)
+        continue
+      }
+      if (found) return { kind: 'export', ...found }
+    }
+    return { kind: 'function', name: target.name, source, modules: unloaded }
   }
   if (typeof target === 'object' && target !== null && 'module' in target) {
     return { kind: 'export', module: moduleHref(target.module), name: target.name ?? 'default' }
