@@ -509,7 +509,7 @@ export class Pool extends EventEmitter {
       if (known !== undefined) return known
     }
     const spec = describeTarget(fn, this.#modules)
-    const key = JSON.stringify(spec)
+    const key = spec.kind === 'export' ? `${spec.module}#${spec.name}` : JSON.stringify(spec)
     let id = this.#targetIds.get(key)
     if (id === undefined) {
       id = this.#targets.push(spec) - 1
