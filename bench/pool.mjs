@@ -300,9 +300,9 @@ function chart(report) {
     start: 'start to first result',
   }
   const rowH = 18
-  const left = 250
-  const width = 760
-  const scale = (k) => (Math.log10(Math.max(k, 0.1)) + 1) * ((width - left - 60) / 4) // 0.1× … 1000×
+  const left = 280
+  const width = 820
+  const scale = (k) => (Math.log10(Math.min(Math.max(k, 0.1), 1e4)) + 1) * ((width - left - 60) / 5) // 0.1× … 10,000×
   let y = 40
   const parts = []
   let group = ''
@@ -334,7 +334,11 @@ ${parts.join('\n')}
 `
 }
 
-if (process.argv[2] === '--case') {
+if (process.argv[2] === '--report') {
+  // Rewrites pool-latest.md and pool-latest.svg from a saved run's JSON.
+  const report = JSON.parse(readFileSync(process.argv[3], 'utf8'))
+  writeResults(RESULTS, 'pool', report, markdown(report), { svg: chart(report) })
+} else if (process.argv[2] === '--case') {
   const [, , , id, scenario] = process.argv
   await caseMain(() => runCase(id, scenario))
 } else {
