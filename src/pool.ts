@@ -107,8 +107,10 @@ interface Worker {
   readonly inbox: Queue<TaskMessage | null>
   /** Its replies. One channel per worker: a worker killed mid-reply spoils only its own. */
   readonly results: Queue<ReplyMessage>
-  /** Stops the loop that receives its replies. */
-  receiving: AbortController | undefined
+  /** Whether a loop receives its replies now. */
+  receiving: boolean
+  /** Ends that loop for good (the worker is gone). */
+  readonly stopReceiving: AbortController
   /** It exited; its replies are being drained before what it held is settled. */
   exitPending: boolean
   /** Its reply channel cannot be read any more. */
@@ -478,7 +480,7 @@ export class Pool extends EventEmitter {
     for (const call of this.#calls.splice(0)) this.#fail(call, err)
     for (const stop of this.#admissions) stop()
     for (const chunk of this.#inflight.values()) chunk.dropped = true
-    for (const w of this.#workers.values()) if (!w.exitPending) w.receiving?.abort()
+    // The receive loops end with the workers' exit markers, which follow the kills.
     this.#holdLoop()
   }
 
@@ -1002,7 +1004,8 @@ export class Pool extends EventEmitter {
       proc,
       inbox,
       results,
-      receiving: undefined,
+      receiving: false,
+      stopReceiving: new AbortController(),
       exitPending: false,
       spoiled: false,
       inflight: [],
@@ -1032,7 +1035,7 @@ export class Pool extends EventEmitter {
 
   #startFailed(w: Worker, err: unknown): void {
     this.#workers.delete(w.index)
-    w.receiving?.abort()
+    w.stopReceiving.abort()
     w.inbox.close()
     w.results.close()
     w.carrier.close()
@@ -1056,7 +1059,7 @@ export class Pool extends EventEmitter {
     if (w.ready) this.#earlyExits = 0
     else if (!w.retired || w.proc.exitCode !== -9) this.#earlyExits++
     w.exitPending = false
-    w.receiving?.abort()
+    w.stopReceiving.abort()
     const unstarted = this.#takeBack(w)
     w.inbox.close()
     w.results.close()
@@ -1171,11 +1174,10 @@ export class Pool extends EventEmitter {
   #ensureReceiving(): void {
     for (const w of this.#workers.values()) {
       if (w.receiving || !this.#needsReceiving(w)) continue
-      const stop = new AbortController()
-      w.receiving = stop
+      w.receiving = true
       // Replies are handled on a later turn, never inside the call (maybe a user's callback)
       // that started the loop.
-      queueMicrotask(() => void this.#receive(w, stop.signal))
+      queueMicrotask(() => void this.#receive(w))
     }
   }
 
@@ -1187,7 +1189,8 @@ export class Pool extends EventEmitter {
   }
 
   /** Receives one worker's replies while it has something to say. */
-  async #receive(w: Worker, signal: AbortSignal): Promise<void> {
+  async #receive(w: Worker): Promise<void> {
+    const signal = w.stopReceiving.signal
     try {
       while (this.#needsReceiving(w) && !signal.aborted) {
         let msg: ReplyMessage | typeof NOTHING
@@ -1206,7 +1209,7 @@ export class Pool extends EventEmitter {
         this.#handle(msg)
       }
     } finally {
-      if (w.receiving?.signal === signal) w.receiving = undefined
+      w.receiving = false
     }
     this.#ensureReceiving()
   }

@@ -235,6 +235,8 @@ export class Process {
     this.#exitCode = code
     active.delete(this)
     this.#control?.destroy()
+    // A destroyed socket would queue every later ref()/unref() as a 'connect' listener.
+    this.#control = undefined
     return true
   }
 
