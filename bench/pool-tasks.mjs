@@ -1,7 +1,5 @@
 // The tasks every pool in bench/pool.mjs runs (piscina, tinypool, workerpool and multiproc all
 // load this module). workerpool's workers register them when started by it.
-import workerpool from 'workerpool'
-
 import { countPrimesIn } from '../dist/primes.js'
 
 export function square(x) {
@@ -17,6 +15,8 @@ export function primes([from, to]) {
   return countPrimesIn(from, to)
 }
 
-if (process.env.BENCH_WORKERPOOL === '1' && (!workerpool.isMainThread || process.send)) {
-  workerpool.worker({ square, inc, primes })
+// Only workerpool's cases load workerpool (a dev dependency), so the others run without it.
+if (process.env.BENCH_WORKERPOOL === '1') {
+  const { default: workerpool } = await import('workerpool')
+  if (!workerpool.isMainThread || process.send) workerpool.worker({ square, inc, primes })
 }
