@@ -195,17 +195,9 @@ class Call {
     if ('iterator' in input) {
       const items: unknown[] = []
       try {
-        while (items.length < this.chunksize) {
-          const r = input.iterator.next()
-          if (r.done) {
-            this.endInput()
-            break
-          }
-          items.push(r.value)
-        }
+        while (items.length < this.chunksize && this.accept(input.iterator.next(), items));
       } catch (error) {
-        this.inputDone = true
-        this.inputError = { error }
+        this.inputFailed(error)
       }
       return items.length > 0 ? this.chunk(items) : undefined
     }
@@ -220,24 +212,27 @@ class Call {
   private async pullAsync(iterator: AsyncIterator<unknown>): Promise<void> {
     const items: unknown[] = []
     try {
-      while (items.length < this.chunksize) {
-        const r = await iterator.next()
-        if (r.done) {
-          this.endInput()
-          break
-        }
-        items.push(r.value)
-      }
+      while (items.length < this.chunksize && this.accept(await iterator.next(), items));
     } catch (error) {
-      this.inputDone = true
-      this.inputError = { error }
+      this.inputFailed(error)
     }
     if (items.length > 0 && !this.settled) this.queue.push(this.chunk(items))
   }
 
-  private endInput(): void {
+  /** Takes one step of the input into `items`; false once the input has ended. */
+  private accept(r: IteratorResult<unknown>, items: unknown[]): boolean {
+    if (!r.done) {
+      items.push(r.value)
+      return true
+    }
     this.inputDone = true
     this.total = this.nextIndex
+    return false
+  }
+
+  private inputFailed(error: unknown): void {
+    this.inputDone = true
+    this.inputError = { error }
   }
 
   private chunk(items: unknown[]): Chunk {

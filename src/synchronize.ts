@@ -23,7 +23,7 @@ import {
 import { type HandleDescriptor, registerHandle, type Transferable, toHandle } from './handles.js'
 import { native } from './native.js'
 import { describeTarget, resolveTarget, type Target, type TargetFunction, type TargetSpec } from './target.js'
-import { deadlineOf, remaining, type WaitOptions, waitFor, waitOptions } from './wait.js'
+import { deadlineOf, remaining, type Waitable, type WaitOptions, waitFor, waitOptions } from './wait.js'
 
 type SyncHandle = ReturnType<typeof native.syncCreate>
 
@@ -181,6 +181,25 @@ abstract class SyncObject implements Transferable {
     }
   }
 
+  /**
+   * The sleeping half of a Waitable: arm the waker with `arm`, undo it with `disarm`, be woken
+   * at once by a change made in this process, and let `spinner` learn how long the wait took.
+   */
+  protected sleeper(
+    spinner: Spinner,
+    arm: (key: number) => boolean,
+    disarm: (key: number) => void,
+  ): Pick<Waitable<unknown>, 'arm' | 'disarm' | 'watch'> {
+    return {
+      arm,
+      watch: this.watchLocal(spinner),
+      disarm: (key, waitedMs) => {
+        disarm(key)
+        spinner.learn(waitedMs)
+      },
+    }
+  }
+
   protected wakeLocal(): void {
     if (this.#local.size === 0) return
     for (const [wake, spinner] of [...this.#local]) {
@@ -285,12 +304,11 @@ abstract class LockBase extends SyncObject {
           spin: () =>
             (Atomics.load(this.words, STATE) & ID_MASK) !== OWNER_ID &&
             this.#spinner.spin(() => (Atomics.load(this.words, STATE) & ID_MASK) === 0),
-          arm: (key) => native.lockArm(this.handle, key),
-          watch: this.watchLocal(this.#spinner),
-          disarm: (key, waitedMs) => {
-            native.wakerDisarm(key)
-            this.#spinner.learn(waitedMs)
-          },
+          ...this.sleeper(
+            this.#spinner,
+            (key) => native.lockArm(this.handle, key),
+            (key) => native.wakerDisarm(key),
+          ),
         },
         deadline,
         o.signal,
@@ -485,12 +503,11 @@ export class Semaphore extends SyncObject {
         {
           attempt: () => (this.#tryFast() ? true : undefined),
           spin: () => this.#spinner.spin(() => Atomics.load(this.words, SEM_VALUE) > 0),
-          arm: (key) => native.semArm(this.handle, key),
-          watch: this.watchLocal(this.#spinner),
-          disarm: (key, waitedMs) => {
-            native.semDisarm(this.handle, key)
-            this.#spinner.learn(waitedMs)
-          },
+          ...this.sleeper(
+            this.#spinner,
+            (key) => native.semArm(this.handle, key),
+            (key) => native.semDisarm(this.handle, key),
+          ),
         },
         deadline,
         o.signal,
@@ -587,12 +604,11 @@ export class Event extends SyncObject {
         {
           attempt: () => (this.isSet() ? true : undefined),
           spin: () => this.#spinner.spin(() => this.isSet()),
-          arm: (key) => native.eventArm(this.handle, key),
-          watch: this.watchLocal(this.#spinner),
-          disarm: (key, waitedMs) => {
-            native.eventDisarm(this.handle, key)
-            this.#spinner.learn(waitedMs)
-          },
+          ...this.sleeper(
+            this.#spinner,
+            (key) => native.eventArm(this.handle, key),
+            (key) => native.eventDisarm(this.handle, key),
+          ),
         },
         deadlineOf(o.timeout),
         o.signal,
@@ -680,12 +696,11 @@ export class Condition extends SyncObject {
           {
             attempt: () => (Atomics.load(this.words, COND_SEQ) >>> 0 !== observed ? true : undefined),
             spin: () => this.#spinner.spin(() => Atomics.load(this.words, COND_SEQ) >>> 0 !== observed),
-            arm: (key) => native.condArm(this.handle, observed, key),
-            watch: this.watchLocal(this.#spinner),
-            disarm: (key, waitedMs) => {
-              native.wakerDisarm(key)
-              this.#spinner.learn(waitedMs)
-            },
+            ...this.sleeper(
+              this.#spinner,
+              (key) => native.condArm(this.handle, observed, key),
+              (key) => native.wakerDisarm(key),
+            ),
           },
           deadline,
           o.signal,

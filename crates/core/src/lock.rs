@@ -26,8 +26,8 @@ pub struct LockRef<'a> {
     owner_start: &'a AtomicU64,
 }
 
-/// How an acquire ended.
-#[derive(Debug, PartialEq, Eq)]
+/// How an acquire ended (thread-owned locks here, process-owned ones in `sync::mutex`).
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub enum Acquired {
     /// Taken normally.
     Clean,

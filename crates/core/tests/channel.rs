@@ -6,34 +6,14 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use multiproc_core::lock::{Acquired, LockRef};
-use multiproc_core::{spawn, Channel, ChannelConfig, ChannelError, Segment, SpawnOptions, TryRecv};
+use multiproc_core::{Channel, ChannelConfig, ChannelError, Segment, TryRecv};
 
-fn role() -> Option<(String, RawFd)> {
-    let role = std::env::var("MPROC_ROLE").ok()?;
-    let fd = std::env::var("MPROC_FD").ok()?.parse().ok()?;
-    Some((role, fd))
-}
+mod common;
+use common::{role, spawn_role};
 
 fn attach(fd: RawFd) -> Channel {
     let seg = Segment::attach(multiproc_core::sys::fd::adopt(fd).unwrap(), 0).unwrap();
     Channel::attach(seg).unwrap()
-}
-
-/// Starts this test binary again, running only `test` in the role `role`, with `fd` inherited.
-fn spawn_role(test: &str, role: &str, fd: RawFd) -> multiproc_core::Child {
-    let exe = std::env::current_exe().unwrap();
-    let mut env: Vec<(String, String)> = std::env::vars().collect();
-    env.push(("MPROC_ROLE".into(), role.into()));
-    env.push(("MPROC_FD".into(), fd.to_string()));
-    spawn(&SpawnOptions {
-        program: exe.to_string_lossy().into_owned(),
-        args: vec![test.into(), "--exact".into(), "--test-threads=1".into()],
-        env: Some(env),
-        inherit: vec![fd],
-        daemon: true,
-        ..Default::default()
-    })
-    .unwrap()
 }
 
 fn message(i: u64, len: usize) -> Vec<u8> {

@@ -6,55 +6,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use multiproc_core::sync::{Acquired, Barrier, Condition, Event, Mutex, Owner, Semaphore};
-use multiproc_core::{spawn, Segment, SpawnOptions};
+use multiproc_core::Segment;
 
-fn role() -> Option<(String, RawFd)> {
-    let role = std::env::var("MPROC_ROLE").ok()?;
-    let fd = std::env::var("MPROC_FD").ok()?.parse().ok()?;
-    Some((role, fd))
-}
+mod common;
+use common::{inherited_fds, role, spawn_role, spawn_with};
 
 fn segments() -> Vec<Arc<Segment>> {
-    let fds = std::env::var("MPROC_FDS").unwrap();
-    fds.split(',').map(|f| segment(f.parse().unwrap())).collect()
-}
-
-/// Starts this test binary again with several inherited descriptors (`MPROC_FDS`).
-fn spawn_with(test: &str, role: &str, fds: &[RawFd]) -> multiproc_core::Child {
-    let exe = std::env::current_exe().unwrap();
-    let mut env: Vec<(String, String)> = std::env::vars().collect();
-    env.push(("MPROC_ROLE".into(), role.into()));
-    env.push(("MPROC_FD".into(), fds[0].to_string()));
-    env.push(("MPROC_FDS".into(), fds.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(",")));
-    spawn(&SpawnOptions {
-        program: exe.to_string_lossy().into_owned(),
-        args: vec![test.into(), "--exact".into(), "--test-threads=1".into()],
-        env: Some(env),
-        inherit: fds.to_vec(),
-        daemon: true,
-        ..Default::default()
-    })
-    .unwrap()
+    inherited_fds().into_iter().map(segment).collect()
 }
 
 fn segment(fd: RawFd) -> Arc<Segment> {
     Arc::new(Segment::attach(multiproc_core::sys::fd::adopt(fd).unwrap(), 0).unwrap())
-}
-
-fn spawn_role(test: &str, role: &str, fd: RawFd) -> multiproc_core::Child {
-    let exe = std::env::current_exe().unwrap();
-    let mut env: Vec<(String, String)> = std::env::vars().collect();
-    env.push(("MPROC_ROLE".into(), role.into()));
-    env.push(("MPROC_FD".into(), fd.to_string()));
-    spawn(&SpawnOptions {
-        program: exe.to_string_lossy().into_owned(),
-        args: vec![test.into(), "--exact".into(), "--test-threads=1".into()],
-        env: Some(env),
-        inherit: vec![fd],
-        daemon: true,
-        ..Default::default()
-    })
-    .unwrap()
 }
 
 #[test]

@@ -28,13 +28,7 @@ pub const WAITERS: u32 = 1 << 31;
 const ID_MASK: u32 = !WAITERS;
 const OWNER_CHECK_EVERY: Duration = Duration::from_millis(20);
 
-/// How an acquire ended.
-#[derive(Debug, PartialEq, Eq, Clone, Copy)]
-pub enum Acquired {
-    Clean,
-    /// Taken over from an owner that died holding it; the guarded data may be half-updated.
-    OwnerDied,
-}
+pub use crate::lock::Acquired;
 
 /// Why a blocking acquire failed.
 #[derive(Debug, PartialEq, Eq)]
