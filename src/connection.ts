@@ -6,10 +6,11 @@
  */
 import net from 'node:net'
 import { adoptChannel, type Peer, RingEnd, untilEnd } from './channel.js'
-import { ClosedError, InvalidStateError, TimeoutError, typeError } from './errors.js'
+import { ClosedError, fromNative, InvalidStateError, TimeoutError, typeError } from './errors.js'
 import { type HandleDescriptor, registerHandle, toHandle } from './handles.js'
 import { type Chan, native } from './native.js'
 import type { Serializer } from './serialize.js'
+import { checkBoolean, checkCapacity, checkInteger, checkOptions } from './validate.js'
 import { deadlineOf, type WaitOptions, waitFor, waitOptions } from './wait.js'
 
 export interface PipeOptions {
@@ -233,6 +234,8 @@ export class Connection<T = unknown> implements AsyncIterable<T> {
 }
 
 function sliceBytes(buf: Uint8Array | ArrayBuffer, offset = 0, size?: number): Buffer {
+  checkInteger('offset', offset, 0)
+  if (size !== undefined) checkInteger('size', size, 0)
   const bytes = buf instanceof ArrayBuffer ? new Uint8Array(buf) : buf
   if (!(bytes instanceof Uint8Array)) throw typeError('sendBytes takes a Buffer, Uint8Array or ArrayBuffer')
   const end = size === undefined ? bytes.byteLength : offset + size
@@ -243,9 +246,7 @@ function sliceBytes(buf: Uint8Array | ArrayBuffer, offset = 0, size?: number): B
 
 function intoView(buf: Uint8Array, offset: number): Buffer {
   if (!(buf instanceof Uint8Array)) throw typeError('recvBytesInto takes a Buffer or Uint8Array')
-  if (!Number.isInteger(offset) || offset < 0 || offset > buf.byteLength) {
-    throw Object.assign(new RangeError(`offset ${offset} is outside the buffer`), { code: 'ERR_OUT_OF_RANGE' })
-  }
+  checkInteger('offset', offset, 0, buf.byteLength)
   return Buffer.from(buf.buffer, buf.byteOffset + offset, buf.byteLength - offset)
 }
 
@@ -258,10 +259,18 @@ function toBuffer(v: unknown): Buffer {
 
 /** A pair of connected ends: `[a, b]` (duplex) or `[reader, writer]` (`duplex: false`). */
 export function Pipe<T = unknown>(opts: PipeOptions | boolean = {}): [Connection<T>, Connection<T>] {
-  const o = typeof opts === 'boolean' ? { duplex: opts } : opts
-  const duplex = o.duplex ?? true
-  const chan = native.channelCreate(duplex ? 2 : 1, o.capacityBytes ?? 4 << 20, 0xffff_ffff - 64, 0)
-  const [fa, fb] = native.socketPair() as [number, number]
+  const o = typeof opts === 'boolean' ? { duplex: opts } : checkOptions('Pipe options', opts)
+  const duplex = o.duplex === undefined ? true : checkBoolean('duplex', o.duplex)
+  const capacity = o.capacityBytes === undefined ? 4 << 20 : checkCapacity(o.capacityBytes)
+  let chan: Chan
+  let fa: number
+  let fb: number
+  try {
+    chan = native.channelCreate(duplex ? 2 : 1, capacity, 0xffff_ffff - 64, 0)
+    ;[fa, fb] = native.socketPair() as [number, number]
+  } catch (err) {
+    throw fromNative(err)
+  }
   if (duplex) {
     return [
       new Connection<T>(chan, { recvRing: 1, sendRing: 0 }, fa, o.serializer),

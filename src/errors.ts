@@ -73,6 +73,43 @@ export class TerminatedError extends define('ERR_TERMINATED') {}
 /** An operation not allowed in the object's current state. */
 export class InvalidStateError extends define('ERR_INVALID_STATE') {}
 
+/** The codes of {@link ResourceError}, one per resource. */
+export type ResourceCode = 'ERR_NO_DESCRIPTORS' | 'ERR_NO_MEMORY' | 'ERR_NO_SPACE' | 'ERR_NO_PROCESSES'
+
+/**
+ * The system ran out of something: descriptors (`EMFILE`/`ENFILE`: `ERR_NO_DESCRIPTORS`), memory
+ * (`ENOMEM`: `ERR_NO_MEMORY`), space in `/dev/shm` (`ENOSPC`: `ERR_NO_SPACE`) or processes
+ * (`EAGAIN` from fork: `ERR_NO_PROCESSES`). Nothing was created; closing objects or raising the
+ * limit (`ulimit -n`, `ulimit -u`, the container's `--shm-size`) helps.
+ */
+export class ResourceError extends MultiprocError {
+  override readonly code: ResourceCode
+  /** The system's error name: `EMFILE`, `ENFILE`, `ENOMEM`, `ENOSPC` or `EAGAIN`. */
+  readonly errno: string
+  constructor(code: ResourceCode, errno: string, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.code = code
+    this.errno = errno
+  }
+}
+
+/** Another refusal of the system (`ERR_OS`), or shared memory that cannot be made (`ERR_SHARED_MEMORY`). */
+export class OSError extends MultiprocError {
+  override readonly code: 'ERR_OS' | 'ERR_SHARED_MEMORY'
+  constructor(code: 'ERR_OS' | 'ERR_SHARED_MEMORY', message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.code = code
+  }
+}
+
+/**
+ * A process or pool started while this process is still starting up as a child: the module
+ * being imported to find the child's target starts children itself, which would recurse without
+ * end (Python's "bootstrapping phase" error). Guard such code with `if (!parentProcess())`, or
+ * move it out of the module that holds the target.
+ */
+export class BootstrapError extends define('ERR_BOOTSTRAP') {}
+
 /** A `TypeError` with a Node-style code. */
 export function typeError(message: string): TypeError & { code: string } {
   return Object.assign(new TypeError(message), { code: 'ERR_INVALID_ARG_TYPE' })
@@ -125,6 +162,16 @@ export function fromNative(err: unknown, closed: 'eof' | 'closed' | 'broken' = '
       return systemError(message ?? '', 'EACCES')
     case 'ERR_BROKEN_BARRIER':
       return new BrokenBarrierError(message)
+    case 'ERR_NO_DESCRIPTORS':
+    case 'ERR_NO_MEMORY':
+    case 'ERR_NO_SPACE':
+    case 'ERR_NO_PROCESSES': {
+      const errno = /^(E[A-Z]+): /.exec(message ?? '')
+      return new ResourceError(code, errno?.[1] ?? '', message ?? '', { cause: err })
+    }
+    case 'ERR_OS':
+    case 'ERR_SHARED_MEMORY':
+      return new OSError(code, message ?? '', { cause: err })
     default:
       return new ProcessError(message, { cause: err })
   }

@@ -4,6 +4,7 @@
  * to a running pool worker) and each is revived there as a live object. The arguments of a
  * `Process` and of pool tasks are walked for such objects before they are serialised.
  */
+import { fromNative } from './errors.js'
 import { native } from './native.js'
 
 /** What a handle becomes on the wire: its type, plain data, and the descriptors it needs. */
@@ -184,7 +185,13 @@ export class FdCarrier implements Transferable {
   #theirs: number | undefined
 
   constructor() {
-    const [ours, theirs] = native.packetPair() as [number, number]
+    let pair: [number, number]
+    try {
+      pair = native.packetPair() as [number, number]
+    } catch (err) {
+      throw fromNative(err)
+    }
+    const [ours, theirs] = pair
     this.#ours = ours
     this.#theirs = theirs
   }

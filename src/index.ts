@@ -5,8 +5,10 @@
 
 export type { PipeOptions } from './connection.js'
 export { Connection, Pipe } from './connection.js'
+export type { ResourceCode } from './errors.js'
 export {
   AbortError,
+  BootstrapError,
   BrokenBarrierError,
   BrokenPipeError,
   BufferTooShort,
@@ -16,10 +18,12 @@ export {
   Full,
   InvalidStateError,
   MultiprocError,
+  OSError,
   OwnerDiedError,
   ProcessError,
   ProtocolError,
   RemoteError,
+  ResourceError,
   SerializationError,
   TargetError,
   TerminatedError,

@@ -8,6 +8,7 @@ import { EOFError, SerializationError, TargetError } from './errors.js'
 import { holdsHandles, receiveFds, UnknownHandle, unpackHandles } from './handles.js'
 import { native } from './native.js'
 import { trustArray } from './plain.js'
+import { whileBootstrapping } from './process.js'
 import type { Queue } from './queue.js'
 import { type ErrorRecord, toRecord } from './remote-error.js'
 import type { Serializer } from './serialize.js'
@@ -109,13 +110,13 @@ export async function poolWorker(taskQueue: Queue<TaskMessage | null>, replyQueu
   let results = replyQueue
   if (setup.serializer) {
     const { module, name } = setup.serializer
-    const serializer = (await import(module))[name] as Serializer
+    const serializer = (await whileBootstrapping(() => import(module)))[name] as Serializer
     inbox = inbox.withSerializer(serializer)
     results = results.withSerializer(serializer)
   }
   if (setup.initializer) {
     try {
-      const init = await resolveTarget(setup.initializer)
+      const init = await whileBootstrapping(() => resolveTarget(setup.initializer as TargetSpec))
       await init(...setup.initargs)
     } catch (err) {
       await results.put([Reply.InitFailed, me, toRecord(err)])
@@ -145,7 +146,7 @@ export async function poolWorker(taskQueue: Queue<TaskMessage | null>, replyQueu
           await results.put([Reply.Unknown, me, chunkId])
           continue
         }
-        fn = await resolveTarget(spec)
+        fn = await whileBootstrapping(() => resolveTarget(spec))
         targets.set(targetId, fn)
       }
     } catch (err) {

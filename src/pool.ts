@@ -19,6 +19,7 @@ import {
   ProcessError,
   RemoteError,
   rangeError,
+  SerializationError,
   TargetError,
   TerminatedError,
   TimeoutError,
@@ -29,11 +30,12 @@ import { FdCarrier, holdsHandles, packHandles } from './handles.js'
 import { trustArray } from './plain.js'
 import { AsyncResult, IMapIterator, IMapResults, type IMapSource, type ResultCallbacks } from './pool-result.js'
 import { Reply, type ReplyMessage, type TaskMessage, type WorkerSetup } from './pool-worker.js'
-import { cpuCount, Process, whenExited } from './process.js'
+import { checkNotBootstrapping, cpuCount, Process, whenExited } from './process.js'
 import { Queue } from './queue.js'
 import { fromRecord, remoteError } from './remote-error.js'
 import type { Serializer } from './serialize.js'
 import { describeTarget, findExport, type Target, type TargetSpec } from './target.js'
+import { checkInteger, checkOptions } from './validate.js'
 
 export interface PoolOptions {
   /** Worker processes; default `cpuCount()`. */
@@ -83,7 +85,9 @@ const QUEUE_MS = 2
 const MAX_DEPTH = 64
 const MAX_FDS_PER_TASK = 253
 const MAX_EARLY_EXITS = 3
-const SIGNAL_NAMES = new Map(Object.entries(constants.signals).map(([name, num]) => [num, name]))
+/** Signal names by number; the first name of each number wins (SIGABRT, not its alias SIGIOT). */
+const SIGNAL_NAMES = new Map<number, string>()
+for (const [name, num] of Object.entries(constants.signals)) if (!SIGNAL_NAMES.has(num)) SIGNAL_NAMES.set(num, name)
 
 let nextChunkId = 1
 
@@ -269,11 +273,12 @@ class Call {
   }
 }
 
-function checkCount(name: string, v: unknown, min: number): number {
-  if (typeof v !== 'number') throw typeError(`${name} must be a number`)
-  if (!Number.isInteger(v) || v < min) throw rangeError(`${name} must be an integer ≥ ${min}, got ${v}`)
-  return v
-}
+/**
+ * The most workers a pool may have. Each is a whole OS process with its own event loop and about
+ * six descriptors in the parent; more than this is a mistake (a number meant for something else),
+ * not a workload, and would only fork until the system refuses.
+ */
+export const MAX_PROCESSES = 1024
 
 /** Longer than a timer can wait (about 24.8 days): taken as no limit. */
 const NO_LIMIT_MS = 2 ** 31 - 1
@@ -361,8 +366,9 @@ export class Pool extends EventEmitter {
   constructor(opts: PoolOptions = {}) {
     super()
     if (typeof opts !== 'object' || opts === null) throw typeError('Pool options must be an object')
-    this.processes = opts.processes === undefined ? cpuCount() : checkCount('processes', opts.processes, 1)
-    const maxTasks = opts.maxTasksPerChild == null ? 0 : checkCount('maxTasksPerChild', opts.maxTasksPerChild, 1)
+    checkNotBootstrapping('a Pool was created')
+    this.processes = opts.processes === undefined ? cpuCount() : checkInteger('processes', opts.processes, 1, MAX_PROCESSES)
+    const maxTasks = opts.maxTasksPerChild == null ? 0 : checkInteger('maxTasksPerChild', opts.maxTasksPerChild, 1)
     if (opts.initargs !== undefined && !Array.isArray(opts.initargs)) throw typeError('initargs must be an array')
     if (opts.modules !== undefined && !Array.isArray(opts.modules)) throw typeError('modules must be an array')
     this.#modules = opts.modules ?? []
@@ -383,7 +389,12 @@ export class Pool extends EventEmitter {
       initargs: opts.initargs ?? [],
       maxTasks,
     }
-    for (let i = 0; i < this.processes; i++) this.#spawn()
+    try {
+      for (let i = 0; i < this.processes; i++) this.#spawn(true)
+    } catch (err) {
+      this.terminate()
+      throw err
+    }
   }
 
   /** The live worker processes. */
@@ -395,11 +406,13 @@ export class Pool extends EventEmitter {
 
   /** Runs `fn(...args)` in a worker; resolves with its result. */
   async apply<R>(fn: Target, args: unknown[] = [], opts: CallOptions = {}): Promise<R> {
+    checkOptions('apply options', opts)
     return (await this.applyAsync<R>(fn, args, opts).get()) as R
   }
 
   /** Like `apply`, returning an `AsyncResult` at once. */
   applyAsync<R>(fn: Target, args: unknown[] = [], opts: ApplyOptions = {}): AsyncResult<R> {
+    checkOptions('applyAsync options', opts)
     const result = new AsyncResult<R>({ callback: opts.callback as (v: R) => void, errorCallback: opts.errorCallback })
     const settle = settleLater(result)
     try {
@@ -584,13 +597,14 @@ export class Pool extends EventEmitter {
   }
 
   #mapAsync<R>(fn: Target, iterable: unknown, star: boolean, opts: MapOptions & ResultCallbacks<R[]>): AsyncResult<R[]> {
+    checkOptions('map options', opts)
     const result = new AsyncResult<R[]>({ callback: opts?.callback, errorCallback: opts?.errorCallback })
     const settle = settleLater(result)
     const start = async () => {
       this.#checkAdmits(false)
       const input = inputOf(iterable)
       const chunksize = opts.chunksize
-      if (chunksize !== undefined) checkCount('chunksize', chunksize, 1)
+      if (chunksize !== undefined) checkInteger('chunksize', chunksize, 1)
       const timeout = checkMs('timeout', opts.timeout)
       const begun = performance.now()
       // Python's map takes the whole input first; the call counts as submitted meanwhile, and
@@ -641,8 +655,9 @@ export class Pool extends EventEmitter {
   }
 
   #imap<R>(fn: Target, iterable: unknown, ordered: boolean, opts: MapOptions): IMapIterator<R> {
+    checkOptions('imap options', opts)
     const results = new IMapResults<R>()
-    const chunksize = opts.chunksize === undefined ? 1 : checkCount('chunksize', opts.chunksize, 1)
+    const chunksize = opts.chunksize === undefined ? 1 : checkInteger('chunksize', opts.chunksize, 1)
     let consumed = 0
     let delivered = 0
     const pending = new Map<number, unknown[] | { error: unknown }>()
@@ -986,12 +1001,27 @@ export class Pool extends EventEmitter {
 
   // ---- workers ----
 
-  #spawn(): void {
+  /**
+   * Starts a worker. Running out of descriptors or memory for its channels breaks the pool, or,
+   * from the constructor (`rethrow`), is thrown from there after the workers made so far are gone.
+   */
+  #spawn(rethrow = false): void {
     const index = this.#nextWorker++
     const serializer = this.#serializer
-    const inbox = new Queue<TaskMessage | null>({ capacityBytes: INBOX_BYTES, serializer })
-    const results = new Queue<ReplyMessage>({ capacityBytes: RESULT_BYTES, serializer })
-    const carrier = new FdCarrier()
+    let inbox: Queue<TaskMessage | null> | undefined
+    let results: Queue<ReplyMessage> | undefined
+    let carrier: FdCarrier
+    try {
+      inbox = new Queue<TaskMessage | null>({ capacityBytes: INBOX_BYTES, serializer })
+      results = new Queue<ReplyMessage>({ capacityBytes: RESULT_BYTES, serializer })
+      carrier = new FdCarrier()
+    } catch (err) {
+      inbox?.close()
+      results?.close()
+      if (rethrow) throw err
+      this.#break(err as Error)
+      return
+    }
     const setup: WorkerSetup = { index, ...this.#setup, carrier }
     const proc = new Process({ target: WORKER_TARGET, args: [inbox, results, setup], daemon: true, name: `PoolWorker-${index}` })
     const w: Worker = {
@@ -1037,12 +1067,22 @@ export class Pool extends EventEmitter {
     const unsent = [...w.inflight]
     for (const chunk of unsent) this.#unlink(chunk)
     this.#requeue(unsent)
-    this.#break(new ProcessError(`cannot start a pool worker: ${(err as Error)?.message ?? err}`, { cause: err }))
+    // Typed causes (no descriptors or processes left, say) reach the caller as they are.
+    this.#break(
+      err instanceof MultiprocError
+        ? err
+        : new ProcessError(`cannot start a pool worker: ${(err as Error)?.message ?? err}`, { cause: err }),
+    )
   }
 
   /** The worker exited: once the result queue has delivered all it sent, settle what it held. */
   #exited(w: Worker): void {
     w.retired = true
+    if (w.spoiled) {
+      // Nobody reads a corrupt channel: there is nothing to wait for.
+      this.#reap(w)
+      return
+    }
     w.exitPending = true
     // Put after everything it sent; a channel it spoiled by dying mid-reply refuses it.
     w.results.put([Reply.Exited, w.index]).catch(() => this.#reap(w))
@@ -1193,9 +1233,15 @@ export class Pool extends EventEmitter {
           // What is there already is taken without a promise; only an empty channel waits.
           msg = w.results.tryGet()
           if (msg === NOTHING) msg = await w.results.getWhen(this.#spinWorthIt, signal)
-        } catch {
+        } catch (err) {
           if (signal.aborted) return
-          // The channel is spoilt (it died mid-reply): its exit settles what it held.
+          if (err instanceof SerializationError) {
+            // The reply was taken whole but cannot be decoded here: the channel is intact.
+            this.#undecodable(w, err)
+            continue
+          }
+          // The channel is spoilt (corrupt): nothing more can be read from it; its exit
+          // settles what it held.
           w.spoiled = true
           if (w.exitPending) this.#reap(w)
           else this.#kill(w)
@@ -1207,6 +1253,31 @@ export class Pool extends EventEmitter {
       w.receiving = false
     }
     this.#ensureReceiving()
+  }
+
+  /**
+   * A reply of `w` that the parent cannot decode (its serializer throws). A worker answers its
+   * chunks in the order it takes them from its inbox, and the parent takes chunks back only
+   * from the front of that inbox, so the reply is for the oldest chunk still on its list; before
+   * `Ready`, it was `Ready` itself (or the initializer's failure), and the pool cannot use its
+   * workers at all.
+   */
+  #undecodable(w: Worker, err: SerializationError): void {
+    const error = new SerializationError(`a reply from ${w.proc.name} cannot be decoded: ${err.message}`, { cause: err.cause ?? err })
+    if (w.exitPending && w.results.empty()) {
+      // The pool's own exit marker, which follows everything the worker sent.
+      this.#reap(w)
+      return
+    }
+    if (!w.ready) {
+      this.#break(error)
+      return
+    }
+    const chunk = w.inflight[0]
+    if (!chunk) return
+    this.#unlink(chunk)
+    this.#chunkFailed(chunk, error)
+    this.#pump()
   }
 
   #handle(msg: ReplyMessage): void {

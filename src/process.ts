@@ -8,11 +8,22 @@ import net from 'node:net'
 import os from 'node:os'
 import v8 from 'node:v8'
 
-import { ClosedError, fromNative, InvalidStateError, ProcessError, typeError } from './errors.js'
+import {
+  BootstrapError,
+  ClosedError,
+  fromNative,
+  InvalidStateError,
+  MultiprocError,
+  ProcessError,
+  SerializationError,
+  typeError,
+} from './errors.js'
+import { checkExecArgv, inheritableExecArgv } from './exec-argv.js'
 import { packHandles } from './handles.js'
 import { native } from './native.js'
 import { trackerInheritance } from './resource-tracker.js'
-import { describeTarget, type Target } from './target.js'
+import { describeTarget, moduleHref, type Target } from './target.js'
+import { checkBoolean, checkString, checkStringRecord } from './validate.js'
 import { deadlineOf, type WaitOptions, waitOptions } from './wait.js'
 
 export interface ProcessOptions {
@@ -23,7 +34,11 @@ export interface ProcessOptions {
   daemon?: boolean
   /** Extra environment variables for the child. */
   env?: Record<string, string>
-  /** Node flags for the child; default: the parent's `process.execArgv`. */
+  /**
+   * Node flags for the child; default: the parent's `process.execArgv` without the flags that
+   * would make the child run something else than its target (`-e`, `-p`, `--test`, `--watch`,
+   * `-i`, …) or take the parent's inspector port. Such flags given here are refused.
+   */
   execArgv?: string[]
   /** Modules whose exports a function target may be found among (by name and source). */
   modules?: (string | URL)[]
@@ -55,6 +70,28 @@ interface Identity {
 const self: Identity = { name: 'MainProcess', pid: process.pid, daemon: false, children: 0, identity: [] }
 let parent: ParentProcess | null = null
 const active = new Set<Process>()
+/** Set while a child imports the module that holds its target (or a pool worker's). */
+let bootstrapping = 0
+
+/** @internal Runs `load` as part of this child's start-up: starting children meanwhile is refused. */
+export async function whileBootstrapping<T>(load: () => Promise<T>): Promise<T> {
+  bootstrapping++
+  try {
+    return await load()
+  } finally {
+    bootstrapping--
+  }
+}
+
+/** @internal Throws `BootstrapError` if this process is still starting up as a child. */
+export function checkNotBootstrapping(what: string): void {
+  if (bootstrapping === 0) return
+  throw new BootstrapError(
+    `${what} while ${self.name} is still starting up: the module imported to find its target starts ` +
+      'processes itself, so every child would start children of its own without end. Guard that code ' +
+      'with `if (!parentProcess())`, or move it out of the module that holds the target.',
+  )
+}
 
 /** The parent as seen from a child. */
 export interface ParentProcess {
@@ -124,6 +161,14 @@ export class Process {
   constructor(opts: ProcessOptions) {
     if (typeof opts !== 'object' || opts === null) throw typeError('Process takes an options object')
     if (opts.args !== undefined && !Array.isArray(opts.args)) throw typeError('args must be an array')
+    if (opts.name !== undefined) checkString('name', opts.name)
+    if (opts.daemon !== undefined) checkBoolean('daemon', opts.daemon)
+    if (opts.env !== undefined) checkStringRecord('env', opts.env)
+    if (opts.execArgv !== undefined) checkExecArgv(opts.execArgv)
+    if (opts.modules !== undefined) {
+      if (!Array.isArray(opts.modules)) throw typeError('modules must be an array of URLs or paths')
+      for (const m of opts.modules) moduleHref(m)
+    }
     describeTarget(opts.target) // validates early
     this.#opts = opts
     self.children += 1
@@ -147,6 +192,7 @@ export class Process {
   async start(): Promise<void> {
     if (this.#closed) throw new ClosedError('start() on a closed Process')
     if (this.#child) throw new InvalidStateError('a process can be started only once')
+    checkNotBootstrapping(`${this.name} was started`)
     const o = this.#opts
     const target = describeTarget(o.target, o.modules)
     const packed = packHandles(o.args ?? [])
@@ -160,14 +206,25 @@ export class Process {
       args: packed.value,
       fds: packed.fds,
     }
-    const payload = v8.serialize(boot)
-    const [mine, theirs] = native.socketPair() as [number, number]
+    let payload: Buffer
+    try {
+      payload = v8.serialize(boot)
+    } catch (err) {
+      throw new SerializationError(`cannot send the arguments of ${this.name}: ${(err as Error)?.message ?? err}`, { cause: err })
+    }
+    let pair: [number, number]
+    try {
+      pair = native.socketPair() as [number, number]
+    } catch (err) {
+      throw fromNative(err)
+    }
+    const [mine, theirs] = pair
     const tracker = trackerInheritance()
     const env = { ...process.env, ...o.env, ...tracker.env, MULTIPROC_CONTROL_FD: String(theirs) }
     try {
       this.#child = native.NativeChild.spawn({
         program: process.execPath,
-        args: [...(o.execArgv ?? process.execArgv), CHILD_MAIN.pathname],
+        args: [...(o.execArgv ?? inheritableExecArgv()), CHILD_MAIN.pathname],
         env: Object.entries(env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`])),
         // Node marks its stdio close-on-exec, so stdout and stderr are listed to be shared;
         // stdin is /dev/null in the child, as in Python.
@@ -176,7 +233,13 @@ export class Process {
       })
     } catch (err) {
       native.closeFd(mine)
-      throw new ProcessError(`cannot start ${this.name}: ${(fromNative(err) as Error).message}`, { cause: err })
+      const cause = fromNative(err)
+      // Running out of processes or descriptors keeps its own class and code.
+      if (cause instanceof MultiprocError && cause.code !== 'ERR_OS') {
+        cause.message = `cannot start ${this.name}: ${cause.message}`
+        throw cause
+      }
+      throw new ProcessError(`cannot start ${this.name}: ${(cause as Error).message}`, { cause: err })
     } finally {
       native.closeFd(theirs)
     }
@@ -187,15 +250,24 @@ export class Process {
     header.writeUInt32LE(payload.length)
     control.write(Buffer.concat([header, payload]))
     let ready!: () => void
-    const started = new Promise<void>((resolve) => {
+    let never!: (err: Error) => void
+    let attached = false
+    const started = new Promise<void>((resolve, reject) => {
       ready = resolve
+      never = reject
     })
-    control.on('data', ready)
+    control.once('data', () => {
+      attached = true
+      ready()
+    })
     control.on('error', () => {})
     this.#exited = new Promise<void>((resolve) => {
       control.once('close', () => {
-        ready()
-        this.#reap().then(resolve)
+        this.#reap().then(() => {
+          // A child that exits before it attached never ran its target.
+          if (!attached) never(new ProcessError(`${this.name} exited before it started (exit code ${this.#exitCode})`))
+          resolve()
+        })
       })
     })
     // A daemon child keeps the parent alive only while somebody waits on it (start, join).

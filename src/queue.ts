@@ -4,10 +4,11 @@
  */
 
 import { adoptChannel, NOTHING, RingEnd, untilEnd } from './channel.js'
-import { ClosedError, Empty, Full, fromNative, rangeError, TimeoutError, typeError } from './errors.js'
+import { ClosedError, Empty, Full, fromNative, TimeoutError, typeError } from './errors.js'
 import { type HandleDescriptor, registerHandle, toHandle } from './handles.js'
 import { type Chan, native } from './native.js'
 import { encode, type Serializer } from './serialize.js'
+import { checkCapacity, checkInteger } from './validate.js'
 import { deadlineOf, remaining, type WaitOptions, waitFor, waitOptions } from './wait.js'
 
 export interface QueueOptions {
@@ -27,12 +28,6 @@ export interface BlockingOptions {
 
 const DEFAULT_CAPACITY = 4 << 20
 
-function checkCount(name: string, v: unknown, min: number): number {
-  if (typeof v !== 'number') throw typeError(`${name} must be a number`)
-  if (!Number.isInteger(v) || v < min) throw rangeError(`${name} must be an integer ≥ ${min}, got ${v}`)
-  return v
-}
-
 /** A multi-producer, multi-consumer FIFO queue shared between processes. */
 export class Queue<T = unknown> implements AsyncIterable<T> {
   protected readonly chan: Chan
@@ -46,10 +41,13 @@ export class Queue<T = unknown> implements AsyncIterable<T> {
     if (adopted) {
       this.chan = adopted
     } else {
-      const maxsize = opts.maxsize === undefined ? 0 : Math.max(0, checkCount('maxsize', opts.maxsize, Number.MIN_SAFE_INTEGER))
-      const capacity = opts.capacityBytes === undefined ? DEFAULT_CAPACITY : checkCount('capacityBytes', opts.capacityBytes, 1)
-      if (capacity > 1 << 30) throw rangeError('capacityBytes must be at most 1 GiB')
-      this.chan = native.channelCreate(1, capacity, 0xffff_ffff - 64, maxsize)
+      const maxsize = opts.maxsize == null ? 0 : Math.max(0, checkInteger('maxsize', opts.maxsize, Number.MIN_SAFE_INTEGER))
+      const capacity = opts.capacityBytes === undefined ? DEFAULT_CAPACITY : checkCapacity(opts.capacityBytes)
+      try {
+        this.chan = native.channelCreate(1, capacity, 0xffff_ffff - 64, maxsize)
+      } catch (err) {
+        throw fromNative(err)
+      }
     }
     this.end = new RingEnd(this.chan, 0, this.#serializer)
   }

@@ -23,6 +23,7 @@ import {
 import { type HandleDescriptor, registerHandle, type Transferable, toHandle } from './handles.js'
 import { native } from './native.js'
 import { describeTarget, resolveTarget, type Target, type TargetFunction, type TargetSpec } from './target.js'
+import { checkFunction } from './validate.js'
 import { deadlineOf, remaining, type Waitable, type WaitOptions, waitFor, waitOptions } from './wait.js'
 
 type SyncHandle = ReturnType<typeof native.syncCreate>
@@ -340,6 +341,7 @@ abstract class LockBase extends SyncObject {
 
   /** Runs `fn` holding the lock and releases it after, also when `fn` throws or rejects. */
   async withLock<R>(fn: () => R | Promise<R>, opts?: WaitOptions): Promise<R> {
+    checkFunction('withLock', fn)
     try {
       if (!(await this.acquire(opts ?? {}))) throw new TimeoutError('withLock: acquire timed out')
     } catch (err) {
@@ -355,6 +357,7 @@ abstract class LockBase extends SyncObject {
 
   /** `withLock` for blocking code: `fn` runs synchronously. */
   withLockSync<R>(fn: () => R): R {
+    checkFunction('withLockSync', fn)
     try {
       this.acquireSync()
     } catch (err) {
@@ -536,6 +539,7 @@ export class Semaphore extends SyncObject {
   }
 
   async withLock<R>(fn: () => R | Promise<R>, opts?: WaitOptions): Promise<R> {
+    checkFunction('withLock', fn)
     if (!(await this.acquire(opts ?? {}))) throw new TimeoutError('withLock: acquire timed out')
     try {
       return await fn()
@@ -545,6 +549,7 @@ export class Semaphore extends SyncObject {
   }
 
   withLockSync<R>(fn: () => R): R {
+    checkFunction('withLockSync', fn)
     this.acquireSync()
     try {
       return fn()
@@ -750,6 +755,7 @@ export class Condition extends SyncObject {
 
   /** Waits until `predicate()` is truthy; returns its last value (falsy on timeout). */
   async waitFor<R>(predicate: () => R, opts?: WaitOptions | number): Promise<R> {
+    checkFunction('predicate', predicate)
     const o = waitOptions(opts)
     const deadline = deadlineOf(o.timeout)
     let result = predicate()
@@ -762,6 +768,7 @@ export class Condition extends SyncObject {
   }
 
   waitForSync<R>(predicate: () => R, opts?: { timeout?: number } | number): R {
+    checkFunction('predicate', predicate)
     const deadline = deadlineOf(syncOptions(opts).timeout)
     let result = predicate()
     while (!result) {

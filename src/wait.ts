@@ -15,12 +15,16 @@ export interface WaitOptions {
   signal?: AbortSignal | undefined
 }
 
+/** The longest delay a Node timer takes; longer ones fire at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1
+
 /** Validates a timeout (ms) and turns it into a deadline (`performance.now()` based). */
 export function deadlineOf(timeout: unknown): number | undefined {
   if (timeout === undefined || timeout === null) return undefined
   if (typeof timeout !== 'number') throw typeError(`timeout must be a number of milliseconds, not ${typeof timeout}`)
   if (Number.isNaN(timeout)) throw rangeError('timeout must not be NaN')
-  if (timeout === Number.POSITIVE_INFINITY) return undefined
+  // Beyond what a timer can wait (about 24.8 days) there is no practical limit.
+  if (timeout >= MAX_TIMER_MS) return undefined
   return performance.now() + Math.max(0, timeout)
 }
 

@@ -14,7 +14,7 @@ import '../sharedctypes.js'
 import '../shared-memory.js'
 import { unpackHandles } from '../handles.js'
 import { native } from '../native.js'
-import { activeChildren, type Boot, setIdentity } from '../process.js'
+import { activeChildren, type Boot, setIdentity, whileBootstrapping } from '../process.js'
 import { resolveTarget } from '../target.js'
 
 function readExactly(fd: number, n: number): Buffer {
@@ -44,7 +44,7 @@ async function main(): Promise<number> {
   control.write('R')
   let code = 0
   try {
-    const fn = await resolveTarget(boot.target)
+    const fn = await whileBootstrapping(() => resolveTarget(boot.target))
     await fn(...args)
   } catch (err) {
     process.stderr.write(`Process ${boot.name}:\n${err instanceof Error ? (err.stack ?? String(err)) : String(err)}\n`)

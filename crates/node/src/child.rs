@@ -4,7 +4,7 @@ use multiproc_core::{spawn, Child, SpawnOptions};
 use napi::Result;
 use napi_derive::napi;
 
-use crate::os_error;
+use crate::{os_error, spawn_error};
 
 #[napi(object)]
 pub struct SpawnSpec {
@@ -37,7 +37,7 @@ impl NativeChild {
             inherit: spec.inherit,
             daemon: spec.daemon,
         };
-        spawn(&opts).map(|child| NativeChild { child }).map_err(os_error)
+        spawn(&opts).map(|child| NativeChild { child }).map_err(spawn_error)
     }
 
     #[napi(getter)]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use multiproc_core::sys::{fd, process};
 use multiproc_core::waker::Waker;
-use multiproc_core::{Channel, ChannelConfig, ChannelError, Ring, Segment, TryRecv};
+use multiproc_core::{Channel, ChannelConfig, ChannelError, Ring, Segment, SegmentError, TryRecv};
 use napi::bindgen_prelude::{External, Object};
 use napi::{Env, JsValue};
 use napi::{Error, Result, Status};
@@ -32,8 +32,48 @@ pub(crate) fn channel_error_parts(e: &ChannelError) -> (&'static str, String) {
         ChannelError::TimedOut => "ERR_TIMEOUT",
         ChannelError::Busy => "ERR_INVALID_STATE",
         ChannelError::Segment(_) => "ERR_SHARED_MEMORY",
+        ChannelError::Os { errno, .. } => return errno_parts(Some(*errno), "ERR_SHARED_MEMORY", e),
     };
     (code, e.to_string())
+}
+
+/// Running out of a resource has codes of its own (with the errno's name before the text);
+/// any other OS error takes `fallback`.
+fn errno_parts(errno: Option<i32>, fallback: &'static str, msg: impl std::fmt::Display) -> (&'static str, String) {
+    let (code, name) = match errno {
+        Some(libc::EMFILE) => ("ERR_NO_DESCRIPTORS", "EMFILE"),
+        Some(libc::ENFILE) => ("ERR_NO_DESCRIPTORS", "ENFILE"),
+        Some(libc::ENOMEM) => ("ERR_NO_MEMORY", "ENOMEM"),
+        Some(libc::ENOSPC) => ("ERR_NO_SPACE", "ENOSPC"),
+        _ => return (fallback, msg.to_string()),
+    };
+    (code, format!("{name}: {msg}"))
+}
+
+/// A failed fork: `EAGAIN` there means the process limit was reached.
+pub(crate) fn spawn_error(e: std::io::Error) -> Error {
+    if e.raw_os_error() == Some(libc::EAGAIN) {
+        return fail("ERR_NO_PROCESSES", format!("EAGAIN: {e}"));
+    }
+    os_error(e)
+}
+
+/// A segment that could not be mapped: foreign memory is a protocol error, the system's refusal not.
+pub(crate) fn attach_error(e: SegmentError) -> Error {
+    match e {
+        SegmentError::Os(_) => segment_error(e),
+        e => fail("ERR_PROTOCOL", e),
+    }
+}
+
+/// A segment that could not be made or mapped.
+pub(crate) fn segment_error(e: SegmentError) -> Error {
+    let errno = match &e {
+        SegmentError::Os(io) => io.raw_os_error(),
+        _ => None,
+    };
+    let (code, msg) = errno_parts(errno, "ERR_SHARED_MEMORY", e);
+    fail(code, msg)
 }
 
 fn channel_error(e: ChannelError) -> Error {
@@ -42,7 +82,8 @@ fn channel_error(e: ChannelError) -> Error {
 }
 
 pub(crate) fn os_error(e: std::io::Error) -> Error {
-    fail("ERR_OS", e)
+    let (code, msg) = errno_parts(e.raw_os_error(), "ERR_OS", e);
+    fail(code, msg)
 }
 
 pub(crate) fn deadline(timeout_ms: f64) -> Option<Instant> {
@@ -113,7 +154,7 @@ pub fn channel_create(rings: u32, capacity: f64, max_message: f64, maxsize: f64)
 #[napi]
 pub fn channel_adopt(raw: i32) -> Result<Chan> {
     let owned = fd::adopt(raw).map_err(os_error)?;
-    let seg = Segment::attach(owned, 0).map_err(|e| fail("ERR_PROTOCOL", e))?;
+    let seg = Segment::attach(owned, 0).map_err(attach_error)?;
     Channel::attach(seg).map(ChannelState::wrap).map_err(channel_error)
 }
 

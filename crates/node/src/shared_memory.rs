@@ -10,7 +10,7 @@ use napi::bindgen_prelude::{ArrayBuffer, External};
 use napi::{Env, Result};
 use napi_derive::napi;
 
-use crate::{fail, os_error};
+use crate::{attach_error, fail, os_error, segment_error};
 
 type Seg = External<Arc<Segment>>;
 
@@ -22,7 +22,7 @@ fn shm_error(e: SharedMemoryError) -> napi::Error {
         SharedMemoryError::NotFound(_) => "ERR_NOT_FOUND",
         SharedMemoryError::PermissionDenied(_) => "ERR_PERMISSION",
         SharedMemoryError::Empty(_) => "ERR_INVALID_ARG_VALUE",
-        SharedMemoryError::Os(_) => "ERR_SHARED_MEMORY",
+        SharedMemoryError::Os(io) => return os_error(io),
     };
     fail(code, e)
 }
@@ -50,16 +50,14 @@ pub fn shm_unlink(name: String) -> Result<()> {
 /// A new anonymous (memfd) data segment of `size` bytes.
 #[napi]
 pub fn segment_create(size: f64) -> Result<Seg> {
-    Segment::create("multiproc-data", size as usize)
-        .map(|s| External::new(Arc::new(s)))
-        .map_err(|e| fail("ERR_SHARED_MEMORY", e))
+    Segment::create("multiproc-data", size as usize).map(|s| External::new(Arc::new(s))).map_err(segment_error)
 }
 
 /// Maps the segment behind a received descriptor, taking ownership of it.
 #[napi]
 pub fn segment_adopt(raw: i32) -> Result<Seg> {
     let owned = fd::adopt(raw).map_err(os_error)?;
-    Segment::attach(owned, 1).map(|s| External::new(Arc::new(s))).map_err(|e| fail("ERR_PROTOCOL", e))
+    Segment::attach(owned, 1).map(|s| External::new(Arc::new(s))).map_err(attach_error)
 }
 
 #[napi]

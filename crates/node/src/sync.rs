@@ -15,7 +15,7 @@ use napi::bindgen_prelude::{ArrayBuffer, External};
 use napi::{Env, Result};
 use napi_derive::napi;
 
-use crate::{deadline, fail, os_error};
+use crate::{deadline, fail, os_error, segment_error};
 
 pub enum Object {
     Mutex(Mutex),
@@ -41,7 +41,7 @@ impl Object {
 
 fn attach_error(e: SyncAttachError) -> napi::Error {
     match e {
-        SyncAttachError::Segment(e) => fail("ERR_SHARED_MEMORY", e),
+        SyncAttachError::Segment(e) => segment_error(e),
         e => fail("ERR_PROTOCOL", e),
     }
 }
@@ -85,7 +85,7 @@ fn barrier(s: &Sync) -> Result<&Barrier> {
 /// `Condition` or `Barrier` (`value` parties).
 #[napi]
 pub fn sync_create(kind: String, value: u32) -> Result<Sync> {
-    let seg_err = |e| fail("ERR_SHARED_MEMORY", e);
+    let seg_err = segment_error;
     let obj = match kind.as_str() {
         "Lock" => Object::Mutex(Mutex::create(false, true).map_err(seg_err)?),
         "RLock" => Object::Mutex(Mutex::create(true, true).map_err(seg_err)?),
@@ -103,7 +103,7 @@ pub fn sync_create(kind: String, value: u32) -> Result<Sync> {
 #[napi]
 pub fn sync_adopt(kind: String, raw: i32) -> Result<Sync> {
     let owned = fd::adopt(raw).map_err(os_error)?;
-    let seg = Arc::new(Segment::attach(owned, sync::SYNC_SIZE).map_err(|e| fail("ERR_PROTOCOL", e))?);
+    let seg = Arc::new(Segment::attach(owned, sync::SYNC_SIZE).map_err(crate::attach_error)?);
     let obj = match kind.as_str() {
         "Lock" => Object::Mutex(Mutex::attach(seg, false).map_err(attach_error)?),
         "RLock" => Object::Mutex(Mutex::attach(seg, true).map_err(attach_error)?),
