@@ -72,6 +72,8 @@ pub enum ChannelError {
     Busy,
     /// The segment could not be created or attached.
     Segment(String),
+    /// The system refused the segment (out of memory, descriptors or space): its errno.
+    Os { errno: i32, message: String },
 }
 
 impl std::fmt::Display for ChannelError {
@@ -82,7 +84,7 @@ impl std::fmt::Display for ChannelError {
             ChannelError::TooLarge { len, max } => write!(f, "message of {len} bytes exceeds the limit of {max} bytes"),
             ChannelError::TimedOut => write!(f, "timed out"),
             ChannelError::Busy => write!(f, "another operation of this process is in progress on this channel"),
-            ChannelError::Segment(m) => write!(f, "{m}"),
+            ChannelError::Segment(m) | ChannelError::Os { message: m, .. } => write!(f, "{m}"),
         }
     }
 }
@@ -91,7 +93,10 @@ impl std::error::Error for ChannelError {}
 
 impl From<SegmentError> for ChannelError {
     fn from(e: SegmentError) -> Self {
-        ChannelError::Segment(e.to_string())
+        match &e {
+            SegmentError::Os(io) => ChannelError::Os { errno: io.raw_os_error().unwrap_or(0), message: e.to_string() },
+            _ => ChannelError::Segment(e.to_string()),
+        }
     }
 }
 
