@@ -1054,7 +1054,11 @@ export class Pool extends EventEmitter {
         if (this.#state === 'terminated') this.#kill(w)
         proc[whenExited]().then(() => this.#exited(w))
       },
-      (err) => this.#startFailed(w, err),
+      (err) => {
+        // Killed or dead before it attached: an exit like any other (early exits are counted).
+        if (proc.exitCode !== null) proc[whenExited]().then(() => this.#exited(w))
+        else this.#startFailed(w, err)
+      },
     )
   }
 

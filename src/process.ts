@@ -152,6 +152,8 @@ export class Process {
   readonly daemon: boolean
   #child: InstanceType<typeof native.NativeChild> | undefined
   #control: net.Socket | undefined
+  /** The child said it runs (its one byte came): from then on its socket is only a hang-up signal. */
+  #attached = false
   #exitCode: number | null = null
   #exited: Promise<void> | undefined
   #closed = false
@@ -251,21 +253,21 @@ export class Process {
     control.write(Buffer.concat([header, payload]))
     let ready!: () => void
     let never!: (err: Error) => void
-    let attached = false
     const started = new Promise<void>((resolve, reject) => {
       ready = resolve
       never = reject
     })
     control.once('data', () => {
-      attached = true
+      this.#attached = true
       ready()
     })
     control.on('error', () => {})
     this.#exited = new Promise<void>((resolve) => {
       control.once('close', () => {
+        this.#control = undefined
         this.#reap().then(() => {
           // A child that exits before it attached never ran its target.
-          if (!attached) never(new ProcessError(`${this.name} exited before it started (exit code ${this.#exitCode})`))
+          if (!this.#attached) never(new ProcessError(`${this.name} exited before it started (exit code ${this.#exitCode})`))
           resolve()
         })
       })
@@ -306,6 +308,8 @@ export class Process {
     if (code === null || code === undefined) return false
     this.#exitCode = code
     active.delete(this)
+    // Until the child's byte is read the socket must live: it may still hold it unread.
+    if (!this.#attached) return true
     this.#control?.destroy()
     // A destroyed socket would queue every later ref()/unref() as a 'connect' listener.
     this.#control = undefined
