@@ -11,7 +11,7 @@ const usage = `usage: multiproc <command>
 
 commands:
   demo [--limit N]   count primes on every core, with progress, and show the speed-up
-  bench [ipc|pool|sync]  run the benchmarks (bench/; all by default) and print the tables`
+  bench [ipc|pool|sync]  run the benchmarks (bench/, in a clone of the repository; all by default)`
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
@@ -40,7 +40,9 @@ if (command === 'demo') {
     }
     const script = fileURLToPath(new URL(`../bench/${name}.mjs`, import.meta.url))
     if (!existsSync(script)) {
-      console.error(`the benchmarks are not installed here (${script})`)
+      console.error(
+        'the benchmarks are not part of the installed package: run them from a clone of the repository (`npm ci && npm run bench`)',
+      )
       process.exit(1)
     }
     status ||= spawnSync(process.execPath, [script], { stdio: 'inherit' }).status ?? 1

@@ -2,11 +2,10 @@
  * The showcase: count the primes below a bound on every core, with a live progress bar, and
  * report the speed-up over one process: `Pool.map` over ranges, progress from `onProgress`.
  */
-import cliProgress from 'cli-progress'
-
 import { Pool } from './pool.js'
 import { countPrimesIn } from './primes.js'
 import { cpuCount } from './process.js'
+import { ProgressBar } from './progress-bar.js'
 
 type Range = [from: number, to: number]
 
@@ -17,13 +16,8 @@ export function countRange([from, to]: [number, number]): number {
   return countPrimesIn(from, to)
 }
 
-function progressBar(label: string, total: number): cliProgress.SingleBar {
-  const bar = new cliProgress.SingleBar(
-    { format: `${label.padEnd(12)} {bar} {percentage}% | {value}/{total} ranges | {eta_formatted} left`, hideCursor: true },
-    cliProgress.Presets.shades_classic,
-  )
-  bar.start(total, 0)
-  return bar
+function progressBar(label: string, total: number): ProgressBar {
+  return new ProgressBar(label, total, 'ranges')
 }
 
 /** The job in this process alone, one range after another. */

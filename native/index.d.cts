@@ -2,6 +2,15 @@
 /* eslint-disable */
 
 /**
+ * Opaque handles to objects the Rust side owns (`External`s behind the binding's type aliases
+ * `Chan`, `Seg` and `Sync`), declared here so that this file compiles on its own.
+ */
+declare const handle: unique symbol
+export type Chan = { readonly [handle]: 'Chan' }
+export type Seg = { readonly [handle]: 'Seg' }
+export type Sync = { readonly [handle]: 'Sync' }
+
+/**
  * Which binding artifact the generated loader actually loaded: `'native'` for
  * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every
  * flavor napi-rs can build is listed, because `NAPI_RS_NATIVE_LIBRARY_PATH`
