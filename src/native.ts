@@ -42,6 +42,7 @@ const cpuNames: Record<string, string> = { x86_64: 'x64', aarch64: 'arm64', i686
 /** This machine as napi names a platform package's suffix: `linux-x64-gnu`, `darwin-arm64`, … */
 function platformTriple(): string {
   const base = `${process.platform}-${process.arch}`
+  if (process.platform === 'win32') return `${base}-msvc`
   if (process.platform !== 'linux') return base
   const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined
   return `${base}-${report?.header?.glibcVersionRuntime ? 'gnu' : 'musl'}`
