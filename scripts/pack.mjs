@@ -33,7 +33,7 @@ if (flags['check-manifest']) {
   if (missing.length > 0) {
     fail(
       `package.json does not name ${missing.join(', ')} at ${packageJson.version} in optionalDependencies, so the published ` +
-        'package would find no binary. Publish the tarballs that `npm run pack:all` writes (npm publish pack/<file>.tgz).',
+        'package would find no binary. Publish the tarballs that `npm run pack:all` writes (npm publish ./pack/<file>.tgz).',
     )
   }
   process.exit(0)
