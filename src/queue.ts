@@ -41,7 +41,7 @@ export class Queue<T = unknown> implements AsyncIterable<T> {
     if (adopted) {
       this.chan = adopted
     } else {
-      const maxsize = opts.maxsize == null ? 0 : Math.max(0, checkInteger('maxsize', opts.maxsize, Number.MIN_SAFE_INTEGER))
+      const maxsize = opts.maxsize === undefined ? 0 : Math.max(0, checkInteger('maxsize', opts.maxsize, Number.MIN_SAFE_INTEGER))
       const capacity = opts.capacityBytes === undefined ? DEFAULT_CAPACITY : checkCapacity(opts.capacityBytes)
       try {
         this.chan = native.channelCreate(1, capacity, 0xffff_ffff - 64, maxsize)
