@@ -6,9 +6,13 @@
 //! whose frame fits in the ring is committed whole by one store of `tail`; a larger one is
 //! streamed through the ring while its producer (and then its consumer) keeps its lock.
 //!
+//! A streamed message whose producer gives up (a timeout) or dies is abandoned: whoever then holds
+//! the producer lock writes an abandonment record (where the frame starts, where it now ends) and
+//! consumers skip those bytes, so the ring goes on for everyone else.
+//!
 //! Nothing read from shared memory is trusted: the header is validated on attach and copied into
 //! this handle, `tail - head` is checked against the capacity on every access, and every frame
-//! header carries a check word and a length that is bounded before anything is allocated.
+//! header and abandonment record is checked before anything is allocated or skipped.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,7 +25,8 @@ use crate::sys::futex;
 use crate::wait::{self, Spinner};
 
 pub const MAGIC: u64 = u64::from_le_bytes(*b"MPROCCH\0");
-pub const VERSION: u32 = 1;
+/// 2: the abandonment record replaced the ring's broken flag.
+pub const VERSION: u32 = 2;
 pub const MIN_CAPACITY: usize = 4096;
 pub const MAX_CAPACITY: usize = 1 << 30;
 /// The largest message a channel carries unless configured lower (frames store a u32 length).
@@ -48,14 +53,21 @@ const R_PLOCK: usize = 16;
 const R_SPACE_SEQ: usize = 32;
 const R_SPACE_WAITERS: usize = 36;
 const R_PSTREAM_LEFT: usize = 40;
+/// Where the frame being streamed in starts (its header's position).
+const R_PSTREAM_START: usize = 48;
 const R_CLOSED: usize = 64;
-const R_BROKEN: usize = 68;
+/// The abandonment record: non-zero when valid, then the abandoned frame's start and end.
+const R_ABANDONED: usize = 68;
+const R_ABANDON_START: usize = 72;
+const R_ABANDON_END: usize = 80;
 const R_HEAD: usize = 128;
 const R_MSGS_OUT: usize = 136;
 const R_CLOCK: usize = 144;
 const R_DATA_SEQ: usize = 160;
 const R_DATA_WAITERS: usize = 164;
 const R_CSTREAM_LEFT: usize = 168;
+/// Where the frame being streamed out starts, for a consumer that takes over its remainder.
+const R_CSTREAM_START: usize = 176;
 
 /// Why a channel operation failed.
 #[derive(Debug, PartialEq, Eq)]
@@ -157,8 +169,23 @@ struct RecvStream {
     kind: u8,
     len: usize,
     filled: usize,
-    /// Skipping the rest of a message whose consumer died; `R_CSTREAM_LEFT` counts it.
+    /// Skipping the rest of a message whose consumer died or gave up; `R_CSTREAM_LEFT` counts it.
     discard: bool,
+    /// The position of the frame's header: an abandonment record names it.
+    start: u64,
+}
+
+/// Where the abandonment record stands for a consumer at `head`.
+#[derive(Debug, PartialEq, Eq)]
+enum Abandoned {
+    /// No record.
+    None,
+    /// A frame further on was abandoned: read on until it comes up.
+    Ahead,
+    /// The frame at `head` (or the one the consumer is inside) was abandoned; it ends at `end`.
+    Here { end: u64 },
+    /// A frame already passed: a consumer died between skipping it and clearing the record.
+    Stale,
 }
 
 /// A segment holding `rings` rings, shared by every process that maps it.
@@ -384,11 +411,147 @@ impl Ring {
         self.bump(R_SPACE_SEQ, R_SPACE_WAITERS, true);
     }
 
-    fn broken(&self) -> Result<(), ChannelError> {
-        if self.u32(R_BROKEN).load(Ordering::Acquire) != 0 {
-            return protocol("a producer died in the middle of a large message");
+    // ---- abandoned messages ----
+
+    /// Holding the producer lock: gives up the streamed message that its previous holder (dead)
+    /// or this handle left unfinished. Writes the abandonment record (release: it is visible
+    /// before the lock is free and before any frame that follows), zeroes the remainder and wakes
+    /// consumers. False when nothing was streaming.
+    fn reclaim_stream(&self) -> Result<bool, ChannelError> {
+        let left = self.u64(R_PSTREAM_LEFT).load(Ordering::Relaxed);
+        if left == 0 {
+            return Ok(false);
         }
+        let start = self.u64(R_PSTREAM_START).load(Ordering::Relaxed);
+        let tail = self.u64(R_TAIL).load(Ordering::Relaxed);
+        let written = tail.wrapping_sub(start);
+        let whole = written.checked_add(left);
+        if written < FRAME_HEADER as u64 || whole.is_none_or(|n| n > (FRAME_HEADER + self.max_message) as u64) {
+            return protocol(format!("streamed frame at {start} with {written} bytes written and {left} left"));
+        }
+        if self.u32(R_ABANDONED).load(Ordering::Acquire) != 0 {
+            // Only a reclaim that died between writing this record and zeroing the remainder
+            // leaves one behind: a stream cannot start while a record is pending.
+            if self.u64(R_ABANDON_START).load(Ordering::Relaxed) != start {
+                return protocol("a second abandoned message while one is pending");
+            }
+        } else {
+            self.u64(R_ABANDON_START).store(start, Ordering::Relaxed);
+            self.u64(R_ABANDON_END).store(tail, Ordering::Relaxed);
+            self.u32(R_ABANDONED).store(1, Ordering::Release);
+        }
+        self.u64(R_PSTREAM_LEFT).store(0, Ordering::Release);
+        self.bump(R_DATA_SEQ, R_DATA_WAITERS, true);
+        Ok(true)
+    }
+
+    /// Holding the consumer lock: reads the abandonment record and places it relative to a
+    /// consumer at `head`, inside the frame starting at `inside` if any. Anything that cannot
+    /// be a record a producer wrote is a protocol error.
+    fn abandonment(&self, head: u64, inside: Option<u64>) -> Result<Abandoned, ChannelError> {
+        if self.u32(R_ABANDONED).load(Ordering::Acquire) == 0 {
+            return Ok(Abandoned::None);
+        }
+        let start = self.u64(R_ABANDON_START).load(Ordering::Relaxed);
+        let end = self.u64(R_ABANDON_END).load(Ordering::Relaxed);
+        // The record was written before the tail moved past its end: a tail read now covers it.
+        let tail = self.u64(R_TAIL).load(Ordering::Acquire);
+        let used = tail.wrapping_sub(head);
+        if used > self.cap as u64 {
+            return protocol(format!("ring indices out of range (head {head}, tail {tail}, capacity {})", self.cap));
+        }
+        let size = end.wrapping_sub(start);
+        if size < FRAME_HEADER as u64 || size >= (FRAME_HEADER + self.max_message) as u64 {
+            return protocol(format!("abandoned frame of {size} bytes"));
+        }
+        // Positions relative to the consumer; a legitimate record lies within [head, tail].
+        let (to_start, to_end) = (start.wrapping_sub(head), end.wrapping_sub(head));
+        if start == inside.unwrap_or(head) {
+            if to_end > used {
+                return protocol("abandoned frame ends outside the ring's data");
+            }
+            return Ok(Abandoned::Here { end });
+        }
+        if to_start > 0 && to_start <= to_end && to_end <= used {
+            return Ok(Abandoned::Ahead);
+        }
+        if inside.is_none() && head.wrapping_sub(end) < 1 << 62 {
+            return Ok(Abandoned::Stale);
+        }
+        protocol("abandonment record out of place")
+    }
+
+    /// Holding the consumer lock: the record is used up; streams may start again.
+    fn clear_abandonment(&self) {
+        self.u32(R_ABANDONED).store(0, Ordering::Release);
+        // Producers of a large message wait for this on the space sequence.
+        self.bump(R_SPACE_SEQ, R_SPACE_WAITERS, false);
+    }
+
+    /// Holding the consumer lock, at a frame boundary: skips the abandoned frame at `head`.
+    fn skip_abandoned(&self, head: u64, end: u64) -> Result<(), ChannelError> {
+        let (_, len) = self.frame_at(head)?;
+        let frame = (FRAME_HEADER + len) as u64;
+        if frame <= self.cap as u64 || end.wrapping_sub(head) >= frame {
+            return protocol("the abandoned frame is not an unfinished streamed message");
+        }
+        self.u64(R_HEAD).store(end, Ordering::Release);
+        self.u64(R_MSGS_OUT).fetch_add(1, Ordering::AcqRel);
+        self.clear_abandonment();
         Ok(())
+    }
+
+    /// A consumer inside a streamed message that has stopped arriving: if the producer lock's
+    /// holder died (or the lock is free), take it and give the message up on the producer's
+    /// behalf. True when the caller should look again (the record is there, or data came).
+    fn reclaim_for_consumer(&self, head: u64, start: u64) -> Result<bool, ChannelError> {
+        let lock = self.producer_lock();
+        if lock.owner() != 0 && !lock.owner_is_dead() {
+            return Ok(false);
+        }
+        match self.lock_now(lock) {
+            Ok(_) => {}
+            Err(ChannelError::TimedOut) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        let outcome = match self.reclaim_stream() {
+            Ok(true) => Ok(true),
+            // Nothing was streaming: the message was finished or given up since we looked.
+            Ok(false) => {
+                let moved = self.u64(R_TAIL).load(Ordering::Acquire) != head;
+                if moved || matches!(self.abandonment(head, Some(start)), Ok(Abandoned::Here { .. })) {
+                    Ok(true)
+                } else {
+                    protocol("a streamed message stopped arriving and no producer is writing it")
+                }
+            }
+            Err(e) => Err(e),
+        };
+        self.unlock_producer();
+        outcome
+    }
+
+    /// Gives up the large message this handle is streaming out (its deadline passed, or the
+    /// caller stopped): consumers discard what of it is in the ring, and the ring goes on.
+    /// False when nothing was streaming.
+    pub fn abandon_send(&self) -> Result<bool, ChannelError> {
+        if self.send.lock().unwrap().take().is_none() {
+            return Ok(false);
+        }
+        let reclaimed = self.reclaim_stream();
+        self.unlock_producer();
+        reclaimed.map(|_| true)
+    }
+
+    /// Gives up the large message this handle is receiving: the rest of it is skipped by the
+    /// next consumer as it arrives, so that message is lost. False when nothing was arriving.
+    pub fn abandon_recv(&self) -> bool {
+        if self.recv.lock().unwrap().take().is_none() {
+            return false;
+        }
+        // R_CSTREAM_LEFT and R_CSTREAM_START still say what is left and where it began.
+        self.unlock_consumer();
+        true
     }
 
     /// Advances a wake-up sequence and wakes its sleepers, if any (or always, with `force`).
@@ -432,6 +595,23 @@ impl Ring {
             let rest = dst.len() - first;
             self.seg.read(self.data, &mut dst[first..first + rest]);
         }
+    }
+
+    /// The kind and length in the frame header at `pos`, checked (the length against the limit).
+    fn frame_at(&self, pos: u64) -> Result<(u8, usize), ChannelError> {
+        let mut h = [0u8; FRAME_HEADER];
+        self.read_at(pos, &mut h);
+        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+        let kind = h[4];
+        let check = u16::from_le_bytes([h[6], h[7]]);
+        if check != frame_check(len, kind) || h[5] != 0 {
+            return protocol("frame header check failed");
+        }
+        let len = len as usize;
+        if len > self.max_message {
+            return protocol(format!("frame length {len} exceeds the limit {}", self.max_message));
+        }
+        Ok((kind, len))
     }
 
     /// Takes a side's lock if it is free or soon will be (it may spin through another process's
@@ -492,13 +672,11 @@ impl Ring {
         }
         match self.lock_now(self.producer_lock()) {
             Ok(_) => {
-                if self.u64(R_PSTREAM_LEFT).load(Ordering::Relaxed) != 0 {
-                    // A half-written large message cannot be completed or skipped by consumers
-                    // that may already be reading it: the channel is unusable from now on.
-                    self.u32(R_BROKEN).store(1, Ordering::SeqCst);
+                // The previous holder died in the middle of a large message (the lock was taken
+                // over): nobody can finish it, so give it up for it and go on.
+                if let Err(e) = self.reclaim_stream() {
                     self.unlock_producer();
-                    self.bump(R_DATA_SEQ, R_DATA_WAITERS, true);
-                    return self.broken().map(|_| TrySend::Full);
+                    return Err(e);
                 }
             }
             Err(ChannelError::TimedOut) => return Ok(TrySend::Full),
@@ -516,7 +694,6 @@ impl Ring {
     }
 
     fn send_locked(&self, kind: u8, data: &[u8]) -> Result<TrySend, ChannelError> {
-        self.broken()?;
         if self.is_closed() {
             return Err(ChannelError::Closed);
         }
@@ -536,13 +713,16 @@ impl Ring {
             self.u64(R_TAIL).store(tail + frame as u64, Ordering::Release);
             return Ok(TrySend::Sent);
         }
-        if free < FRAME_HEADER {
+        // One abandonment record at a time: a stream (which could be abandoned in turn) waits
+        // until consumers have passed the last message given up. Small messages go on.
+        if free < FRAME_HEADER || self.u32(R_ABANDONED).load(Ordering::Acquire) != 0 {
             return Ok(TrySend::Full);
         }
         // Larger than the ring: stream it, header first.
         let chunk = (free - FRAME_HEADER).min(data.len());
         self.write_at(tail, &encode_header(data.len(), kind));
         self.write_at(tail + FRAME_HEADER as u64, &data[..chunk]);
+        self.u64(R_PSTREAM_START).store(tail, Ordering::Relaxed);
         self.u64(R_PSTREAM_LEFT).store((data.len() - chunk) as u64, Ordering::Relaxed);
         self.u64(R_MSGS_IN).fetch_add(1, Ordering::AcqRel);
         self.u64(R_TAIL).store(tail + (FRAME_HEADER + chunk) as u64, Ordering::Release);
@@ -585,7 +765,8 @@ impl Ring {
     }
 
     /// Sends, waiting for space until `deadline` (`None`: as long as it takes). `alive` is asked
-    /// between sleeps; false ends the wait with `Closed` (the receiving side is gone).
+    /// between sleeps; false ends the wait with `Closed` (the receiving side is gone). A large
+    /// message that cannot be finished in time is abandoned: consumers discard its beginning.
     pub fn send(
         &self,
         kind: u8,
@@ -605,14 +786,18 @@ impl Ring {
                 }
             }
         }
-        // Once a large message has started it is finished; the deadline no longer applies.
-        while !self.continue_send(data)? {
-            if !alive() {
-                return Err(ChannelError::Closed);
+        loop {
+            let step = match self.continue_send(data) {
+                Ok(true) => return Ok(()),
+                Ok(false) if !alive() => Err(ChannelError::Closed),
+                Ok(false) => self.wait_side(R_SPACE_SEQ, R_SPACE_WAITERS, deadline, true, |r| r.space_free()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = step {
+                let _ = self.abandon_send();
+                return Err(e);
             }
-            self.wait_side(R_SPACE_SEQ, R_SPACE_WAITERS, None, true, |r| r.space_free())?;
         }
-        Ok(())
     }
 
     fn space_free(&self) -> bool {
@@ -621,9 +806,6 @@ impl Ring {
 
     /// Whether a send of `len` bytes might now make progress (or fail at once).
     pub fn can_send(&self, len: usize) -> bool {
-        if self.u32(R_BROKEN).load(Ordering::Relaxed) != 0 {
-            return true;
-        }
         // A message already streaming is finished even if the ring was closed meanwhile.
         if self.is_sending() {
             return self.space_free();
@@ -632,6 +814,9 @@ impl Ring {
             return true;
         }
         if self.producer_lock().owner() != 0 || self.is_full() {
+            return false;
+        }
+        if FRAME_HEADER + len > self.cap && self.u32(R_ABANDONED).load(Ordering::Relaxed) != 0 {
             return false;
         }
         let Ok((head, tail)) = self.head_tail() else { return true };
@@ -643,95 +828,117 @@ impl Ring {
 
     /// Takes a message into `dst` if one is there. A message longer than `dst` is left in place
     /// ([`TryRecv::NeedsBuffer`]); a large one that has begun arriving must be continued with the
-    /// same buffer. `Err(Closed)` once the ring is closed and drained.
+    /// same buffer, and `Empty` then means that it was abandoned by its producer (it is lost).
+    /// `Err(Closed)` once the ring is closed and drained.
     pub fn try_recv(&self, dst: &mut [u8]) -> Result<TryRecv, ChannelError> {
-        {
+        loop {
             let mut guard = self.recv.lock().unwrap();
-            if guard.is_some() {
-                return self.continue_recv(&mut guard, dst);
-            }
-        }
-        self.broken()?;
-        match self.lock_now(self.consumer_lock()) {
-            Ok(_) => {
-                // A consumer died (or dropped its handle) mid-message: the rest of that message
-                // went with it. Skip its remaining bytes as they arrive.
-                let left = self.u64(R_CSTREAM_LEFT).load(Ordering::Relaxed);
-                if left != 0 {
-                    if left > self.max_message as u64 {
-                        self.unlock_consumer();
-                        return protocol("stream remainder exceeds the message limit");
-                    }
-                    let mut guard = self.recv.lock().unwrap();
-                    *guard = Some(RecvStream { kind: 0, len: left as usize, filled: 0, discard: true });
-                    return self.continue_recv(&mut guard, dst);
+            if let Some(stream) = guard.as_ref() {
+                let discarding = stream.discard;
+                let r = self.continue_recv(&mut guard, dst)?;
+                // A remainder skipped to its end: go on to the message after it.
+                if discarding && r == TryRecv::Empty {
+                    continue;
                 }
+                return Ok(r);
             }
-            Err(ChannelError::TimedOut) => return Ok(TryRecv::Empty),
-            Err(e) => return Err(e),
+            drop(guard);
+            match self.lock_now(self.consumer_lock()) {
+                Ok(_) => {}
+                Err(ChannelError::TimedOut) => return Ok(TryRecv::Empty),
+                Err(e) => return Err(e),
+            }
+            // A consumer died or gave up in the middle of a message: the rest of that message
+            // went with it. Skip its remaining bytes as they arrive.
+            let left = self.u64(R_CSTREAM_LEFT).load(Ordering::Relaxed);
+            if left != 0 {
+                if left > self.max_message as u64 {
+                    self.unlock_consumer();
+                    return protocol("stream remainder exceeds the message limit");
+                }
+                let start = self.u64(R_CSTREAM_START).load(Ordering::Relaxed);
+                *self.recv.lock().unwrap() =
+                    Some(RecvStream { kind: 0, len: left as usize, filled: 0, discard: true, start });
+                continue;
+            }
+            let result = self.recv_locked(dst);
+            match result {
+                Ok(TryRecv::Streaming) => {}
+                _ => self.unlock_consumer(),
+            }
+            if matches!(result, Ok(TryRecv::Done(..)) | Ok(TryRecv::Streaming)) {
+                self.bump(R_SPACE_SEQ, R_SPACE_WAITERS, false);
+            }
+            return result;
         }
-        let result = self.recv_locked(dst);
-        match result {
-            Ok(TryRecv::Streaming) => {}
-            _ => self.unlock_consumer(),
-        }
-        if matches!(result, Ok(TryRecv::Done(..)) | Ok(TryRecv::Streaming)) {
-            self.bump(R_SPACE_SEQ, R_SPACE_WAITERS, false);
-        }
-        result
     }
 
     fn recv_locked(&self, dst: &mut [u8]) -> Result<TryRecv, ChannelError> {
-        let (head, tail) = self.head_tail()?;
-        let avail = (tail - head) as usize;
-        if avail == 0 {
-            if self.is_closed() {
-                return Err(ChannelError::Closed);
+        loop {
+            let (head, tail) = self.head_tail()?;
+            // Read after the tail: a tail that covers bytes written after an abandonment also
+            // shows its record.
+            match self.abandonment(head, None)? {
+                Abandoned::Here { end } => {
+                    self.skip_abandoned(head, end)?;
+                    continue;
+                }
+                Abandoned::Stale => {
+                    self.clear_abandonment();
+                    continue;
+                }
+                Abandoned::None | Abandoned::Ahead => {}
             }
-            return Ok(TryRecv::Empty);
-        }
-        if avail < FRAME_HEADER {
-            return protocol(format!("{avail} bytes in the ring, less than a frame header"));
-        }
-        let mut h = [0u8; FRAME_HEADER];
-        self.read_at(head, &mut h);
-        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
-        let kind = h[4];
-        let check = u16::from_le_bytes([h[6], h[7]]);
-        if check != frame_check(len, kind) || h[5] != 0 {
-            return protocol("frame header check failed");
-        }
-        let len = len as usize;
-        if len > self.max_message {
-            return protocol(format!("frame length {len} exceeds the limit {}", self.max_message));
-        }
-        if len > dst.len() {
-            return Ok(TryRecv::NeedsBuffer(len));
-        }
-        let frame = FRAME_HEADER + len;
-        if frame <= self.cap {
-            if avail < frame {
-                return protocol(format!("frame of {frame} bytes but only {avail} committed"));
+            let avail = (tail - head) as usize;
+            if avail == 0 {
+                if self.is_closed() {
+                    return Err(ChannelError::Closed);
+                }
+                return Ok(TryRecv::Empty);
             }
-            self.read_at(head + FRAME_HEADER as u64, &mut dst[..len]);
-            self.u64(R_MSGS_OUT).fetch_add(1, Ordering::AcqRel);
-            self.u64(R_HEAD).store(head + frame as u64, Ordering::Release);
-            return Ok(TryRecv::Done(kind, len));
+            if avail < FRAME_HEADER {
+                return protocol(format!("{avail} bytes in the ring, less than a frame header"));
+            }
+            let (kind, len) = self.frame_at(head)?;
+            let frame = FRAME_HEADER + len;
+            if len > dst.len() {
+                // A large message given up just now needs no buffer: skip it instead.
+                if frame > self.cap && matches!(self.abandonment(head, None)?, Abandoned::Here { .. }) {
+                    continue;
+                }
+                return Ok(TryRecv::NeedsBuffer(len));
+            }
+            if frame <= self.cap {
+                if avail < frame {
+                    return protocol(format!("frame of {frame} bytes but only {avail} committed"));
+                }
+                self.read_at(head + FRAME_HEADER as u64, &mut dst[..len]);
+                self.u64(R_MSGS_OUT).fetch_add(1, Ordering::AcqRel);
+                self.u64(R_HEAD).store(head + frame as u64, Ordering::Release);
+                return Ok(TryRecv::Done(kind, len));
+            }
+            // A streamed message: its producer must be writing it right now, with exactly the
+            // bytes not yet in the ring (or fewer, if it wrote more since we looked) still to come.
+            let left = self.u64(R_PSTREAM_LEFT).load(Ordering::Acquire);
+            let unwritten = (len - (avail - FRAME_HEADER)) as u64;
+            if left == 0 || left > unwritten {
+                // Or its producer gave it up since we looked: the record comes before the zero.
+                if matches!(self.abandonment(head, None)?, Abandoned::Here { .. }) {
+                    continue;
+                }
+                return protocol(format!(
+                    "a frame of {len} bytes is larger than the ring but no producer is streaming it"
+                ));
+            }
+            // Take what is here and keep the lock: the next call continues with the rest.
+            let chunk = (avail - FRAME_HEADER).min(len);
+            self.read_at(head + FRAME_HEADER as u64, &mut dst[..chunk]);
+            self.u64(R_CSTREAM_START).store(head, Ordering::Relaxed);
+            self.u64(R_CSTREAM_LEFT).store((len - chunk) as u64, Ordering::Relaxed);
+            self.u64(R_HEAD).store(head + (FRAME_HEADER + chunk) as u64, Ordering::Release);
+            *self.recv.lock().unwrap() = Some(RecvStream { kind, len, filled: chunk, discard: false, start: head });
+            return Ok(TryRecv::Streaming);
         }
-        // A streamed message: its producer must be writing it right now, with exactly the bytes
-        // not yet in the ring (or fewer, if it wrote more since we looked) still to come.
-        let left = self.u64(R_PSTREAM_LEFT).load(Ordering::Acquire);
-        let unwritten = (len - (avail - FRAME_HEADER)) as u64;
-        if left == 0 || left > unwritten {
-            return protocol(format!("a frame of {len} bytes is larger than the ring but no producer is streaming it"));
-        }
-        // Take what is here and keep the lock: the next call continues with the rest.
-        let chunk = (avail - FRAME_HEADER).min(len);
-        self.read_at(head + FRAME_HEADER as u64, &mut dst[..chunk]);
-        self.u64(R_CSTREAM_LEFT).store((len - chunk) as u64, Ordering::Relaxed);
-        self.u64(R_HEAD).store(head + (FRAME_HEADER + chunk) as u64, Ordering::Release);
-        *self.recv.lock().unwrap() = Some(RecvStream { kind, len, filled: chunk, discard: false });
-        Ok(TryRecv::Streaming)
     }
 
     fn continue_recv(&self, guard: &mut Option<RecvStream>, dst: &mut [u8]) -> Result<TryRecv, ChannelError> {
@@ -742,16 +949,20 @@ impl Ring {
         let left = stream.len - stream.filled;
         if left > 0 {
             let (head, tail) = self.head_tail()?;
+            if let Abandoned::Here { end } = self.abandonment(head, Some(stream.start))? {
+                // Its producer gave it up or died: what of it is in the ring is all there is.
+                *guard = None;
+                self.u64(R_HEAD).store(end, Ordering::Release);
+                self.u64(R_CSTREAM_LEFT).store(0, Ordering::Relaxed);
+                self.u64(R_MSGS_OUT).fetch_add(1, Ordering::AcqRel);
+                self.clear_abandonment();
+                self.unlock_consumer();
+                return Ok(TryRecv::Empty);
+            }
             let avail = (tail - head) as usize;
             if avail == 0 {
-                if !stream.discard && self.producer_lock().owner_is_dead() {
-                    // Its producer died mid-message: nobody can ever complete it.
-                    self.u32(R_BROKEN).store(1, Ordering::SeqCst);
-                }
-                if self.u32(R_BROKEN).load(Ordering::Acquire) != 0 {
-                    *guard = None;
-                    self.unlock_consumer();
-                    return self.broken().map(|_| TryRecv::Empty);
+                if self.reclaim_for_consumer(head, stream.start)? {
+                    return self.continue_recv(guard, dst);
                 }
                 return Ok(TryRecv::Streaming);
             }
@@ -780,6 +991,7 @@ impl Ring {
     /// Receives into `dst`, waiting until `deadline` (`None`: as long as it takes; still in
     /// bounded slices). Returns `Done`, or `NeedsBuffer` when the next message is longer than
     /// `dst`. `alive` is asked between slices; false ends the wait with `Closed` once drained.
+    /// A large message still arriving when the deadline passes is given up (it is lost).
     pub fn recv_into(
         &self,
         dst: &mut [u8],
@@ -790,7 +1002,11 @@ impl Ring {
             match self.try_recv(dst)? {
                 r @ (TryRecv::Done(..) | TryRecv::NeedsBuffer(_)) => return Ok(r),
                 TryRecv::Streaming => {
-                    self.wait_side(R_DATA_SEQ, R_DATA_WAITERS, None, false, |r| r.can_recv())?;
+                    if let Err(e) = self.wait_side(R_DATA_SEQ, R_DATA_WAITERS, deadline, false, |r| r.can_recv()) {
+                        // Out of time in the middle of a message: the next consumer skips the rest.
+                        self.abandon_recv();
+                        return Err(e);
+                    }
                 }
                 TryRecv::Empty => {
                     if !alive() {
@@ -833,12 +1049,10 @@ impl Ring {
 
     /// Whether a receive might now make progress (or fail at once).
     pub fn can_recv(&self) -> bool {
-        if self.u32(R_BROKEN).load(Ordering::Relaxed) != 0 {
-            return true;
-        }
         let Ok((head, tail)) = self.head_tail() else { return true };
         if self.is_receiving() {
-            return tail != head;
+            // Inside a message that stopped arriving, a record can only be for that message.
+            return tail != head || self.u32(R_ABANDONED).load(Ordering::Relaxed) != 0;
         }
         self.is_closed() || (tail != head && self.consumer_lock().owner() == 0)
     }
@@ -898,7 +1112,8 @@ impl Ring {
         self.u32(waiters).fetch_add(1, Ordering::SeqCst);
         let expected = word.load(Ordering::SeqCst);
         // A lock held by a dead thread moves no word: report ready so the caller takes it over.
-        let lock = if seq == R_DATA_SEQ { self.consumer_lock() } else { self.producer_lock() };
+        // A consumer inside a large message waits on its producer, any other on the consumers.
+        let lock = if seq == R_DATA_SEQ && !self.is_receiving() { self.consumer_lock() } else { self.producer_lock() };
         if ready(self) || lock.owner_is_dead() {
             self.u32(waiters).fetch_sub(1, Ordering::SeqCst);
             return None;
@@ -924,14 +1139,13 @@ impl Ring {
 
 impl Drop for Ring {
     fn drop(&mut self) {
-        // A handle dropped mid-stream releases what it holds so others are not wedged.
-        if self.recv.get_mut().map(|s| s.is_some()).unwrap_or(false) {
-            self.consumer_lock().release();
+        // A handle dropped mid-stream gives up what it holds so others are not wedged.
+        if self.recv.get_mut().map(|s| s.take().is_some()).unwrap_or(false) {
+            self.unlock_consumer();
         }
-        if self.send.get_mut().map(|s| s.is_some()).unwrap_or(false) {
-            self.u32(R_BROKEN).store(1, Ordering::SeqCst);
-            self.producer_lock().release();
-            self.bump(R_DATA_SEQ, R_DATA_WAITERS, true);
+        if self.send.get_mut().map(|s| s.take().is_some()).unwrap_or(false) {
+            let _ = self.reclaim_stream();
+            self.unlock_producer();
         }
     }
 }
