@@ -60,6 +60,18 @@ export declare function barrierWaitMovedSync(s: Sync, gen: number, timeoutMs: nu
  */
 export declare function barrierWaitSync(s: Sync, gen: number, timeoutMs: number): number
 
+/**
+ * Gives up the large message this process is receiving (the next consumer skips its rest);
+ * false when none was.
+ */
+export declare function channelAbandonRecv(ch: Chan, ring: number): boolean
+
+/**
+ * Gives up the large message this process is streaming out (consumers discard it); false
+ * when none was.
+ */
+export declare function channelAbandonSend(ch: Chan, ring: number): boolean
+
 /** Maps the channel behind an inherited descriptor, taking ownership of it. */
 export declare function channelAdopt(raw: number): Chan
 

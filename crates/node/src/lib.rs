@@ -176,6 +176,20 @@ pub fn channel_continue_send(ch: &Chan, ring: u32, data: &[u8]) -> Result<bool> 
     ch.ring(ring)?.continue_send(data).map_err(channel_error)
 }
 
+/// Gives up the large message this process is streaming out (consumers discard it); false
+/// when none was.
+#[napi]
+pub fn channel_abandon_send(ch: &Chan, ring: u32) -> Result<bool> {
+    ch.ring(ring)?.abandon_send().map_err(channel_error)
+}
+
+/// Gives up the large message this process is receiving (the next consumer skips its rest);
+/// false when none was.
+#[napi]
+pub fn channel_abandon_recv(ch: &Chan, ring: u32) -> Result<bool> {
+    Ok(ch.ring(ring)?.abandon_recv())
+}
+
 /// Spins up to the learned budget for a receive to become possible.
 #[napi]
 pub fn channel_spin_recv(ch: &Chan, ring: u32) -> Result<bool> {
