@@ -19,9 +19,9 @@ if (!Object.hasOwn(BACKENDS, name)) {
 /** The backend under test. */
 export const backend = await BACKENDS[name]()
 
-/** `new Pool(opts)` on the backend under test. */
+/** `new Pool(opts)` on the backend under test (unless `opts` names one). */
 export function createPool(opts = {}) {
-  return new Pool({ ...opts, backend })
+  return new Pool({ backend, ...opts })
 }
 
 /**

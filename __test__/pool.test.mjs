@@ -143,6 +143,7 @@ test('bad options: TypeError / RangeError with a code', (t) => {
   t.throws(() => createPool({ taskTimeout: Number.NaN }), { instanceOf: RangeError })
   const e = t.throws(() => createPool({ processes: -1 }))
   t.is(typeof e.code, 'string')
+  t.is(t.throws(() => createPool({ backend: {} }), { instanceOf: TypeError }).code, 'ERR_INVALID_ARG_TYPE')
 })
 
 // ---- apply / applyAsync / AsyncResult ----
