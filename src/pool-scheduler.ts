@@ -67,7 +67,6 @@ export type PoolState = 'running' | 'closed' | 'terminated'
 
 export class PoolScheduler {
   readonly #opts: SchedulerOptions
-  readonly #backend: Backend
   readonly #workers = new Map<number, Worker>()
   readonly #calls: Call[] = []
   readonly #inflight = new Map<number, Chunk>()
@@ -87,7 +86,6 @@ export class PoolScheduler {
 
   constructor(opts: SchedulerOptions) {
     this.#opts = opts
-    this.#backend = opts.backend
   }
 
   get state(): PoolState {
@@ -104,8 +102,8 @@ export class PoolScheduler {
     for (let i = 0; i < this.#opts.processes; i++) this.#startWorker(true)
   }
 
-  /** The local processes of the workers that take work. */
-  get processes(): Process[] {
+  /** The local processes of the workers that take work (none for workers elsewhere). */
+  get workerProcesses(): Process[] {
     const out: Process[] = []
     for (const w of this.#workers.values()) {
       if (w.retired || w.replaced) continue
@@ -389,7 +387,7 @@ export class PoolScheduler {
    * the busiest worker, so it runs now instead (a long task must not hold up the ones behind it).
    */
   #rebalance(): boolean {
-    if (!this.#backend.canTakeBack) return false
+    if (!this.#opts.backend.canTakeBack) return false
     const maxTasks = this.#opts.setup.maxTasks
     let idle = false
     let busiest: Worker | undefined
@@ -523,7 +521,7 @@ export class PoolScheduler {
     let w: Worker | undefined
     let link: WorkerLink
     try {
-      link = this.#backend.start({
+      link = this.#opts.backend.start({
         index,
         setup: this.#opts.setup,
         serializer: this.#opts.serializer,

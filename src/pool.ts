@@ -175,7 +175,7 @@ export class Pool extends EventEmitter {
 
   /** The live worker processes (none when the workers are not processes of this machine). */
   get workers(): Process[] {
-    return this.#scheduler.processes
+    return this.#scheduler.workerProcesses
   }
 
   // ---- the public calls ----
