@@ -5,16 +5,23 @@ import { readdirSync } from 'node:fs'
 
 import test from 'ava'
 
-import { Pipe, Pool, Queue, TargetError } from '../dist/index.js'
+import { Pipe, Queue, TargetError } from '../dist/index.js'
 import { jsonSerializer } from './fixtures/pool-serializer.mjs'
 import { checkNoLeaks, fixtureUrl, within } from './helpers.mjs'
+import { createPool, needs } from './pool-backend.mjs'
 
 checkNoLeaks(test)
 
+// Tests that pass handles to tasks; some also look at the workers' processes or need chunks
+// taken back from a busy worker.
+const withHandles = needs(test, 'carriesHandles')
+const withHandlesLocally = needs(test, 'carriesHandles', 'localProcesses')
+const withHandlesTakenBack = needs(test, 'carriesHandles', 'canTakeBack')
+
 const fdCount = (pid) => readdirSync(`/proc/${pid}/fd`).length
 
-test.serial('a Queue passed to tasks of a running pool arrives live in every worker', async (t) => {
-  const pool = new Pool({ processes: 2 })
+withHandles.serial('a Queue passed to tasks of a running pool arrives live in every worker', async (t) => {
+  const pool = createPool({ processes: 2 })
   t.teardown(() => pool.terminate())
   await within(
     10_000,
@@ -43,8 +50,8 @@ test.serial('a Queue passed to tasks of a running pool arrives live in every wor
   t.true(new Set(pids).size >= 1)
 })
 
-test.serial('a Connection passed to apply talks back to the parent', async (t) => {
-  const pool = new Pool({ processes: 1 })
+withHandles.serial('a Connection passed to apply talks back to the parent', async (t) => {
+  const pool = createPool({ processes: 1 })
   t.teardown(() => pool.terminate())
   const [mine, theirs] = Pipe()
   const echoed = pool.apply(
@@ -60,8 +67,8 @@ test.serial('a Connection passed to apply talks back to the parent', async (t) =
   t.is(await within(5000, echoed, 'apply'), 'done')
 })
 
-test.serial('the same handle in 300 tasks is sent to each worker once: no descriptor grows', async (t) => {
-  const pool = new Pool({ processes: 2 })
+withHandlesLocally.serial('the same handle in 300 tasks is sent to each worker once: no descriptor grows', async (t) => {
+  const pool = createPool({ processes: 2 })
   t.teardown(() => pool.terminate())
   const q = new Queue()
   await within(
@@ -92,10 +99,10 @@ test.serial('the same handle in 300 tasks is sent to each worker once: no descri
   t.true(fdCount(process.pid) <= parentBefore) // (pools of earlier tests may still be closing theirs)
 })
 
-test.serial('a handle among the items of a chunk that was taken back and re-sent still arrives', async (t) => {
+withHandlesTakenBack.serial('a handle among the items of a chunk that was taken back and re-sent still arrives', async (t) => {
   // A slow first task holds worker A; the chunks queued behind it are taken back by the idle
   // worker B, descriptors and all.
-  const pool = new Pool({ processes: 2 })
+  const pool = createPool({ processes: 2 })
   t.teardown(() => pool.terminate())
   await within(
     10_000,
@@ -131,7 +138,7 @@ test.serial('a handle among the items of a chunk that was taken back and re-sent
 })
 
 test.serial('serializer: exported from one of `modules`, used for tasks and results on both sides', async (t) => {
-  const pool = new Pool({ processes: 1, serializer: jsonSerializer, modules: [fixtureUrl('pool-serializer.mjs')] })
+  const pool = createPool({ processes: 1, serializer: jsonSerializer, modules: [fixtureUrl('pool-serializer.mjs')] })
   t.teardown(() => pool.terminate())
   const [r] = await within(
     10_000,
@@ -142,13 +149,13 @@ test.serial('serializer: exported from one of `modules`, used for tasks and resu
 })
 
 test.serial('serializer that is not exported from `modules` is refused at once', (t) => {
-  const err = t.throws(() => new Pool({ processes: 1, serializer: { serialize: () => new Uint8Array(), deserialize: () => 0 } }))
+  const err = t.throws(() => createPool({ processes: 1, serializer: { serialize: () => new Uint8Array(), deserialize: () => 0 } }))
   t.true(err instanceof TargetError)
   t.is(err.code, 'ERR_TARGET')
 })
 
-test.serial('a task that returns a handle rejects with SerializationError; the worker lives on', async (t) => {
-  const pool = new Pool({ processes: 1 })
+withHandlesLocally.serial('a task that returns a handle rejects with SerializationError; the worker lives on', async (t) => {
+  const pool = createPool({ processes: 1 })
   t.teardown(() => pool.terminate())
   const q = new Queue()
   const err = await within(

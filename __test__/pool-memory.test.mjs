@@ -7,9 +7,9 @@ import { fileURLToPath } from 'node:url'
 
 import test from 'ava'
 
-import { Pool } from '../dist/index.js'
 import { square } from './fixtures/pool-tasks.mjs'
 import { checkNoLeaks, fixtureUrl, within } from './helpers.mjs'
+import { createPool } from './pool-backend.mjs'
 
 checkNoLeaks(test)
 
@@ -61,7 +61,7 @@ test.serial(
 )
 
 test.serial('a stalled imap consumer: the source is not pulled further (< 2,000 ahead) while nobody reads', async (t) => {
-  const pool = new Pool({ processes: 2, modules: [fixtureUrl('pool-tasks.mjs')] })
+  const pool = createPool({ processes: 2, modules: [fixtureUrl('pool-tasks.mjs')] })
   t.teardown(async () => {
     pool.terminate()
     await within(10000, pool.join(), 'teardown join').catch(() => {})
@@ -119,7 +119,7 @@ test.serial('2,000 calls each with a fresh inline function whose closure holds 1
 
 test.serial('imap with slow tasks pulls input only as workers free up (at most 4 chunks per worker ahead of the results)', async (t) => {
   const { sleepPid } = await import('./fixtures/pool-tasks.mjs')
-  const pool = new Pool({ processes: 2, modules: [fixtureUrl('pool-tasks.mjs')] })
+  const pool = createPool({ processes: 2, modules: [fixtureUrl('pool-tasks.mjs')] })
   t.teardown(async () => {
     pool.terminate()
     await within(10000, pool.join(), 'teardown join').catch(() => {})

@@ -3,13 +3,17 @@
 // once per worker, live.
 import test from 'ava'
 
-import { Event, Pool, RawArray, Semaphore, SharedMemory, Value } from '../dist/index.js'
+import { Event, RawArray, Semaphore, SharedMemory, Value } from '../dist/index.js'
 import { checkNoLeaks, fixture, within } from './helpers.mjs'
+import { createPool, needs } from './pool-backend.mjs'
 
 checkNoLeaks(test)
 
-test.serial('a Value and its lock passed to pool tasks: 8 tasks × 10,000 increments = 80,000', async (t) => {
-  const pool = new Pool({ processes: 2 })
+/** Tests that pass handles (Queue, Lock, …) to tasks. */
+const withHandles = needs(test, 'carriesHandles')
+
+withHandles.serial('a Value and its lock passed to pool tasks: 8 tasks × 10,000 increments = 80,000', async (t) => {
+  const pool = createPool({ processes: 2 })
   t.teardown(() => pool.terminate())
   await within(
     10_000,
@@ -32,8 +36,8 @@ test.serial('a Value and its lock passed to pool tasks: 8 tasks × 10,000 increm
   await within(10_000, pool.join(), 'join')
 })
 
-test.serial('Semaphore(1) across pool workers admits one holder at a time', async (t) => {
-  const pool = new Pool({ processes: 2 })
+withHandles.serial('Semaphore(1) across pool workers admits one holder at a time', async (t) => {
+  const pool = createPool({ processes: 2 })
   t.teardown(() => pool.terminate())
   const sem = new Semaphore(1)
   const counters = RawArray('i32', 2)
@@ -52,8 +56,8 @@ test.serial('Semaphore(1) across pool workers admits one holder at a time', asyn
   await within(10_000, pool.join(), 'join')
 })
 
-test.serial('SharedMemory, RawArray and Event passed to pool tasks arrive live', async (t) => {
-  const pool = new Pool({ processes: 2 })
+withHandles.serial('SharedMemory, RawArray and Event passed to pool tasks arrive live', async (t) => {
+  const pool = createPool({ processes: 2 })
   t.teardown(() => pool.terminate())
   const shm = new SharedMemory({ size: 16 })
   const arr = RawArray('f64', 8)

@@ -7,11 +7,15 @@ import { fileURLToPath } from 'node:url'
 
 import test from 'ava'
 
-import { Pool, Process, ProcessError, ResourceError, SerializationError, WorkerExitedError } from '../dist/index.js'
+import { Process, ProcessError, ResourceError, SerializationError, WorkerExitedError } from '../dist/index.js'
 import { echo, poison, poisonSerializer } from './fixtures/pool-bad-decode.mjs'
 import { checkNoLeaks, fixtureUrl, guard, within } from './helpers.mjs'
+import { createPool, needs } from './pool-backend.mjs'
 
 checkNoLeaks(test)
+
+/** Tests that need the workers to be processes of this machine (pids, kills, /proc). */
+const local = needs(test, 'localProcesses')
 
 const INDEX = new URL('../dist/index.js', import.meta.url).href
 
@@ -69,7 +73,7 @@ for (const [title, args] of [
   ['node -e (CommonJS)', ['-e', `(async () => { ${POOL_PROGRAM} })()`]],
   ['node -p', ['-p', `(async () => { ${POOL_PROGRAM} })(), ''`]],
 ]) {
-  test(`a Pool in a program given with ${title} runs once, without recursion`, async (t) => {
+  local(`a Pool in a program given with ${title} runs once, without recursion`, async (t) => {
     const r = await run(args)
     t.false(r.timedOut, `the program did not finish: ${r.stderr.slice(-2000)}`)
     const line = r.stdout.split('\n').find((l) => l.startsWith('{'))
@@ -95,7 +99,7 @@ test('a Process in an eval’d program runs a function sent as source', async (t
   t.deepEqual(JSON.parse(r.stdout.trim()), { got: 42 })
 })
 
-test('a module that starts a Pool at its top level is refused in the worker, not re-run without end', async (t) => {
+local('a module that starts a Pool at its top level is refused in the worker, not re-run without end', async (t) => {
   const r = await run([fileURLToPath(fixtureUrl('unguarded-pool.mjs'))])
   t.false(r.timedOut, r.stderr.slice(-2000))
   const outcome = JSON.parse(r.stdout.trim().split('\n').pop())
@@ -135,7 +139,7 @@ test('join() with a timeout of 2^31 ms or more waits for the child', async (t) =
 })
 
 test('a result the parent cannot decode rejects its call; the pool goes on and joins', async (t) => {
-  const pool = new Pool({ processes: 1, serializer: poisonSerializer, modules: [fixtureUrl('pool-bad-decode.mjs')] })
+  const pool = createPool({ processes: 1, serializer: poisonSerializer, modules: [fixtureUrl('pool-bad-decode.mjs')] })
   t.teardown(() => pool.terminate())
   const err = await within(20_000, t.throwsAsync(pool.apply(poison, []), { instanceOf: SerializationError }), 'apply')
   t.is(err.code, 'ERR_SERIALIZATION')
@@ -152,7 +156,7 @@ test('a result the parent cannot decode rejects its call; the pool goes on and j
 })
 
 test('terminate() then join() after an undecodable result', async (t) => {
-  const pool = new Pool({ processes: 2, serializer: poisonSerializer, modules: [fixtureUrl('pool-bad-decode.mjs')] })
+  const pool = createPool({ processes: 2, serializer: poisonSerializer, modules: [fixtureUrl('pool-bad-decode.mjs')] })
   const pending = pool.apply(poison, []).catch((e) => e)
   t.true((await within(20_000, pending, 'apply')) instanceof SerializationError)
   pool.terminate()
@@ -160,7 +164,7 @@ test('terminate() then join() after an undecodable result', async (t) => {
 })
 
 test('a worker killed by signal 6 is reported as SIGABRT', async (t) => {
-  const pool = new Pool({ processes: 1 })
+  const pool = createPool({ processes: 1 })
   t.teardown(() => pool.terminate())
   const err = await within(
     20_000,
@@ -188,13 +192,13 @@ test('a worker killed by signal 6 is reported as SIGABRT', async (t) => {
 
 test('processes is bounded', (t) => {
   for (const n of [2 ** 53, 1025, 0, -1, 1.5, Number.NaN]) {
-    const err = t.throws(() => new Pool({ processes: n }), { instanceOf: RangeError })
+    const err = t.throws(() => createPool({ processes: n }), { instanceOf: RangeError })
     t.is(err.code, 'ERR_OUT_OF_RANGE')
   }
-  t.is(t.throws(() => new Pool({ processes: '2' }), { instanceOf: TypeError }).code, 'ERR_INVALID_ARG_TYPE')
+  t.is(t.throws(() => createPool({ processes: '2' }), { instanceOf: TypeError }).code, 'ERR_INVALID_ARG_TYPE')
 })
 
-test('a pool too large for the descriptor limit fails with ResourceError and leaves no worker', async (t) => {
+local('a pool too large for the descriptor limit fails with ResourceError and leaves no worker', async (t) => {
   const script = fileURLToPath(fixtureUrl('pool-emfile.mjs'))
   const r = await run(`ulimit -n 96 && exec "${process.execPath}" "${script}"`, { shell: true, ms: 60_000 })
   t.false(r.timedOut, r.stderr.slice(-2000))
