@@ -74,8 +74,10 @@ export class RingEnd {
   private inflight: Buffer | undefined
   /** `inflight` is a caller's buffer (`recvBytesInto`), not one of ours to hand out. */
   private inflightIsCallers = false
-  /** A large message has begun arriving: it is received whole, whatever the deadline. */
+  /** A large message has begun arriving into `inflight`. */
   private streaming = false
+  /** Async receives of this process now waiting; the last to give up abandons a stream. */
+  private recvsPending = 0
   private readonly capacity: number
 
   constructor(
@@ -138,7 +140,8 @@ export class RingEnd {
         return Promise.reject(err)
       }
       if (status === SendStatus.Sent) return RESOLVED
-      if (status === SendStatus.Streaming) return this.chained(Promise.resolve(), () => this.finishStream(encoded.bytes))
+      if (status === SendStatus.Streaming)
+        return this.chained(Promise.resolve(), () => this.finishStream(encoded.bytes, deadline, opts.signal))
     }
     return this.chained(waitTurn(this.sendChain, deadline, opts.signal), () =>
       this.sendBytes(encoded.kind, encoded.bytes, deadline, opts.signal),
@@ -177,11 +180,15 @@ export class RingEnd {
       watch: peer && ((wake) => peer.watch(wake)),
     }
     await waitFor(start, deadline, signal, 'put')
-    if (streaming) await this.finishStream(bytes)
+    if (streaming) await this.finishStream(bytes, deadline, signal)
   }
 
-  /** Writes the rest of a message larger than the ring: it is finished whatever the deadline. */
-  private async finishStream(bytes: Uint8Array): Promise<void> {
+  /**
+   * Writes the rest of a message larger than the ring. If the deadline passes, the signal
+   * aborts or the peer goes first, the message is abandoned: receivers discard what of it is
+   * in the ring, and the channel goes on.
+   */
+  private async finishStream(bytes: Uint8Array, deadline: number | undefined, signal: AbortSignal | undefined): Promise<void> {
     const peer = this.peer
     const more: Waitable<true> = {
       attempt: () => {
@@ -198,7 +205,16 @@ export class RingEnd {
       disarm: (key, ms) => native.channelDisarmSend(this.chan, this.ring, key, ms),
       watch: peer && ((wake) => peer.watch(wake)),
     }
-    await waitFor(more, undefined, undefined, 'put')
+    try {
+      await waitFor(more, deadline, signal, 'put')
+    } catch (err) {
+      try {
+        native.channelAbandonSend(this.chan, this.ring)
+      } catch {
+        // A corrupt ring: the error that ended the wait says more.
+      }
+      throw err
+    }
   }
 
   private callSend(kind: number, bytes: Uint8Array): number {
@@ -232,11 +248,13 @@ export class RingEnd {
    * set up (call again), else the message.
    */
   private take(code: number, dst: Buffer): Received | typeof AGAIN {
-    if (this.pending(code, dst)) return code >= -2 ? NOTHING : AGAIN
+    const p = this.pending(code, dst)
+    if (p !== undefined) return p
     const len = Math.floor(code / 256)
     const kind = code % 256
     if (dst === this.inflight) {
-      const owned = !this.inflightIsCallers
+      // A buffer made for a larger message that was lost is not handed out for a smaller one.
+      const owned = !this.inflightIsCallers && len === dst.length
       this.finished()
       return decode(kind, len === dst.length ? dst : dst.subarray(0, len), this.serializer, owned)
     }
@@ -245,10 +263,17 @@ export class RingEnd {
 
   /**
    * Handles the receipts that are not a message: nothing yet (-1), a stream under way into
-   * `dst` (-2), or the need for a buffer of n bytes (-(n + 2)), which it allocates. True for those.
+   * `dst` (-2), or the need for a buffer of n bytes (-(n + 2)), which it allocates. Returns
+   * `NOTHING` or `AGAIN` (call again) for those, `undefined` for a message.
    */
-  private pending(code: number, dst: Buffer): boolean {
-    if (code >= 0) return false
+  private pending(code: number, dst: Buffer): typeof NOTHING | typeof AGAIN | undefined {
+    if (code >= 0) return undefined
+    if (code === -1) {
+      if (!this.streaming) return NOTHING
+      // The message that was arriving was abandoned by its producer: it is lost. Go on.
+      this.finished()
+      return AGAIN
+    }
     if (code === -2) {
       this.streaming = true
       if (this.inflight !== dst) {
@@ -258,8 +283,9 @@ export class RingEnd {
     } else if (code < -2) {
       this.inflight = Buffer.allocUnsafeSlow(-code - 2)
       this.inflightIsCallers = false
+      return AGAIN
     }
-    return true
+    return NOTHING
   }
 
   private finished(): void {
@@ -300,7 +326,8 @@ export class RingEnd {
 
   /** A receipt for a raw receive: the length, `NOTHING`, or `AGAIN` to call again. */
   private intoResult(code: number, dst: Buffer, into: Buffer): number | typeof NOTHING | typeof AGAIN {
-    if (this.pending(code, dst)) return code >= -2 ? NOTHING : AGAIN
+    const p = this.pending(code, dst)
+    if (p !== undefined) return p
     const len = Math.floor(code / 256)
     if (dst === this.inflight) this.finished()
     if (dst === into) return len
@@ -314,7 +341,8 @@ export class RingEnd {
 
   /**
    * Receives asynchronously. Receives of one process wait side by side, each with its own
-   * deadline; a large message that one of them started is finished by whichever comes next.
+   * deadline; a large message that one of them started is finished by whichever comes next,
+   * and abandoned (lost) when the last of them gives up.
    */
   recv(deadline: number | undefined, signal: AbortSignal | undefined, what: string, spinIf?: () => boolean): Promise<unknown> {
     if (!signal?.aborted) {
@@ -361,9 +389,24 @@ export class RingEnd {
       arm: (key) => !peer?.gone(true) && native.channelArmRecv(this.chan, this.ring, key),
       disarm: (key, ms) => native.channelDisarmRecv(this.chan, this.ring, key, ms),
       watch: peer && ((wake) => peer.watch(wake)),
-      committed: () => this.streaming,
     }
-    return waitFor(w, deadline, signal, what).then((r) => r.v)
+    this.recvsPending++
+    return waitFor(w, deadline, signal, what).then(
+      (r) => {
+        this.recvsPending--
+        return r.v
+      },
+      (err) => {
+        if (--this.recvsPending === 0 && this.streaming) this.abandonRecv()
+        throw err
+      },
+    )
+  }
+
+  /** Gives up the large message arriving: the next receiver, here or elsewhere, skips its rest. */
+  private abandonRecv(): void {
+    this.finished()
+    native.channelAbandonRecv(this.chan, this.ring)
   }
 
   /** Blocks until a message arrives (or `timeout` ms pass: `TimeoutError`). */
@@ -390,7 +433,10 @@ export class RingEnd {
     try {
       return native.channelRecvSync(this.chan, this.ring, dst, remaining(deadline), this.peer?.fd ?? -1)
     } catch (err) {
-      throw this.error(err, true)
+      const e = this.error(err, true)
+      // Out of time inside a large message: the binding gave it up.
+      if (e instanceof TimeoutError) this.finished()
+      throw e
     }
   }
 }

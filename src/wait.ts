@@ -76,18 +76,12 @@ export interface Waitable<T> {
   disarm(key: number, waitedMs: number): void
   /** Extra wake-up sources (e.g. a peer hanging up); returns a function that removes them. */
   watch?(wake: () => void): () => void
-  /** True once the operation has begun in shared memory: it then ignores deadline and signal. */
-  committed?(): boolean
 }
 
 /** Waits until `w.attempt()` yields a result, the deadline passes, or the signal aborts. */
 export async function waitFor<T>(w: Waitable<T>, deadline: number | undefined, signal: AbortSignal | undefined, what: string): Promise<T> {
   let rounds = 0
   for (;;) {
-    if (w.committed?.()) {
-      deadline = undefined
-      signal = undefined
-    }
     if (signal?.aborted) throw new AbortError(`${what} was aborted`, { cause: signal.reason })
     const r = w.attempt()
     if (r !== undefined) return r
