@@ -12,6 +12,7 @@ import type { Backend, ChunkMessage, ExitStatus, LinkEvents, LinkStart, WorkerLi
 import { Reply, type ReplyMessage, type TaskMessage, type WorkerSetup } from './pool-worker.js'
 import { Process, whenExited } from './process.js'
 import { Queue } from './queue.js'
+import { fromRecord } from './remote-error.js'
 
 const WORKER_TARGET = { module: new URL('./pool-worker.js', import.meta.url), name: 'poolWorker' }
 const INBOX_BYTES = 1 << 20
@@ -157,7 +158,10 @@ class LocalLink implements WorkerLink {
       let m: TaskMessage | null
       try {
         m = this.#inbox.getNowait()
-      } catch {
+      } catch (err) {
+        // A task message taken whole that the serializer cannot decode here: whose it was is
+        // unknown, so the worker goes, and its exit settles every chunk it held.
+        if (err instanceof SerializationError) this.kill()
         break
       }
       if (!m) continue
@@ -285,7 +289,10 @@ class LocalLink implements WorkerLink {
   #undecodable(err: SerializationError): void {
     // The link's own exit marker, which follows everything the worker sent.
     if (this.#exitPending && this.#results.empty()) this.#finish()
-    else this.#events.undecodable(err)
+    else
+      this.#events.undecodable(
+        new SerializationError(`a reply from ${this.name} cannot be decoded: ${err.message}`, { cause: err.cause ?? err }),
+      )
   }
 
   #handle(msg: ReplyMessage): void {
@@ -306,6 +313,11 @@ class LocalLink implements WorkerLink {
       case Reply.Exited:
         this.#finish()
         break
+      case Reply.Undecodable: {
+        const cause = fromRecord(msg[2])
+        events.undecodable(new SerializationError(`a task sent to ${this.name} cannot be decoded there: ${msg[2].message}`, { cause }))
+        break
+      }
       case Reply.Unknown:
         // It may lack a handle whose descriptors came with a message taken back: send them all again.
         this.#sentKeys.clear()

@@ -12,7 +12,7 @@ import {
   MultiprocError,
   ProcessError,
   RemoteError,
-  SerializationError,
+  type SerializationError,
   TerminatedError,
   TimeoutError,
   WorkerExitedError,
@@ -628,8 +628,7 @@ export class PoolScheduler {
    * the oldest chunk still on its list; before `ready`, it was the ready reply itself (or the
    * initializer's failure), and the pool cannot use its workers at all.
    */
-  #undecodable(w: Worker, err: SerializationError): void {
-    const error = new SerializationError(`a reply from ${w.link.name} cannot be decoded: ${err.message}`, { cause: err.cause ?? err })
+  #undecodable(w: Worker, error: SerializationError): void {
     if (!w.ready) {
       this.#break(error)
       return

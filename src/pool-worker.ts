@@ -38,6 +38,8 @@ export enum Reply {
   Unknown = 5,
   /** Put by the pool itself after it saw the worker exit: everything the worker sent is before it. */
   Exited = 4,
+  /** A task message taken whole that the worker cannot decode: it answers the oldest chunk it holds. */
+  Undecodable = 6,
 }
 export type ReplyMessage =
   | [Reply.Ready, worker: number, pid: number]
@@ -46,6 +48,7 @@ export type ReplyMessage =
   | [Reply.InitFailed, worker: number, error: ErrorRecord]
   | [Reply.Exited, worker: number]
   | [Reply.Unknown, worker: number, chunkId: number]
+  | [Reply.Undecodable, worker: number, error: ErrorRecord]
 
 export interface WorkerSetup {
   index: number
@@ -133,7 +136,12 @@ export async function poolWorker(taskQueue: Queue<TaskMessage | null>, replyQueu
       task = await inbox.get()
     } catch (err) {
       if (err instanceof EOFError) return // the pool closed: no more work
-      throw err
+      if (!(err instanceof SerializationError)) throw err
+      // The message was taken whole: the channel is intact, and this chunk is the oldest the
+      // pool has not had an answer for (the worker answers in the order it takes).
+      await results.put([Reply.Undecodable, me, toRecord(err)])
+      done++
+      continue
     }
     if (task === null) return
     const [chunkId, targetId, sentItems, star, spec, handles] = task
