@@ -168,7 +168,7 @@ test('a forged length larger than the ring, with nothing streaming: no crash, no
 test('a child given a channel with a corrupt segment header fails with ProtocolError; the parent lives', async (t) => {
   for (const what of ['magic', 'capacity']) {
     const { stdout, stderr } = await runCorrupt(what)
-    t.deepEqual(JSON.parse(stdout), { exitCode: 1, parentStillReads: 'in the parent' }, `${what}: ${stderr}`)
+    t.deepEqual(JSON.parse(stdout), { started: 'ERR_PROCESS', exitCode: 1, parentStillReads: 'in the parent' }, `${what}: ${stderr}`)
     t.regex(stderr, /ProtocolError: corrupt channel/, what)
   }
 })
