@@ -701,16 +701,16 @@ impl Ring {
             return Ok(TrySend::Full);
         }
         let (head, tail) = self.head_tail()?;
-        let free = self.cap - (tail - head) as usize;
+        let free = self.cap - tail.wrapping_sub(head) as usize;
         let frame = FRAME_HEADER + data.len();
         if frame <= self.cap {
             if free < frame {
                 return Ok(TrySend::Full);
             }
             self.write_at(tail, &encode_header(data.len(), kind));
-            self.write_at(tail + FRAME_HEADER as u64, data);
+            self.write_at(tail.wrapping_add(FRAME_HEADER as u64), data);
             self.u64(R_MSGS_IN).fetch_add(1, Ordering::AcqRel);
-            self.u64(R_TAIL).store(tail + frame as u64, Ordering::Release);
+            self.u64(R_TAIL).store(tail.wrapping_add(frame as u64), Ordering::Release);
             return Ok(TrySend::Sent);
         }
         // One abandonment record at a time: a stream (which could be abandoned in turn) waits
@@ -721,11 +721,11 @@ impl Ring {
         // Larger than the ring: stream it, header first.
         let chunk = (free - FRAME_HEADER).min(data.len());
         self.write_at(tail, &encode_header(data.len(), kind));
-        self.write_at(tail + FRAME_HEADER as u64, &data[..chunk]);
+        self.write_at(tail.wrapping_add(FRAME_HEADER as u64), &data[..chunk]);
         self.u64(R_PSTREAM_START).store(tail, Ordering::Relaxed);
         self.u64(R_PSTREAM_LEFT).store((data.len() - chunk) as u64, Ordering::Relaxed);
         self.u64(R_MSGS_IN).fetch_add(1, Ordering::AcqRel);
-        self.u64(R_TAIL).store(tail + (FRAME_HEADER + chunk) as u64, Ordering::Release);
+        self.u64(R_TAIL).store(tail.wrapping_add((FRAME_HEADER + chunk) as u64), Ordering::Release);
         *self.send.lock().unwrap() = Some(SendStream { len: data.len(), written: chunk });
         Ok(TrySend::Streaming)
     }
@@ -739,7 +739,7 @@ impl Ring {
             return Err(ChannelError::Busy);
         }
         let (head, tail) = self.head_tail()?;
-        let free = self.cap - (tail - head) as usize;
+        let free = self.cap - tail.wrapping_sub(head) as usize;
         if free == 0 {
             return Ok(false);
         }
@@ -748,7 +748,7 @@ impl Ring {
         stream.written += chunk;
         let left = stream.len - stream.written;
         self.u64(R_PSTREAM_LEFT).store(left as u64, Ordering::Relaxed);
-        self.u64(R_TAIL).store(tail + chunk as u64, Ordering::Release);
+        self.u64(R_TAIL).store(tail.wrapping_add(chunk as u64), Ordering::Release);
         let done = left == 0;
         if done {
             *guard = None;
@@ -801,7 +801,7 @@ impl Ring {
     }
 
     fn space_free(&self) -> bool {
-        self.head_tail().map(|(h, t)| t - h < self.cap as u64).unwrap_or(true)
+        self.head_tail().map(|(h, t)| t.wrapping_sub(h) < self.cap as u64).unwrap_or(true)
     }
 
     /// Whether a send of `len` bytes might now make progress (or fail at once).
@@ -820,7 +820,7 @@ impl Ring {
             return false;
         }
         let Ok((head, tail)) = self.head_tail() else { return true };
-        let free = self.cap - (tail - head) as usize;
+        let free = self.cap - tail.wrapping_sub(head) as usize;
         free >= (FRAME_HEADER + len).min(self.cap)
     }
 
@@ -889,7 +889,7 @@ impl Ring {
                 }
                 Abandoned::None | Abandoned::Ahead => {}
             }
-            let avail = (tail - head) as usize;
+            let avail = tail.wrapping_sub(head) as usize;
             if avail == 0 {
                 if self.is_closed() {
                     return Err(ChannelError::Closed);
@@ -912,9 +912,9 @@ impl Ring {
                 if avail < frame {
                     return protocol(format!("frame of {frame} bytes but only {avail} committed"));
                 }
-                self.read_at(head + FRAME_HEADER as u64, &mut dst[..len]);
+                self.read_at(head.wrapping_add(FRAME_HEADER as u64), &mut dst[..len]);
                 self.u64(R_MSGS_OUT).fetch_add(1, Ordering::AcqRel);
-                self.u64(R_HEAD).store(head + frame as u64, Ordering::Release);
+                self.u64(R_HEAD).store(head.wrapping_add(frame as u64), Ordering::Release);
                 return Ok(TryRecv::Done(kind, len));
             }
             // A streamed message: its producer must be writing it right now, with exactly the
@@ -932,10 +932,10 @@ impl Ring {
             }
             // Take what is here and keep the lock: the next call continues with the rest.
             let chunk = (avail - FRAME_HEADER).min(len);
-            self.read_at(head + FRAME_HEADER as u64, &mut dst[..chunk]);
+            self.read_at(head.wrapping_add(FRAME_HEADER as u64), &mut dst[..chunk]);
             self.u64(R_CSTREAM_START).store(head, Ordering::Relaxed);
             self.u64(R_CSTREAM_LEFT).store((len - chunk) as u64, Ordering::Relaxed);
-            self.u64(R_HEAD).store(head + (FRAME_HEADER + chunk) as u64, Ordering::Release);
+            self.u64(R_HEAD).store(head.wrapping_add((FRAME_HEADER + chunk) as u64), Ordering::Release);
             *self.recv.lock().unwrap() = Some(RecvStream { kind, len, filled: chunk, discard: false, start: head });
             return Ok(TryRecv::Streaming);
         }
@@ -959,7 +959,7 @@ impl Ring {
                 self.unlock_consumer();
                 return Ok(TryRecv::Empty);
             }
-            let avail = (tail - head) as usize;
+            let avail = tail.wrapping_sub(head) as usize;
             if avail == 0 {
                 if self.reclaim_for_consumer(head, stream.start)? {
                     return self.continue_recv(guard, dst);
@@ -972,7 +972,7 @@ impl Ring {
             }
             stream.filled += chunk;
             self.u64(R_CSTREAM_LEFT).store((left - chunk) as u64, Ordering::Relaxed);
-            self.u64(R_HEAD).store(head + chunk as u64, Ordering::Release);
+            self.u64(R_HEAD).store(head.wrapping_add(chunk as u64), Ordering::Release);
             self.bump(R_SPACE_SEQ, R_SPACE_WAITERS, false);
             if chunk < left {
                 return Ok(TryRecv::Streaming);
