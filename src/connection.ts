@@ -10,7 +10,7 @@ import { ClosedError, fromNative, InvalidStateError, TimeoutError, typeError } f
 import { type HandleDescriptor, registerHandle, toHandle } from './handles.js'
 import { type Chan, native } from './native.js'
 import type { Serializer } from './serialize.js'
-import { checkBoolean, checkCapacity, checkInteger, checkOptions } from './validate.js'
+import { checkBoolean, checkCapacity, checkInteger, checkOptions, checkSerializer } from './validate.js'
 import { deadlineOf, type WaitOptions, waitFor, waitOptions } from './wait.js'
 
 export interface PipeOptions {
@@ -262,6 +262,7 @@ export function Pipe<T = unknown>(opts: PipeOptions | boolean = {}): [Connection
   const o = typeof opts === 'boolean' ? { duplex: opts } : checkOptions('Pipe options', opts)
   const duplex = o.duplex === undefined ? true : checkBoolean('duplex', o.duplex)
   const capacity = o.capacityBytes === undefined ? 4 << 20 : checkCapacity(o.capacityBytes)
+  checkSerializer(o.serializer)
   let chan: Chan
   let fa: number
   let fb: number

@@ -15,8 +15,8 @@ import { NO_LIMIT_MS, PoolScheduler } from './pool-scheduler.js'
 import type { WorkerSetup } from './pool-worker.js'
 import { checkNotBootstrapping, cpuCount, type Process } from './process.js'
 import type { Serializer } from './serialize.js'
-import { describeTarget, findExport, type Target, type TargetSpec } from './target.js'
-import { checkInteger, checkOptions } from './validate.js'
+import { describeTarget, findExport, moduleHref, type Target, type TargetSpec } from './target.js'
+import { checkFunction, checkInteger, checkOptions } from './validate.js'
 
 export interface PoolOptions {
   /** Worker processes; default `cpuCount()`. */
@@ -140,6 +140,7 @@ export class Pool extends EventEmitter {
     const maxTasks = opts.maxTasksPerChild == null ? 0 : checkInteger('maxTasksPerChild', opts.maxTasksPerChild, 1)
     if (opts.initargs !== undefined && !Array.isArray(opts.initargs)) throw typeError('initargs must be an array')
     if (opts.modules !== undefined && !Array.isArray(opts.modules)) throw typeError('modules must be an array')
+    for (const m of opts.modules ?? []) moduleHref(m)
     this.#modules = opts.modules ?? []
     const taskTimeout = checkMs('taskTimeout', opts.taskTimeout)
     let serializer: WorkerSetup['serializer'] = null
@@ -189,6 +190,8 @@ export class Pool extends EventEmitter {
   /** Like `apply`, returning an `AsyncResult` at once. */
   applyAsync<R>(fn: Target, args: unknown[] = [], opts: ApplyOptions = {}): AsyncResult<R> {
     checkOptions('applyAsync options', opts)
+    if (opts.callback !== undefined) checkFunction('callback', opts.callback)
+    if (opts.errorCallback !== undefined) checkFunction('errorCallback', opts.errorCallback)
     const result = new AsyncResult<R>({ callback: opts.callback as (v: R) => void, errorCallback: opts.errorCallback })
     const settle = settleLater(result)
     try {

@@ -8,7 +8,7 @@ import { ClosedError, Empty, Full, fromNative, TimeoutError, typeError } from '.
 import { type HandleDescriptor, registerHandle, toHandle } from './handles.js'
 import { type Chan, native } from './native.js'
 import { encode, type Serializer } from './serialize.js'
-import { checkCapacity, checkInteger } from './validate.js'
+import { checkBlock, checkCapacity, checkInteger, checkOptions, checkSerializer } from './validate.js'
 import { deadlineOf, remaining, type WaitOptions, waitFor, waitOptions } from './wait.js'
 
 export interface QueueOptions {
@@ -37,6 +37,7 @@ export class Queue<T = unknown> implements AsyncIterable<T> {
 
   constructor(opts: QueueOptions = {}, adopted?: Chan) {
     if (typeof opts !== 'object' || opts === null) throw typeError('Queue options must be an object')
+    checkSerializer(opts.serializer)
     this.#serializer = opts.serializer
     if (adopted) {
       this.chan = adopted
@@ -77,13 +78,15 @@ export class Queue<T = unknown> implements AsyncIterable<T> {
   }
 
   /** Puts an item, blocking the thread while there is no room. */
-  putSync(item: T, opts: BlockingOptions = {}): void {
+  putSync(item: T, opts: BlockingOptions | number = {}): void {
     this.#checkOpen()
-    if (opts.block === false) {
+    const o = waitOptions(opts) as BlockingOptions
+    checkBlock(o)
+    if (o.block === false) {
       this.putNowait(item)
       return
     }
-    this.#counting(() => this.end.sendSync(item, opts.timeout))
+    this.#counting(() => this.end.sendSync(item, o.timeout))
   }
 
   /** Puts an item or throws `Full` at once. */
@@ -147,9 +150,11 @@ export class Queue<T = unknown> implements AsyncIterable<T> {
   }
 
   /** Takes an item, blocking the thread while there is none. */
-  getSync(opts: BlockingOptions = {}): T {
-    if (opts.block === false) return this.getNowait()
-    return this.end.recvSync(opts.timeout) as T
+  getSync(opts: BlockingOptions | number = {}): T {
+    const o = waitOptions(opts) as BlockingOptions
+    checkBlock(o)
+    if (o.block === false) return this.getNowait()
+    return this.end.recvSync(o.timeout) as T
   }
 
   /** Takes an item or throws `Empty` at once. */
@@ -208,7 +213,7 @@ export class Queue<T = unknown> implements AsyncIterable<T> {
 /** Python's SimpleQueue: an unbounded Queue without `maxsize`. */
 export class SimpleQueue<T = unknown> extends Queue<T> {
   constructor(opts: Omit<QueueOptions, 'maxsize'> = {}, adopted?: Chan) {
-    super({ ...opts, maxsize: 0 }, adopted)
+    super({ ...checkOptions('SimpleQueue options', opts), maxsize: 0 }, adopted)
   }
 }
 

@@ -11,6 +11,7 @@ import { type HandleDescriptor, registerHandle, toHandle } from './handles.js'
 import { native } from './native.js'
 import { register, unregister } from './resource-tracker.js'
 import { newId, reviveOnce } from './synchronize.js'
+import { checkBoolean } from './validate.js'
 
 export interface SharedMemoryOptions {
   /** Without a leading `/`. Absent: a unique name is generated and a segment created. */
@@ -41,6 +42,8 @@ export class SharedMemory {
     } else {
       if (typeof opts !== 'object' || opts === null) throw typeError('SharedMemory takes an options object: { name?, size, create? }')
       const { name, size, track = true } = opts
+      if (opts.create !== undefined) checkBoolean('create', opts.create)
+      checkBoolean('track', track)
       if (name !== undefined && typeof name !== 'string') throw typeError('name must be a string')
       const create = opts.create ?? name === undefined
       if (create) {

@@ -71,6 +71,7 @@ function toElement(code: TypeCode, v: unknown): number | bigint {
   if (code === 'i64' || code === 'u64') {
     if (typeof v === 'bigint') return v
     if (typeof v === 'number' && Number.isInteger(v)) return BigInt(v)
+    if (typeof v === 'number') throw rangeError(`a ${code} value must be an integer, not ${v}`)
     throw typeError(`a ${code} value must be a bigint (or an integer number), not ${typeof v}`)
   }
   if (code === 'bool') return v ? 1 : 0

@@ -23,7 +23,7 @@ import {
 import { type HandleDescriptor, registerHandle, type Transferable, toHandle } from './handles.js'
 import { native } from './native.js'
 import { describeTarget, resolveTarget, type Target, type TargetFunction, type TargetSpec } from './target.js'
-import { checkFunction } from './validate.js'
+import { checkBlock, checkFunction } from './validate.js'
 import { deadlineOf, remaining, type Waitable, type WaitOptions, waitFor, waitOptions } from './wait.js'
 
 type SyncHandle = ReturnType<typeof native.syncCreate>
@@ -119,6 +119,7 @@ function syncOptions(opts: unknown): AcquireSyncOptions {
   if (opts === undefined || opts === null) return {}
   if (typeof opts === 'number') return { timeout: opts }
   if (typeof opts !== 'object') throw typeError('options must be an object or a timeout in milliseconds')
+  checkBlock(opts as AcquireSyncOptions)
   return opts as AcquireSyncOptions
 }
 
@@ -274,9 +275,9 @@ abstract class LockBase extends SyncObject {
    * owner died holding it.
    */
   acquireSync(opts?: AcquireSyncOptions | number): boolean {
+    // Options are checked even when the fast path would not need them.
+    const timeout = opts === undefined ? -1 : syncTimeout(syncOptions(opts))
     if (this.#tryFast()) return true
-    const o = syncOptions(opts)
-    const timeout = syncTimeout(o)
     return this.#outcome(call(() => native.lockAcquireSync(this.handle, timeout)))
   }
 
@@ -490,8 +491,8 @@ export class Semaphore extends SyncObject {
   }
 
   acquireSync(opts?: AcquireSyncOptions | number): boolean {
+    const timeout = opts === undefined ? -1 : syncTimeout(syncOptions(opts))
     if (this.#tryFast()) return true
-    const timeout = syncTimeout(syncOptions(opts))
     return call(() => native.semAcquireSync(this.handle, timeout))
   }
 
@@ -782,7 +783,8 @@ export class Condition extends SyncObject {
   /** Wakes up to `n` waiters (1 by default). The lock must be held. */
   notify(n = 1): void {
     this.#checkOwned('notify')
-    if (typeof n !== 'number' || Number.isNaN(n)) throw typeError('n must be a number')
+    if (typeof n !== 'number') throw typeError('n must be a number')
+    if (Number.isNaN(n)) throw rangeError('n must not be NaN')
     if (n <= 0) return
     if (native.condNotify(this.handle, Math.min(n, 0x7fffffff)) > 0) this.wakeLocal()
   }

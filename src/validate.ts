@@ -45,6 +45,20 @@ export function checkStringRecord(name: string, v: unknown): Record<string, stri
   return v as Record<string, string>
 }
 
+/** `block`, where a blocking call takes it: a boolean or absent. */
+export function checkBlock(o: { block?: unknown }): void {
+  if (o.block !== undefined) checkBoolean('block', o.block)
+}
+
+/** A `serializer` option: absent, or an object with `serialize` and `deserialize` methods. */
+export function checkSerializer(v: unknown): void {
+  if (v === undefined) return
+  const s = v as { serialize?: unknown; deserialize?: unknown } | null
+  if (typeof s !== 'object' || s === null || typeof s.serialize !== 'function' || typeof s.deserialize !== 'function') {
+    throw typeError('serializer must be an object with serialize() and deserialize() methods')
+  }
+}
+
 /** The largest ring a queue or pipe may have. */
 export const MAX_CAPACITY_BYTES = 1 << 30
 
