@@ -134,8 +134,9 @@ impl<'a> LockRef<'a> {
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 // Before giving up, make sure the owner is not dead: a caller that only ever
-                // tries (deadline now) must still be able to take over a dead owner's lock.
-                if !check_owner && self.holder_is_dead(cur) {
+                // tries (deadline now) must still be able to take over a dead owner's lock. The
+                // word now carries the waiters bit: compare against that.
+                if !check_owner && self.holder_is_dead(with_waiters) {
                     last_check = Instant::now() - OWNER_CHECK_EVERY;
                     continue;
                 }

@@ -78,6 +78,20 @@ fn a_lock_whose_owner_was_killed_is_taken_over() {
     assert_eq!(child.wait(Some(Duration::from_secs(5))).unwrap().map(|s| s.code()), Some(-9));
 }
 
+/// A try (deadline: now) takes a dead owner's lock over at once, as the channel's non-blocking
+/// paths need: the first try used to give up after setting the waiters bit.
+#[test]
+fn a_single_try_takes_over_a_dead_owners_lock() {
+    let seg = Segment::create("test-lock", 4096).unwrap();
+    // A thread id above any pid_max: no such thread exists.
+    let dead: u32 = 0x3fff_fff0;
+    seg.u64_at(8).store((dead as u64) << 32, Ordering::SeqCst);
+    seg.u32_at(0).store(dead, Ordering::SeqCst);
+    let lock = LockRef::new(seg.u32_at(0), seg.u64_at(8));
+    assert_eq!(lock.acquire(Some(Instant::now())), Ok(Acquired::OwnerDied));
+    assert!(lock.release());
+}
+
 fn libc_sigkill() -> i32 {
     9
 }
