@@ -105,8 +105,9 @@ fn start_streamer(test: &str, chan: &Channel, ring: &Ring) -> multiproc_core::Ch
         let (_, m) = ring.recv(within(), &mut || true).unwrap();
         assert_eq!(parse(&m), (1, i));
     }
-    // Its large message has filled the ring: the streamer waits for space, mid-message.
-    until("the large message filling the ring", || !ring.can_send(RING));
+    // Its large message has begun (counted in) and filled the ring: the streamer waits for
+    // space, mid-message. (The producer lock alone can be held before the header is in.)
+    until("the large message filling the ring", || ring.len() == 1 && !ring.can_send(RING));
     child
 }
 
