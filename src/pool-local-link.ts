@@ -212,7 +212,7 @@ class LocalLink implements WorkerLink {
       return
     }
     this.#exitPending = true
-    // Put after everything it sent; a channel it spoiled by dying mid-reply refuses it.
+    // Put after everything it sent (a reply it died in the middle of is skipped before it).
     this.#results.put([Reply.Exited, this.#start.index]).catch(() => this.#finish())
     this.listen()
   }
