@@ -67,7 +67,7 @@ test('arrays: RawArray is the typed array itself; SharedArray has array, length 
 
 test('wrong uses give clear errors with a code', (t) => {
   t.throws(() => Value('x', 1), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE', message: /unknown type/ })
-  t.throws(() => Value('i64', 1.5), { instanceOf: TypeError })
+  t.throws(() => Value('i64', 1.5), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' })
   t.throws(() => Value('i32', 'one'), { instanceOf: TypeError })
   t.throws(() => RawArray('f64', -1), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' })
   t.throws(() => RawArray('f64', 1.5), { instanceOf: RangeError })
