@@ -154,7 +154,8 @@ const KINDS = [
  * - A lock word holding only the waiters bit (no owner) is never taken, and the waits on it
  *   ignore their timeouts (Lock, RLock, a Value's lock, a ring's consumer lock, a Barrier's
  *   internal lock).
- * - A ring lock held by a live foreign process: a timed get after close() waits past its timeout.
+ * - A ring lock held by a live foreign process: a timed get after close() waits past its timeout;
+ *   a Barrier's internal lock held by one: a timed wait hangs.
  * - A stream remainder of 2^63 bytes written by a hostile producer: a receive alongside waits
  *   past its timeout.
  * - A segment truncated under the victim's mapping: SIGBUS (memfd segments are not sealed yet).
@@ -162,6 +163,7 @@ const KINDS = [
 const KNOWN = [
   /only the waiters bit set, no owner/,
   /held by a live foreign process → .*after close\(\)/,
+  /internal lock held by a live foreign process/,
   /claiming 2\^63 bytes left/,
   /truncated to \d+ bytes → .*SIGBUS/,
 ]
