@@ -4,7 +4,7 @@
  * to a running pool worker) and each is revived there as a live object. The arguments of a
  * `Process` and of pool tasks are walked for such objects before they are serialised.
  */
-import { fromNative } from './errors.js'
+import { fromNative, InvalidStateError, ProtocolError, TimeoutError } from './errors.js'
 import { native } from './native.js'
 
 /** What a handle becomes on the wire: its type, plain data, and the descriptors it needs. */
@@ -148,7 +148,7 @@ export function unpackHandles(value: unknown, opts: UnpackOptions = {}): unknown
       const id = key ?? `${mark}:${fds.join(',')}`
       if (!revived.has(id)) {
         const revive = revivers.get(mark)
-        if (!revive) throw new Error(`no reviver for handle type ${mark}`)
+        if (!revive) throw new ProtocolError(`no reviver for handle type ${mark}`)
         const ours = opts.fdMap ? fds.map((f) => opts.fdMap?.get(f)) : fds
         if (ours.some((f) => f === undefined)) throw new UnknownHandle(`handle ${id} was not sent here`)
         for (const f of ours) opts.used?.add(f as number)
@@ -213,7 +213,7 @@ export class FdCarrier implements Transferable {
   }
 
   [toHandle](): HandleDescriptor {
-    if (this.#theirs === undefined) throw new Error('the carrier was already handed over')
+    if (this.#theirs === undefined) throw new InvalidStateError('the carrier was already handed over')
     return { type: 'FdCarrier', data: {}, fds: [this.#theirs] }
   }
 }
@@ -222,7 +222,7 @@ export class FdCarrier implements Transferable {
 export function receiveFds(sock: number, tag: number, timeoutMs: number): number[] {
   for (;;) {
     const got = native.recvFds(sock, timeoutMs) as number[] | null
-    if (got === null) throw new Error(`the descriptors for task ${tag} did not arrive within ${timeoutMs} ms`)
+    if (got === null) throw new TimeoutError(`the descriptors for task ${tag} did not arrive within ${timeoutMs} ms`)
     const [t, ...fds] = got
     if (t === tag) return fds
     for (const f of fds) native.closeFd(f)

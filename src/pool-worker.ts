@@ -4,7 +4,7 @@
  * result queue. It exits after `maxTasks` chunks (Python's `maxtasksperchild`) or when the pool
  * closes its inbox.
  */
-import { EOFError, SerializationError, TargetError } from './errors.js'
+import { EOFError, ProtocolError, SerializationError, TargetError } from './errors.js'
 import { holdsHandles, receiveFds, UnknownHandle, unpackHandles } from './handles.js'
 import { native } from './native.js'
 import { trustArray } from './plain.js'
@@ -70,7 +70,7 @@ function reviveItems(items: unknown[], chunkId: number, sent: number[], carrier:
   const fdMap = new Map<number, number>()
   if (sent.length > 0) {
     const local = receiveFds(carrier, chunkId, FDS_TIMEOUT_MS)
-    if (local.length !== sent.length) throw new Error(`expected ${sent.length} descriptors, got ${local.length}`)
+    if (local.length !== sent.length) throw new ProtocolError(`expected ${sent.length} descriptors, got ${local.length}`)
     for (const [i, f] of sent.entries()) fdMap.set(f, local[i] as number)
   }
   const used = new Set<number>()
