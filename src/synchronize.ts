@@ -811,6 +811,21 @@ export interface BarrierOptions {
   timeout?: number
 }
 
+/** Runs a call into the binding, giving its error the package's class. */
+function guard<T>(call: () => T): T {
+  try {
+    return call()
+  } catch (err) {
+    throw fromNative(err)
+  }
+}
+
+/** A barrier wait that could not even take the barrier's internal lock in time. */
+function guardTimedOut(): BrokenBarrierError {
+  const cause = new TimeoutError('barrier wait timed out: another process holds its internal lock')
+  return new BrokenBarrierError('the barrier wait timed out', { cause })
+}
+
 /** `parties` waits meet, then all go on together (Python's `Barrier`). */
 export class Barrier extends SyncObject {
   readonly #timeout: number | undefined
@@ -851,11 +866,27 @@ export class Barrier extends SyncObject {
     return this.#resolved
   }
 
-  #arrive(): [number, number, number] {
+  /** `[kind, generation, index]` (kind 3: the internal lock was not free within `timeout`). */
+  #arrive(timeout: number): [number, number, number] {
     try {
-      return native.barrierArrive(this.handle) as [number, number, number]
+      return native.barrierArrive(this.handle, timeout) as [number, number, number]
     } catch {
       throw new BrokenBarrierError('the barrier is broken')
+    }
+  }
+
+  /**
+   * Arrives without blocking the event loop: the internal lock is held for a few instructions
+   * by a party of ours, so one that stays taken is held by a stranger; retry until the deadline.
+   */
+  async #arriveAsync(deadline: number | undefined, signal: AbortSignal | undefined): Promise<[number, number, number]> {
+    for (let pause = 1; ; pause = Math.min(pause * 2, 50)) {
+      const arrival = this.#arrive(0)
+      if (arrival[0] !== 3) return arrival
+      checkAborted(signal)
+      const left = remaining(deadline)
+      if (left === 0) throw guardTimedOut()
+      await new Promise((resolve) => setTimeout(resolve, left < 0 ? pause : Math.min(pause, left)))
     }
   }
 
@@ -870,18 +901,18 @@ export class Barrier extends SyncObject {
     const deadline = deadlineOf(o.timeout ?? this.#timeout)
     const action = await this.#action_()
     for (;;) {
-      const [kind, gen, index] = this.#arrive()
+      const [kind, gen, index] = await this.#arriveAsync(deadline, o.signal)
       if (kind === 1) {
         if (action) {
           try {
             await action()
           } catch (err) {
-            native.barrierAbort(this.handle)
+            guard(() => native.barrierAbort(this.handle))
             this.wakeLocal()
             throw err
           }
         }
-        native.barrierCross(this.handle, gen)
+        guard(() => native.barrierCross(this.handle, gen))
         this.wakeLocal()
         return index
       }
@@ -905,7 +936,7 @@ export class Barrier extends SyncObject {
         )
       } catch (err) {
         if (kind === 0) {
-          native.barrierAbortGeneration(this.handle, gen)
+          guard(() => native.barrierAbortGeneration(this.handle, gen))
           this.wakeLocal()
         }
         if (err instanceof TimeoutError) throw new BrokenBarrierError('the barrier wait timed out', { cause: err })
@@ -922,22 +953,23 @@ export class Barrier extends SyncObject {
     const o = syncOptions(opts)
     const deadline = deadlineOf(o.timeout ?? this.#timeout)
     for (;;) {
-      const [kind, gen, index] = this.#arrive()
+      const [kind, gen, index] = this.#arrive(remaining(deadline))
+      if (kind === 3) throw guardTimedOut()
       if (kind === 1) {
         if (this.#actionSpec && !this.#resolved) {
-          native.barrierAbort(this.handle)
+          guard(() => native.barrierAbort(this.handle))
           throw new InvalidStateError('the barrier action is not loaded in this process yet: use the async wait() once')
         }
         if (this.#resolved) {
           try {
             this.#resolved()
           } catch (err) {
-            native.barrierAbort(this.handle)
+            guard(() => native.barrierAbort(this.handle))
             this.wakeLocal()
             throw err
           }
         }
-        native.barrierCross(this.handle, gen)
+        guard(() => native.barrierCross(this.handle, gen))
         this.wakeLocal()
         return index
       }
@@ -945,7 +977,7 @@ export class Barrier extends SyncObject {
         if (!native.barrierWaitMovedSync(this.handle, gen, remaining(deadline))) throw new BrokenBarrierError('the barrier wait timed out')
         continue
       }
-      const r = native.barrierWaitSync(this.handle, gen, remaining(deadline))
+      const r = guard(() => native.barrierWaitSync(this.handle, gen, remaining(deadline)))
       if (r === 0) return index
       throw new BrokenBarrierError(r === 2 ? 'the barrier wait timed out' : 'the barrier was broken (aborted, reset or timed out)')
     }
@@ -953,13 +985,13 @@ export class Barrier extends SyncObject {
 
   /** Breaks the barrier: every waiter, and every wait until `reset()`, fails with `BrokenBarrierError`. */
   abort(): void {
-    native.barrierAbort(this.handle)
+    guard(() => native.barrierAbort(this.handle))
     this.wakeLocal()
   }
 
   /** Back to the initial state; parties waiting now fail with `BrokenBarrierError`. */
   reset(): void {
-    native.barrierReset(this.handle)
+    guard(() => native.barrierReset(this.handle))
     this.wakeLocal()
   }
 

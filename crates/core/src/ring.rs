@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::lock::{AcquireError, Acquired, LockRef};
+use crate::lock::{AcquireError, Acquired, Owner, RobustLock, WhenHeld, RECORD_OFFSET};
 
 use crate::segment::{Segment, SegmentError};
 use crate::sys::futex;
@@ -372,11 +372,12 @@ impl Ring {
     fn u64(&self, off: usize) -> &AtomicU64 {
         self.seg.u64_at(self.base + off)
     }
-    fn producer_lock(&self) -> LockRef<'_> {
-        LockRef::new(self.u32(R_PLOCK), self.u64(R_PLOCK + 8))
+    /// The side locks are owned by threads: a stream in progress belongs to its handle's thread.
+    fn producer_lock(&self) -> RobustLock<'_> {
+        RobustLock::new(self.u32(R_PLOCK), self.u64(R_PLOCK + RECORD_OFFSET))
     }
-    fn consumer_lock(&self) -> LockRef<'_> {
-        LockRef::new(self.u32(R_CLOCK), self.u64(R_CLOCK + 8))
+    fn consumer_lock(&self) -> RobustLock<'_> {
+        RobustLock::new(self.u32(R_CLOCK), self.u64(R_CLOCK + RECORD_OFFSET))
     }
 
     pub fn capacity(&self) -> usize {
@@ -616,15 +617,12 @@ impl Ring {
 
     /// Takes a side's lock if it is free or soon will be (it may spin through another process's
     /// short copy); `TimedOut` otherwise. The clock is read only when the lock is contended.
-    fn lock_now(&self, lock: LockRef<'_>) -> Result<Acquired, ChannelError> {
-        if let Some(a) = lock.try_acquire() {
-            return Ok(a);
+    fn lock_now(&self, lock: RobustLock<'_>) -> Result<Acquired, ChannelError> {
+        let me = Owner::thread();
+        if lock.try_acquire(me) {
+            return Ok(Acquired::Clean);
         }
-        self.lock_side(lock, Some(Instant::now()))
-    }
-
-    fn lock_side(&self, lock: LockRef<'_>, deadline: Option<Instant>) -> Result<Acquired, ChannelError> {
-        match lock.acquire(deadline) {
+        match lock.acquire(me, Some(Instant::now()), WhenHeld::Refuse, None) {
             Ok(a) => Ok(a),
             Err(AcquireError::TimedOut) => Err(ChannelError::TimedOut),
             Err(AcquireError::WouldDeadlock) => Err(ChannelError::Busy),
@@ -632,13 +630,13 @@ impl Ring {
     }
 
     fn unlock_producer(&self) {
-        self.producer_lock().release();
+        self.producer_lock().release_if_held_by(Owner::thread());
         // Producers waiting for the lock sleep on the space sequence.
         self.bump(R_SPACE_SEQ, R_SPACE_WAITERS, false);
     }
 
     fn unlock_consumer(&self) {
-        self.consumer_lock().release();
+        self.consumer_lock().release_if_held_by(Owner::thread());
         self.bump(R_DATA_SEQ, R_DATA_WAITERS, false);
     }
 
@@ -1054,7 +1052,8 @@ impl Ring {
             // Inside a message that stopped arriving, a record can only be for that message.
             return tail != head || self.u32(R_ABANDONED).load(Ordering::Relaxed) != 0;
         }
-        self.is_closed() || (tail != head && self.consumer_lock().owner() == 0)
+        // Closed and drained is final, but draining needs the consumer lock like any receive.
+        (self.is_closed() || tail != head) && self.consumer_lock().owner() == 0
     }
 
     /// Waits until `ready` holds or the sequence word moves: spin first, then sleep one slice.
@@ -1068,6 +1067,11 @@ impl Ring {
     ) -> Result<(), ChannelError> {
         let spinner = if sending { &self.send_spin } else { &self.recv_spin };
         let start = Instant::now();
+        // The caller has just tried: once out of time, a side that looks ready but still cannot
+        // proceed (a lock a live stranger holds) must not keep it looping.
+        if deadline.is_some_and(|d| start >= d) {
+            return Err(ChannelError::TimedOut);
+        }
         if spinner.spin(|| ready(self)) {
             return Ok(());
         }

@@ -5,7 +5,7 @@ use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use multiproc_core::lock::{Acquired, LockRef};
+use multiproc_core::lock::{Acquired, Owner, RobustLock, WhenHeld};
 use multiproc_core::{Channel, ChannelConfig, ChannelError, Segment, TryRecv};
 
 mod common;
@@ -55,8 +55,8 @@ fn a_lock_whose_owner_was_killed_is_taken_over() {
     if let Some((role, fd)) = role() {
         assert_eq!(role, "owner");
         let seg = Segment::attach(multiproc_core::sys::fd::adopt(fd).unwrap(), 16).unwrap();
-        let lock = LockRef::new(seg.u32_at(0), seg.u64_at(8));
-        assert_eq!(lock.acquire(None), Ok(Acquired::Clean));
+        let lock = RobustLock::new(seg.u32_at(0), seg.u64_at(8));
+        assert_eq!(lock.acquire(Owner::thread(), None, WhenHeld::Refuse, None), Ok(Acquired::Clean));
         seg.u32_at(4).store(1, Ordering::SeqCst);
         std::thread::sleep(Duration::from_secs(60));
         return;
@@ -69,10 +69,10 @@ fn a_lock_whose_owner_was_killed_is_taken_over() {
         assert!(start.elapsed() < Duration::from_secs(10), "child never took the lock");
         std::thread::sleep(Duration::from_millis(5));
     }
-    let lock = LockRef::new(seg.u32_at(0), seg.u64_at(8));
-    assert_eq!(lock.try_acquire(), None);
+    let lock = RobustLock::new(seg.u32_at(0), seg.u64_at(8));
+    assert!(!lock.try_acquire(Owner::thread()));
     child.signal(libc_sigkill()).unwrap();
-    let got = lock.acquire(Some(Instant::now() + Duration::from_secs(5)));
+    let got = lock.acquire(Owner::thread(), Some(Instant::now() + Duration::from_secs(5)), WhenHeld::Refuse, None);
     assert_eq!(got, Ok(Acquired::OwnerDied));
     assert!(lock.release());
     assert_eq!(child.wait(Some(Duration::from_secs(5))).unwrap().map(|s| s.code()), Some(-9));
@@ -87,8 +87,8 @@ fn a_single_try_takes_over_a_dead_owners_lock() {
     let dead: u32 = 0x3fff_fff0;
     seg.u64_at(8).store((dead as u64) << 32, Ordering::SeqCst);
     seg.u32_at(0).store(dead, Ordering::SeqCst);
-    let lock = LockRef::new(seg.u32_at(0), seg.u64_at(8));
-    assert_eq!(lock.acquire(Some(Instant::now())), Ok(Acquired::OwnerDied));
+    let lock = RobustLock::new(seg.u32_at(0), seg.u64_at(8));
+    assert_eq!(lock.acquire(Owner::thread(), Some(Instant::now()), WhenHeld::Refuse, None), Ok(Acquired::OwnerDied));
     assert!(lock.release());
 }
 
@@ -155,10 +155,10 @@ fn a_timed_receive_times_out() {
 #[test]
 fn trying_processes_never_share_a_lock() {
     fn contend(seg: &Segment, rounds: u32) {
-        let lock = LockRef::new(seg.u32_at(0), seg.u64_at(8));
+        let lock = RobustLock::new(seg.u32_at(0), seg.u64_at(8));
         let (inside, overlaps) = (seg.u32_at(64), seg.u32_at(68));
         for _ in 0..rounds {
-            if lock.acquire(Some(Instant::now())).is_ok() {
+            if lock.acquire(Owner::thread(), Some(Instant::now()), WhenHeld::Refuse, None).is_ok() {
                 if inside.fetch_add(1, Ordering::SeqCst) != 0 {
                     overlaps.fetch_add(1, Ordering::SeqCst);
                 }

@@ -285,39 +285,48 @@ pub fn cond_notify(s: &Sync, n: u32) -> Result<u32> {
 }
 
 /// `[kind, generation, index]`: kind 0 wait, 1 last party, 2 busy (wait for the generation to
-/// move, then arrive again). `ERR_BROKEN_BARRIER` when broken.
+/// move, then arrive again), 3 the internal lock could not be taken within `timeout_ms` (try
+/// again later). `ERR_BROKEN_BARRIER` when broken.
 #[napi]
-pub fn barrier_arrive(s: &Sync) -> Result<Vec<u32>> {
-    match barrier(s)?.arrive() {
+pub fn barrier_arrive(s: &Sync, timeout_ms: f64) -> Result<Vec<u32>> {
+    match barrier(s)?.arrive(deadline(timeout_ms)) {
         Ok(Arrival::Wait { gen, index }) => Ok(vec![0, gen, index]),
         Ok(Arrival::Last { gen, index }) => Ok(vec![1, gen, index]),
         Ok(Arrival::Busy { gen }) => Ok(vec![2, gen, 0]),
-        Err(_) => Err(fail("ERR_BROKEN_BARRIER", "the barrier is broken")),
+        Err(BarrierError::TimedOut) => Ok(vec![3, 0, 0]),
+        Err(e) => Err(barrier_error(e)),
+    }
+}
+
+fn barrier_error(e: BarrierError) -> napi::Error {
+    match e {
+        BarrierError::Broken => fail("ERR_BROKEN_BARRIER", "the barrier is broken"),
+        BarrierError::TimedOut => fail("ERR_TIMEOUT", "the barrier's internal lock was not free in time"),
+        BarrierError::Stuck => fail(
+            "ERR_PROTOCOL",
+            "the barrier's internal lock stays taken by a live process that is not a party (the segment was overwritten)",
+        ),
     }
 }
 
 #[napi]
 pub fn barrier_cross(s: &Sync, gen: u32) -> Result<()> {
-    barrier(s)?.cross(gen);
-    Ok(())
+    barrier(s)?.cross(gen).map_err(barrier_error)
 }
 
 #[napi]
 pub fn barrier_abort(s: &Sync) -> Result<()> {
-    barrier(s)?.abort();
-    Ok(())
+    barrier(s)?.abort().map_err(barrier_error)
 }
 
 #[napi]
 pub fn barrier_abort_generation(s: &Sync, gen: u32) -> Result<()> {
-    barrier(s)?.abort_generation(gen);
-    Ok(())
+    barrier(s)?.abort_generation(gen).map_err(barrier_error)
 }
 
 #[napi]
 pub fn barrier_reset(s: &Sync) -> Result<()> {
-    barrier(s)?.reset();
-    Ok(())
+    barrier(s)?.reset().map_err(barrier_error)
 }
 
 /// -1 while generation `gen` lasts, 0 when it crossed, 1 when it was broken or reset.
@@ -334,11 +343,12 @@ pub fn barrier_outcome(s: &Sync, gen: u32) -> Result<i32> {
 /// broken too).
 #[napi]
 pub fn barrier_wait_sync(s: &Sync, gen: u32, timeout_ms: f64) -> Result<i32> {
-    Ok(match barrier(s)?.wait_generation(gen, deadline(timeout_ms)) {
-        Ok(()) => 0,
-        Err(BarrierError::Broken) => 1,
-        Err(BarrierError::TimedOut) => 2,
-    })
+    match barrier(s)?.wait_generation(gen, deadline(timeout_ms)) {
+        Ok(()) => Ok(0),
+        Err(BarrierError::Broken) => Ok(1),
+        Err(BarrierError::TimedOut) => Ok(2),
+        Err(e) => Err(barrier_error(e)),
+    }
 }
 
 /// Blocking wait for the generation to move past `gen` (a busy arrival).

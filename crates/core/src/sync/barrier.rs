@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Kind, SyncAttachError, BODY};
-use crate::lock::LockRef;
+use crate::lock::{Owner, RobustLock, WhenHeld};
 use crate::segment::{Segment, SegmentError};
 use crate::sys::futex;
 use crate::wait;
@@ -42,7 +42,13 @@ pub enum Arrival {
 pub enum BarrierError {
     Broken,
     TimedOut,
+    /// The internal lock stayed taken by a live process for [`GUARD_PATIENCE`]: not a party of
+    /// ours (whose hold lasts a few instructions), so the segment was written by a stranger.
+    Stuck,
 }
+
+/// How long the operations without a deadline wait for the internal lock before [`BarrierError::Stuck`].
+pub const GUARD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Clone)]
 pub struct Barrier {
@@ -76,13 +82,21 @@ impl Barrier {
         self.seg.u64_at(HISTORY)
     }
 
-    fn guarded<R>(&self, f: impl FnOnce() -> R) -> R {
-        let guard = LockRef::new(self.seg.u32_at(GUARD), self.seg.u64_at(GUARD_RECORD));
-        // Held for a few instructions only; a holder that died is taken over.
-        let _ = guard.acquire(None);
-        let r = f();
-        guard.release();
-        r
+    fn guard(&self) -> RobustLock<'_> {
+        RobustLock::new(self.seg.u32_at(GUARD), self.seg.u64_at(GUARD_RECORD))
+    }
+
+    /// Runs `f` holding the internal lock, taken by `deadline` (it is held for a few
+    /// instructions only, a holder that died is taken over); `TimedOut` if it cannot be.
+    fn guarded_by<R>(&self, deadline: Option<Instant>, f: impl FnOnce() -> R) -> Result<R, BarrierError> {
+        let (_held, _) =
+            self.guard().lock(Owner::thread(), deadline, WhenHeld::Refuse).map_err(|_| BarrierError::TimedOut)?;
+        Ok(f())
+    }
+
+    /// [`Self::guarded_by`] for the operations without a deadline: `Stuck` past [`GUARD_PATIENCE`].
+    fn guarded(&self, f: impl FnOnce()) -> Result<(), BarrierError> {
+        self.guarded_by(Some(Instant::now() + GUARD_PATIENCE), f).map_err(|_| BarrierError::Stuck)
     }
 
     pub fn parties(&self) -> u32 {
@@ -101,8 +115,10 @@ impl Barrier {
         self.word(GEN).load(Ordering::Acquire)
     }
 
-    pub fn arrive(&self) -> Result<Arrival, BarrierError> {
-        self.guarded(|| {
+    /// Arrives; `TimedOut` when the internal lock cannot be taken by `deadline` (a live
+    /// process holds it: not one of ours, whose hold lasts a few instructions).
+    pub fn arrive(&self, deadline: Option<Instant>) -> Result<Arrival, BarrierError> {
+        self.guarded_by(deadline, || {
             if self.broken() {
                 return Err(BarrierError::Broken);
             }
@@ -118,11 +134,11 @@ impl Barrier {
             } else {
                 Arrival::Wait { gen, index: count }
             })
-        })
+        })?
     }
 
     /// The last party of generation `gen` releases everyone.
-    pub fn cross(&self, gen: u32) {
+    pub fn cross(&self, gen: u32) -> Result<(), BarrierError> {
         self.guarded(|| {
             if self.generation() != gen {
                 return; // broken or reset meanwhile
@@ -130,8 +146,9 @@ impl Barrier {
             self.history().fetch_or(1 << (gen % 64), Ordering::SeqCst);
             self.word(COUNT).store(0, Ordering::Relaxed);
             self.word(GEN).store(gen.wrapping_add(1), Ordering::SeqCst);
-        });
+        })?;
         futex::wake(self.word(GEN), i32::MAX);
+        Ok(())
     }
 
     /// Ends the current generation without crossing: `broken` says whether it stays broken.
@@ -145,25 +162,25 @@ impl Barrier {
     }
 
     /// Breaks the barrier: every waiter, and every later arrival until `reset`, fails.
-    pub fn abort(&self) {
+    pub fn abort(&self) -> Result<(), BarrierError> {
         self.guarded(|| {
             if !self.broken() {
                 self.end(true);
             }
-        });
+        })
     }
 
     /// A waiter of generation `gen` gave up (timeout): breaks it, unless it ended meanwhile.
-    pub fn abort_generation(&self, gen: u32) {
+    pub fn abort_generation(&self, gen: u32) -> Result<(), BarrierError> {
         self.guarded(|| {
             if !self.broken() && self.generation() == gen {
                 self.end(true);
             }
-        });
+        })
     }
 
     /// Back to the empty state; parties waiting now fail with `Broken`.
-    pub fn reset(&self) {
+    pub fn reset(&self) -> Result<(), BarrierError> {
         self.guarded(|| {
             if self.broken() {
                 self.word(COUNT).store(0, Ordering::Relaxed);
@@ -171,7 +188,7 @@ impl Barrier {
             } else if self.word(COUNT).load(Ordering::Relaxed) > 0 {
                 self.end(false);
             }
-        });
+        })
     }
 
     /// How generation `gen` ended, or `None` while it lasts.
@@ -201,7 +218,7 @@ impl Barrier {
                 if let Some(r) = self.outcome(gen) {
                     return r;
                 }
-                self.abort_generation(gen);
+                self.abort_generation(gen)?;
                 return Err(BarrierError::TimedOut);
             }
         }
@@ -221,7 +238,7 @@ impl Barrier {
     /// One party's whole blocking wait, with an action run by the last party.
     pub fn wait(&self, deadline: Option<Instant>, action: impl FnOnce()) -> Result<u32, BarrierError> {
         loop {
-            match self.arrive()? {
+            match self.arrive(deadline)? {
                 Arrival::Busy { gen } => {
                     if !self.wait_moved(gen, deadline) {
                         return Err(BarrierError::TimedOut);
@@ -229,7 +246,7 @@ impl Barrier {
                 }
                 Arrival::Last { gen, index } => {
                     action();
-                    self.cross(gen);
+                    self.cross(gen)?;
                     return Ok(index);
                 }
                 Arrival::Wait { gen, index } => return self.wait_generation(gen, deadline).map(|_| index),
@@ -285,13 +302,13 @@ mod tests {
             while barrier.n_waiting() < 2 {
                 std::thread::sleep(Duration::from_millis(1));
             }
-            barrier.abort();
+            barrier.abort().unwrap();
             for w in waiters {
                 assert_eq!(w.join().unwrap(), Err(BarrierError::Broken));
             }
             assert!(barrier.broken());
             assert_eq!(barrier.wait(None, || {}), Err(BarrierError::Broken));
-            barrier.reset();
+            barrier.reset().unwrap();
             assert!(!barrier.broken());
             // A wait that times out breaks it.
             assert_eq!(

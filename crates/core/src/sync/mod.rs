@@ -12,7 +12,6 @@
 use std::sync::Arc;
 
 use crate::segment::{Segment, SegmentError};
-use crate::sys::process;
 
 pub mod barrier;
 pub mod condition;
@@ -20,6 +19,7 @@ pub mod event;
 pub mod mutex;
 pub mod semaphore;
 
+pub use crate::lock::Owner;
 pub use barrier::{Arrival, Barrier, BarrierError};
 pub use condition::Condition;
 pub use event::Event;
@@ -120,51 +120,7 @@ pub fn kind_of(seg: &Segment) -> Option<Kind> {
     Kind::from_u32(seg.u32_at(8).load(std::sync::atomic::Ordering::Acquire))
 }
 
-/// Who holds a lock: an id the kernel knows (a pid, or a thread id for the in-process twin) and
-/// a record `id << 32 | start time` that tells a recycled id from the original.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Owner {
-    pub id: u32,
-    pub record: u64,
-}
-
-const START_MASK: u64 = 0xffff_ffff;
-
-impl Owner {
-    fn of(id: i32) -> Owner {
-        let start = process::start_time(id).unwrap_or(0);
-        Owner { id: id as u32, record: ((id as u32 as u64) << 32) | (start & START_MASK) }
-    }
-
-    /// The calling process: locks of the JavaScript API are owned by processes.
-    pub fn process() -> Owner {
-        static SELF: std::sync::OnceLock<Owner> = std::sync::OnceLock::new();
-        *SELF.get_or_init(|| Owner::of(process::current_pid()))
-    }
-
-    /// The calling thread: what the in-process twin's tests use as owners.
-    pub fn thread() -> Owner {
-        thread_local! { static SELF: Owner = Owner::of(process::current_tid()); }
-        SELF.with(|o| *o)
-    }
-}
-
 /// Whether a blocked wait should spin first: not when its deadline has passed (a try).
 pub(crate) fn may_spin(deadline: Option<std::time::Instant>) -> bool {
     deadline.is_none_or(|d| std::time::Instant::now() < d)
-}
-
-/// True when the holder named by `id` (with the owner `record` read beside it) has died.
-pub(crate) fn holder_is_dead(id: u32, record: u64) -> bool {
-    if id == 0 {
-        return false;
-    }
-    // Only a record of this very holder says when it started; otherwise it is being written.
-    let start = if (record >> 32) as u32 == id { record & START_MASK } else { 0 };
-    match process::task(id as i32) {
-        process::Task::Live(t) => start != 0 && (t & START_MASK) != start,
-        process::Task::Zombie => true,
-        // Unreadable is not proof of death (hidden /proc entries): ask the kernel directly.
-        process::Task::Unreadable => !process::exists(id as i32),
-    }
 }

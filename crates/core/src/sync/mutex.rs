@@ -11,24 +11,20 @@
 //! waiter takes the lock over (depth 1) and reports [`Acquired::OwnerDied`]: it holds the lock,
 //! and the data it guards may be half-updated (robust-mutex semantics, like `EOWNERDEAD`).
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use super::{holder_is_dead, Kind, Owner, SyncAttachError, BODY};
+use super::{Kind, SyncAttachError, BODY};
+use crate::lock::{RobustLock, WhenHeld};
 use crate::segment::{Segment, SegmentError};
-use crate::sys::futex;
 use crate::wait;
+
+pub use crate::lock::{Acquired, Owner, WAITERS};
 
 pub const STATE: usize = BODY;
 pub const COUNT: usize = BODY + 4;
 pub const RECORD: usize = BODY + 8;
-/// Set in the state word while somebody sleeps (or an asynchronous wait is armed) on it.
-pub const WAITERS: u32 = 1 << 31;
-const ID_MASK: u32 = !WAITERS;
-const OWNER_CHECK_EVERY: Duration = Duration::from_millis(20);
-
-pub use crate::lock::Acquired;
 
 /// Why a blocking acquire failed.
 #[derive(Debug, PartialEq, Eq)]
@@ -54,7 +50,7 @@ impl std::fmt::Display for ReleaseError {
     }
 }
 
-/// A `Lock` or `RLock` in a segment.
+/// A `Lock` or `RLock` in a segment: the core's robust lock, with the re-entry depth beside it.
 #[derive(Clone)]
 pub struct Mutex {
     seg: Arc<Segment>,
@@ -84,21 +80,17 @@ impl Mutex {
         self.recursive
     }
 
-    fn state(&self) -> &AtomicU32 {
-        self.seg.u32_at(STATE)
+    fn lock(&self) -> RobustLock<'_> {
+        RobustLock::new(self.seg.u32_at(STATE), self.seg.u64_at(RECORD))
     }
 
     fn count(&self) -> &AtomicU32 {
         self.seg.u32_at(COUNT)
     }
 
-    fn record(&self) -> &AtomicU64 {
-        self.seg.u64_at(RECORD)
-    }
-
     /// The owner's id, 0 when free.
     pub fn owner(&self) -> u32 {
-        self.state().load(Ordering::Acquire) & ID_MASK
+        self.lock().owner()
     }
 
     /// The re-entry depth (0 when free).
@@ -117,13 +109,11 @@ impl Mutex {
     /// Takes the lock if it is free (or, for an `RLock`, already ours). Never waits, never
     /// looks at a holder's liveness.
     pub fn try_acquire(&self, who: Owner) -> bool {
-        let state = self.state();
-        if state.compare_exchange(0, who.id, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+        if self.lock().try_acquire(who) {
             self.count().store(1, Ordering::Relaxed);
-            self.record().store(who.record, Ordering::Release);
             return true;
         }
-        if self.recursive && state.load(Ordering::Relaxed) & ID_MASK == who.id {
+        if self.recursive && self.held_by(who) {
             self.count().fetch_add(1, Ordering::Relaxed);
             return true;
         }
@@ -136,29 +126,11 @@ impl Mutex {
         if self.try_acquire(who) {
             return Some(Acquired::Clean);
         }
-        let cur = self.state().load(Ordering::Acquire);
-        if cur & ID_MASK != who.id && self.holder_is_dead(cur) && self.take_over(cur, who) {
-            return Some(Acquired::OwnerDied);
-        }
-        None
-    }
-
-    fn holder_is_dead(&self, observed: u32) -> bool {
-        let dead = holder_is_dead(observed & ID_MASK, self.record().load(Ordering::Acquire));
-        // It may have released the lock and exited since we looked: only a holder that is gone
-        // while the word still names it died holding it.
-        dead && self.state().load(Ordering::Acquire) == observed
-    }
-
-    fn take_over(&self, observed: u32, who: Owner) -> bool {
-        // Keep the waiters bit, so that sleepers are still woken on release.
-        let next = who.id | (observed & WAITERS);
-        if self.state().compare_exchange(observed, next, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+        let taken = self.lock().try_acquire_or_recover(who);
+        if taken.is_some() {
             self.count().store(1, Ordering::Relaxed);
-            self.record().store(who.record, Ordering::Release);
-            return true;
         }
-        false
+        taken
     }
 
     /// Takes the lock, waiting until `deadline` (`None`: no limit, still in bounded slices). A
@@ -167,88 +139,27 @@ impl Mutex {
         if self.try_acquire(who) {
             return Ok(Acquired::Clean);
         }
-        let started = Instant::now();
-        let r = self.acquire_slow(who, deadline);
-        self.spinner.learn(started.elapsed(), false);
-        r
-    }
-
-    fn acquire_slow(&self, who: Owner, deadline: Option<Instant>) -> Result<Acquired, AcquireError> {
-        // Hand-offs between processes are fast when the waiter is still awake: spin first (also
-        // on a Lock this process holds: another process may release it).
-        if super::may_spin(deadline) && self.spinner.spin(|| self.owner() == 0) && self.try_acquire(who) {
-            return Ok(Acquired::Clean);
-        }
-        let mut spins = 0u32;
-        let mut last_check = Instant::now();
-        loop {
-            let cur = self.state().load(Ordering::Relaxed);
-            if cur & ID_MASK == 0 || (self.recursive && cur & ID_MASK == who.id) {
-                if self.try_acquire(who) {
-                    return Ok(Acquired::Clean);
-                }
-                continue;
+        // Not ours (an RLock of ours was re-entered above): nobody but its owner changes that.
+        match self.lock().acquire(who, deadline, WhenHeld::Wait, Some(&self.spinner)) {
+            Ok(how) => {
+                self.count().store(1, Ordering::Relaxed);
+                Ok(how)
             }
-            // Critical sections are short: spin a little before sleeping.
-            if spins < 200 {
-                spins += 1;
-                std::hint::spin_loop();
-                continue;
-            }
-            // Reading /proc costs microseconds: look at the owner only after a while of waiting.
-            let check_owner = last_check.elapsed() >= OWNER_CHECK_EVERY;
-            if check_owner {
-                last_check = Instant::now();
-                if self.holder_is_dead(cur) {
-                    if self.take_over(cur, who) {
-                        return Ok(Acquired::OwnerDied);
-                    }
-                    continue;
-                }
-            }
-            let with_waiters = cur | WAITERS;
-            if cur & WAITERS == 0
-                && self.state().compare_exchange(cur, with_waiters, Ordering::Relaxed, Ordering::Relaxed).is_err()
-            {
-                continue;
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                // A caller that only ever tries must still be able to take over a dead owner's lock.
-                if !check_owner && self.holder_is_dead(cur) {
-                    if self.take_over(cur, who) {
-                        return Ok(Acquired::OwnerDied);
-                    }
-                    continue;
-                }
-                return Err(AcquireError::TimedOut);
-            }
-            wait::sleep_slice(self.state(), with_waiters, deadline);
+            Err(_) => Err(AcquireError::TimedOut),
         }
     }
 
     /// Marks the lock as waited for and returns `(offset, expected)` of the word an
     /// asynchronous waiter arms the waker on; `None` when it is free now (try again).
     pub fn arm(&self, who: Owner) -> Option<(usize, u32)> {
-        loop {
-            let cur = self.state().load(Ordering::Relaxed);
-            let id = cur & ID_MASK;
-            if id == 0 || (self.recursive && id == who.id) {
-                return None;
-            }
-            let with_waiters = cur | WAITERS;
-            if cur == with_waiters
-                || self.state().compare_exchange(cur, with_waiters, Ordering::Relaxed, Ordering::Relaxed).is_ok()
-            {
-                return Some((STATE, with_waiters));
-            }
-        }
+        let mine = self.recursive.then_some(who.id);
+        self.lock().arm(mine).map(|expected| (STATE, expected))
     }
 
     /// Releases one level. A `Lock` may be released by any process (as in Python); an `RLock`
     /// only by its owner.
     pub fn release(&self, who: Owner) -> Result<(), ReleaseError> {
-        let cur = self.state().load(Ordering::Acquire);
-        let id = cur & ID_MASK;
+        let id = self.owner();
         if id == 0 {
             return Err(ReleaseError::NotHeld);
         }
@@ -263,10 +174,7 @@ impl Mutex {
             }
         }
         self.count().store(0, Ordering::Relaxed);
-        let prev = self.state().swap(0, Ordering::Release);
-        if prev & WAITERS != 0 {
-            futex::wake(self.state(), i32::MAX);
-        }
+        self.lock().release();
         Ok(())
     }
 
@@ -296,6 +204,7 @@ impl Mutex {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicU64;
+    use std::time::Duration;
 
     fn both(test: impl Fn(bool)) {
         test(false);

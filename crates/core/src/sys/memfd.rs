@@ -14,11 +14,12 @@ fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
 }
 
 /// Creates an anonymous, close-on-exec memory file of `size` bytes, fully allocated up front so
-/// that running out of memory is an error here rather than a SIGBUS later.
+/// that running out of memory is an error here rather than a SIGBUS later, and sealed at that
+/// size: no process that maps it can shrink it under the others' mappings (a SIGBUS in all).
 pub fn create(name: &str, size: usize) -> io::Result<OwnedFd> {
     let cname = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: `cname` is a valid NUL-terminated string.
-    let fd = check(unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) })?;
+    let fd = check(unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) })?;
     // SAFETY: `fd` was just created and is owned by nobody else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     // SAFETY: fchmod on a descriptor we own.
@@ -33,6 +34,10 @@ pub fn create(name: &str, size: usize) -> io::Result<OwnedFd> {
             return Err(err);
         }
     }
+    // No more seals either: a later F_SEAL_FUTURE_WRITE would stop newcomers mapping it writable.
+    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+    // SAFETY: fcntl on a descriptor we own, created with MFD_ALLOW_SEALING.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) })?;
     Ok(fd)
 }
 
