@@ -22,6 +22,23 @@ import {
 } from './errors.js'
 import { type HandleDescriptor, registerHandle, type Transferable, toHandle } from './handles.js'
 import { native } from './native.js'
+import {
+  BARRIER_GEN,
+  COND_SEQ,
+  LOCK_COUNT as COUNT,
+  EVENT_FLAG,
+  EVENT_SLEEPERS,
+  LOCK_ID_MASK as ID_MASK,
+  LOCK_OWNER_CHECK_MS as OWNER_CHECK_MS,
+  LOCK_RECORD as RECORD,
+  SEM_MAX,
+  SEM_SLEEPERS,
+  SEM_VALUE,
+  SPIN_BUSY_MS,
+  SPIN_MAX_MS,
+  SPIN_START_MS,
+  LOCK_STATE as STATE,
+} from './sync-layout.js'
 import { describeTarget, resolveTarget, type Target, type TargetFunction, type TargetSpec } from './target.js'
 import { checkBlock, checkFunction } from './validate.js'
 import { deadlineOf, remaining, type Waitable, type WaitOptions, waitFor, waitOptions } from './wait.js'
@@ -33,20 +50,6 @@ export interface AcquireSyncOptions {
   block?: boolean
   timeout?: number
 }
-
-// Word indexes (Int32Array) and record index (BigUint64Array) in a sync segment.
-const STATE = 4
-const COUNT = 5
-const RECORD = 3
-const SEM_VALUE = 4
-const SEM_SLEEPERS = 5
-const SEM_MAX = 6
-const EVENT_FLAG = 4
-const EVENT_SLEEPERS = 5
-const COND_SEQ = 4
-const ID_MASK = 0x7fffffff
-/** How often a waiting acquire checks that the holder still lives. */
-const OWNER_CHECK_MS = 20
 
 const [OWNER_ID, RECORD_HI, RECORD_LO] = native.syncOwner() as [number, number, number]
 const OWNER_RECORD = (BigInt(RECORD_HI) << 32n) | BigInt(RECORD_LO)
@@ -77,14 +80,12 @@ export function reviveOnce<T extends object>(id: unknown, fd: number, fdOf: (o: 
 }
 
 /**
- * Learns how long a spin on a shared word pays: full after a short wait, halved after a long
- * one (as the core's `wait::Spinner`). The full budget, 100 µs, is longer than a sleeping
- * wake-up on a small machine, so two processes handing off to each other do not both sleep.
+ * Learns how long a spin on a shared word pays, as the core's `wait::Spinner` (same budgets, from
+ * the core): full after a short wait, halved after a long one. The full budget is longer than a
+ * sleeping wake-up on a small machine, so two processes handing off to each other do not both sleep.
  */
-const SPIN_MS = 0.1
-
 class Spinner {
-  #budgetMs = SPIN_MS
+  #budgetMs = SPIN_START_MS
   #wokenHere = false
 
   /** The wait was ended by this very thread: spinning could not have caught it. */
@@ -101,7 +102,7 @@ class Spinner {
     }
   }
   learn(waitedMs: number): void {
-    this.#budgetMs = waitedMs <= 0.5 && !this.#wokenHere ? SPIN_MS : this.#budgetMs / 2
+    this.#budgetMs = waitedMs <= SPIN_BUSY_MS && !this.#wokenHere ? SPIN_MAX_MS : this.#budgetMs / 2
     this.#wokenHere = false
   }
 }
@@ -811,15 +812,6 @@ export interface BarrierOptions {
   timeout?: number
 }
 
-/** Runs a call into the binding, giving its error the package's class. */
-function guard<T>(call: () => T): T {
-  try {
-    return call()
-  } catch (err) {
-    throw fromNative(err)
-  }
-}
-
 /** A barrier wait that could not even take the barrier's internal lock in time. */
 function guardTimedOut(): BrokenBarrierError {
   const cause = new TimeoutError('barrier wait timed out: another process holds its internal lock')
@@ -907,12 +899,12 @@ export class Barrier extends SyncObject {
           try {
             await action()
           } catch (err) {
-            guard(() => native.barrierAbort(this.handle))
+            call(() => native.barrierAbort(this.handle))
             this.wakeLocal()
             throw err
           }
         }
-        guard(() => native.barrierCross(this.handle, gen))
+        call(() => native.barrierCross(this.handle, gen))
         this.wakeLocal()
         return index
       }
@@ -921,7 +913,7 @@ export class Barrier extends SyncObject {
         outcome = await waitFor<number>(
           {
             attempt: () => {
-              if (kind === 2) return Atomics.load(this.words, 4) >>> 0 !== gen ? 0 : undefined
+              if (kind === 2) return Atomics.load(this.words, BARRIER_GEN) >>> 0 !== gen ? 0 : undefined
               const r = native.barrierOutcome(this.handle, gen)
               return r < 0 ? undefined : r
             },
@@ -936,7 +928,7 @@ export class Barrier extends SyncObject {
         )
       } catch (err) {
         if (kind === 0) {
-          guard(() => native.barrierAbortGeneration(this.handle, gen))
+          call(() => native.barrierAbortGeneration(this.handle, gen))
           this.wakeLocal()
         }
         if (err instanceof TimeoutError) throw new BrokenBarrierError('the barrier wait timed out', { cause: err })
@@ -957,19 +949,19 @@ export class Barrier extends SyncObject {
       if (kind === 3) throw guardTimedOut()
       if (kind === 1) {
         if (this.#actionSpec && !this.#resolved) {
-          guard(() => native.barrierAbort(this.handle))
+          call(() => native.barrierAbort(this.handle))
           throw new InvalidStateError('the barrier action is not loaded in this process yet: use the async wait() once')
         }
         if (this.#resolved) {
           try {
             this.#resolved()
           } catch (err) {
-            guard(() => native.barrierAbort(this.handle))
+            call(() => native.barrierAbort(this.handle))
             this.wakeLocal()
             throw err
           }
         }
-        guard(() => native.barrierCross(this.handle, gen))
+        call(() => native.barrierCross(this.handle, gen))
         this.wakeLocal()
         return index
       }
@@ -977,7 +969,7 @@ export class Barrier extends SyncObject {
         if (!native.barrierWaitMovedSync(this.handle, gen, remaining(deadline))) throw new BrokenBarrierError('the barrier wait timed out')
         continue
       }
-      const r = guard(() => native.barrierWaitSync(this.handle, gen, remaining(deadline)))
+      const r = call(() => native.barrierWaitSync(this.handle, gen, remaining(deadline)))
       if (r === 0) return index
       throw new BrokenBarrierError(r === 2 ? 'the barrier wait timed out' : 'the barrier was broken (aborted, reset or timed out)')
     }
@@ -985,13 +977,13 @@ export class Barrier extends SyncObject {
 
   /** Breaks the barrier: every waiter, and every wait until `reset()`, fails with `BrokenBarrierError`. */
   abort(): void {
-    guard(() => native.barrierAbort(this.handle))
+    call(() => native.barrierAbort(this.handle))
     this.wakeLocal()
   }
 
   /** Back to the initial state; parties waiting now fail with `BrokenBarrierError`. */
   reset(): void {
-    guard(() => native.barrierReset(this.handle))
+    call(() => native.barrierReset(this.handle))
     this.wakeLocal()
   }
 

@@ -28,7 +28,8 @@ pub const WAITERS: u32 = 1 << 31;
 pub const ID_MASK: u32 = !WAITERS;
 /// Where the owner record sits, from the state word.
 pub const RECORD_OFFSET: usize = 8;
-const OWNER_CHECK_EVERY: Duration = Duration::from_millis(20);
+/// How often a waiter checks that the owner still lives.
+pub const OWNER_CHECK_EVERY: Duration = Duration::from_millis(20);
 /// Spins of a contended acquire before it sleeps (critical sections are short).
 const SPINS: u32 = 200;
 const START_MASK: u64 = 0xffff_ffff;

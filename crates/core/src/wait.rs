@@ -11,6 +11,8 @@ use crate::sys::futex;
 
 /// The longest spin; beyond this a sleeping wake-up is cheaper than burning the core.
 pub const MAX_SPIN: Duration = Duration::from_micros(100);
+/// The spin budget of a side that has not waited yet.
+pub const INITIAL_SPIN: Duration = Duration::from_micros(20);
 /// A sleep is cut into slices of at most this long, so callers re-check liveness and closure.
 pub const SLICE: Duration = Duration::from_millis(50);
 
@@ -22,7 +24,7 @@ pub struct Spinner {
 
 impl Spinner {
     pub fn new() -> Spinner {
-        Spinner { budget_ns: AtomicU64::new(20_000) }
+        Spinner { budget_ns: AtomicU64::new(INITIAL_SPIN.as_nanos() as u64) }
     }
 
     pub fn budget(&self) -> Duration {

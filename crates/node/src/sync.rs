@@ -128,6 +128,13 @@ pub fn sync_view<'e>(env: &'e Env, s: &Sync) -> Result<ArrayBuffer<'e>> {
 }
 
 /// This process's owner id and record (high and low halves), as JavaScript's fast path writes them.
+/// The words of a synchronisation segment that JavaScript touches directly, and the spin
+/// policy, by name (see `multiproc_core::sync::layout`).
+#[napi]
+pub fn sync_layout() -> std::collections::HashMap<String, f64> {
+    sync::layout::LAYOUT.iter().map(|&(name, value)| (name.to_string(), value as f64)).collect()
+}
+
 #[napi]
 pub fn sync_owner() -> Vec<u32> {
     let o = Owner::process();

@@ -16,6 +16,7 @@ use crate::segment::{Segment, SegmentError};
 pub mod barrier;
 pub mod condition;
 pub mod event;
+pub mod layout;
 pub mod mutex;
 pub mod semaphore;
 
