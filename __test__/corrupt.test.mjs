@@ -61,7 +61,7 @@ async function allReceivesFail(t, q, what) {
 
 test('the test hook checks its bounds', (t) => {
   const q = new Queue({ capacityBytes: 4096 })
-  t.throws(() => corrupt(q, 1 << 30, Buffer.from([1])), { message: /ERR_INVALID_ARG/ })
+  t.throws(() => corrupt(q, 1 << 30, Buffer.from([1])), { code: 'ERR_INVALID_ARG' })
 })
 
 test('a garbage frame header gives ProtocolError, not a crash', async (t) => {

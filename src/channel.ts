@@ -168,7 +168,7 @@ export class RingEnd {
       attempt: () => {
         const status = this.callSend(kind, bytes)
         if (status === SendStatus.Full) {
-          if (peer?.gone(true)) throw this.error(new Error('ERR_CLOSED: the other end of the pipe is closed'), false)
+          if (peer?.gone(true)) throw this.error(closedByPeer(), false)
           return undefined
         }
         streaming = status === SendStatus.Streaming
@@ -197,7 +197,7 @@ export class RingEnd {
         } catch (err) {
           throw this.error(err, false)
         }
-        if (peer?.gone(true)) throw this.error(new Error('ERR_CLOSED: the other end of the pipe is closed'), false)
+        if (peer?.gone(true)) throw this.error(closedByPeer(), false)
         return undefined
       },
       spin: () => native.channelSpinSend(this.chan, this.ring, 1),
@@ -380,7 +380,7 @@ export class RingEnd {
           // Drain what the peer committed before it went, then report the end.
           const last = attempt()
           if (last !== NOTHING) return { v: last }
-          throw this.error(new Error('ERR_CLOSED: the other end of the pipe is closed'), true)
+          throw this.error(closedByPeer(), true)
         }
         return undefined
       },
@@ -465,3 +465,8 @@ export function adoptChannel(fd: number): Chan {
 }
 
 export { NOTHING }
+
+/** The binding's error for a pipe whose other end is gone (as `fromNative` takes it). */
+function closedByPeer(): Error {
+  return Object.assign(new Error('the other end of the pipe is closed'), { code: 'ERR_CLOSED' })
+}

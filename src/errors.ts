@@ -1,6 +1,7 @@
 /**
- * The error classes of multiproc. Each has a stable `code`; native errors arrive as
- * `ERR_…: message` and are turned into the matching class by {@link fromNative}.
+ * The error classes of multiproc. Each has a stable `code`; native errors arrive with that
+ * `code` (and an errno's name as their `cause`'s message, where the OS gave one) and are turned
+ * into the matching class by {@link fromNative}.
  */
 
 export class MultiprocError extends Error {
@@ -96,9 +97,12 @@ export class ResourceError extends MultiprocError {
 /** Another refusal of the system (`ERR_OS`), or shared memory that cannot be made (`ERR_SHARED_MEMORY`). */
 export class OSError extends MultiprocError {
   override readonly code: 'ERR_OS' | 'ERR_SHARED_MEMORY'
-  constructor(code: 'ERR_OS' | 'ERR_SHARED_MEMORY', message: string, options?: { cause?: unknown }) {
+  /** The system's error name (`EACCES`, `EPERM`, …) when it gave a known one. */
+  readonly errno: string | undefined
+  constructor(code: 'ERR_OS' | 'ERR_SHARED_MEMORY', message: string, options?: { cause?: unknown; errno?: string | undefined }) {
     super(message, options)
     this.code = code
+    this.errno = options?.errno
   }
 }
 
@@ -125,17 +129,29 @@ function systemError(message: string, code: string): Error & { code: string } {
   return Object.assign(new Error(`${code}: ${message}`), { code })
 }
 
-const NATIVE = /^(ERR_[A-Z_]+): ([\s\S]*)$/
+/** An error as the binding throws it: a stable `code`, and an errno's name in its cause. */
+interface NativeError extends Error {
+  code?: unknown
+  cause?: unknown
+}
+
+/** The errno's name the binding attached to `err`, if any. */
+function errnoOf(err: NativeError): string | undefined {
+  const name = err.cause instanceof Error ? err.cause.message : undefined
+  return name && /^E[A-Z0-9]+$/.test(name) ? name : undefined
+}
 
 /**
- * Maps an error thrown by the binding to its class. `closed` picks the class for `ERR_CLOSED`,
- * which means EOF to a receiver, a broken pipe to a pipe's sender, use-after-close to a queue's.
+ * Maps an error thrown by the binding to its class, by its `code`. `closed` picks the class for
+ * `ERR_CLOSED`, which means EOF to a receiver, a broken pipe to a pipe's sender, use-after-close
+ * to a queue's.
  */
 export function fromNative(err: unknown, closed: 'eof' | 'closed' | 'broken' = 'closed'): unknown {
-  if (!(err instanceof Error)) return err
-  const m = NATIVE.exec(err.message)
-  if (!m) return err
-  const [, code, message] = m
+  if (!(err instanceof Error) || err instanceof MultiprocError) return err
+  const native: NativeError = err
+  const { message } = native
+  const code = typeof native.code === 'string' ? native.code : undefined
+  const errno = errnoOf(native)
   switch (code) {
     case 'ERR_CLOSED':
       if (closed === 'eof') return new EOFError(message)
@@ -147,32 +163,33 @@ export function fromNative(err: unknown, closed: 'eof' | 'closed' | 'broken' = '
     case 'ERR_INVALID_STATE':
       return new InvalidStateError(message)
     case 'ERR_MESSAGE_TOO_LARGE':
-      return Object.assign(rangeError(message ?? ''), { code: 'ERR_MESSAGE_TOO_LARGE' })
+      return Object.assign(rangeError(message), { code: 'ERR_MESSAGE_TOO_LARGE' })
     case 'ERR_INVALID_ARG':
-      return rangeError(message ?? '')
     case 'ERR_OUT_OF_RANGE':
-      return rangeError(message ?? '')
+      return rangeError(message)
     case 'ERR_INVALID_ARG_VALUE':
       return Object.assign(new TypeError(message), { code })
     case 'ERR_EXISTS':
-      return systemError(message ?? '', 'EEXIST')
+      return systemError(message, 'EEXIST')
     case 'ERR_NOT_FOUND':
-      return systemError(message ?? '', 'ENOENT')
+      return systemError(message, 'ENOENT')
     case 'ERR_PERMISSION':
-      return systemError(message ?? '', 'EACCES')
+      return systemError(message, 'EACCES')
     case 'ERR_BROKEN_BARRIER':
       return new BrokenBarrierError(message)
     case 'ERR_NO_DESCRIPTORS':
     case 'ERR_NO_MEMORY':
     case 'ERR_NO_SPACE':
-    case 'ERR_NO_PROCESSES': {
-      const errno = /^(E[A-Z]+): /.exec(message ?? '')
-      return new ResourceError(code, errno?.[1] ?? '', message ?? '', { cause: err })
-    }
+    case 'ERR_NO_PROCESSES':
+      return new ResourceError(code, errno ?? '', errno ? `${errno}: ${message}` : message, { cause: err })
     case 'ERR_OS':
     case 'ERR_SHARED_MEMORY':
-      return new OSError(code, message ?? '', { cause: err })
-    default:
+      return new OSError(code, errno ? `${errno}: ${message}` : message, { cause: err, errno })
+    case 'ERR_INTERNAL':
       return new ProcessError(message, { cause: err })
+    default:
+      // Node-API's own refusals (a value of the wrong type reached the binding): the package
+      // validates arguments first, so this is a value it let through.
+      return Object.assign(new TypeError(message), { code: 'ERR_INVALID_ARG_TYPE', cause: err })
   }
 }

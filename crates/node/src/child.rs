@@ -1,10 +1,9 @@
 //! Spawning and watching child processes.
 
 use multiproc_core::{spawn, Child, SpawnOptions};
-use napi::Result;
 use napi_derive::napi;
 
-use crate::{os_error, spawn_error};
+use crate::error::{os_error, spawn_error, Result};
 
 #[napi(object)]
 pub struct SpawnSpec {

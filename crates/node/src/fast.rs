@@ -3,7 +3,7 @@
 //! scope per call and allocate for it, which here cost more than the work itself; these read
 //! their few arguments with direct Node-API calls instead. Everything else stays generated.
 
-use std::ffi::{c_char, c_void, CString};
+use std::ffi::{c_void, CString};
 use std::ptr;
 
 use multiproc_core::sys::fd;
@@ -11,7 +11,8 @@ use multiproc_core::{ChannelError, Ring, TrySend};
 use napi::bindgen_prelude::External;
 use napi::sys;
 
-use crate::{channel_error_parts, deadline, receipt, ChannelState};
+use crate::error::channel_code;
+use crate::{deadline, receipt, ChannelState};
 
 type Callback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
 
@@ -134,15 +135,15 @@ impl Args {
     }
 
     fn throw(&self, code: &str, msg: &str) -> Thrown {
-        let text = CString::new(format!("{code}: {msg}").replace('\0', " ")).unwrap_or_default();
-        // SAFETY: a NUL-terminated message; a null code is allowed.
-        unsafe { sys::napi_throw_error(self.env, ptr::null::<c_char>(), text.as_ptr()) };
+        let code = CString::new(code).unwrap_or_default();
+        let text = CString::new(msg.replace('\0', " ")).unwrap_or_default();
+        // SAFETY: NUL-terminated code and message.
+        unsafe { sys::napi_throw_error(self.env, code.as_ptr(), text.as_ptr()) };
         Thrown
     }
 
     fn fail(&self, e: ChannelError) -> Thrown {
-        let (code, msg) = channel_error_parts(&e);
-        self.throw(code, &msg)
+        self.throw(channel_code(&e), &e.to_string())
     }
 
     fn number(&self, v: f64) -> sys::napi_value {

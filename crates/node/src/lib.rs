@@ -1,90 +1,25 @@
 //! Thin napi bindings over `multiproc-core`. No policy lives here: every error becomes a JS
-//! error whose message starts with a stable code (`ERR_…: text`) that `src/errors.ts` turns into
-//! the matching exported error class.
+//! error with a stable `code` (see `error`) that `src/errors.ts` turns into the matching
+//! exported error class.
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use multiproc_core::sys::{fd, process};
 use multiproc_core::waker::Waker;
-use multiproc_core::{Channel, ChannelConfig, ChannelError, Ring, Segment, SegmentError, TryRecv};
+use multiproc_core::{Channel, ChannelConfig, Ring, Segment, TryRecv};
 use napi::bindgen_prelude::{External, Object};
 use napi::{Env, JsValue};
-use napi::{Error, Result, Status};
 use napi_derive::napi;
 
+use crate::error::{attach_error, channel_error, fail, napi_error, os_error, Result};
+
 mod child;
+pub mod error;
 mod fast;
 pub mod shared_memory;
 pub mod sync;
 mod view;
-
-fn fail(code: &str, msg: impl std::fmt::Display) -> Error {
-    Error::new(Status::GenericFailure, format!("{code}: {msg}"))
-}
-
-/// The stable code and the message of a channel error.
-pub(crate) fn channel_error_parts(e: &ChannelError) -> (&'static str, String) {
-    let code = match e {
-        ChannelError::Closed => "ERR_CLOSED",
-        ChannelError::Protocol(_) => "ERR_PROTOCOL",
-        ChannelError::TooLarge { .. } => "ERR_MESSAGE_TOO_LARGE",
-        ChannelError::TimedOut => "ERR_TIMEOUT",
-        ChannelError::Busy => "ERR_INVALID_STATE",
-        ChannelError::Segment(_) => "ERR_SHARED_MEMORY",
-        ChannelError::Os { errno, .. } => return errno_parts(Some(*errno), "ERR_SHARED_MEMORY", e),
-    };
-    (code, e.to_string())
-}
-
-/// Running out of a resource has codes of its own (with the errno's name before the text);
-/// any other OS error takes `fallback`.
-fn errno_parts(errno: Option<i32>, fallback: &'static str, msg: impl std::fmt::Display) -> (&'static str, String) {
-    let (code, name) = match errno {
-        Some(libc::EMFILE) => ("ERR_NO_DESCRIPTORS", "EMFILE"),
-        Some(libc::ENFILE) => ("ERR_NO_DESCRIPTORS", "ENFILE"),
-        Some(libc::ENOMEM) => ("ERR_NO_MEMORY", "ENOMEM"),
-        Some(libc::ENOSPC) => ("ERR_NO_SPACE", "ENOSPC"),
-        _ => return (fallback, msg.to_string()),
-    };
-    (code, format!("{name}: {msg}"))
-}
-
-/// A failed fork: `EAGAIN` there means the process limit was reached.
-pub(crate) fn spawn_error(e: std::io::Error) -> Error {
-    if e.raw_os_error() == Some(libc::EAGAIN) {
-        return fail("ERR_NO_PROCESSES", format!("EAGAIN: {e}"));
-    }
-    os_error(e)
-}
-
-/// A segment that could not be mapped: foreign memory is a protocol error, the system's refusal not.
-pub(crate) fn attach_error(e: SegmentError) -> Error {
-    match e {
-        SegmentError::Os(_) => segment_error(e),
-        e => fail("ERR_PROTOCOL", e),
-    }
-}
-
-/// A segment that could not be made or mapped.
-pub(crate) fn segment_error(e: SegmentError) -> Error {
-    let errno = match &e {
-        SegmentError::Os(io) => io.raw_os_error(),
-        _ => None,
-    };
-    let (code, msg) = errno_parts(errno, "ERR_SHARED_MEMORY", e);
-    fail(code, msg)
-}
-
-fn channel_error(e: ChannelError) -> Error {
-    let (code, msg) = channel_error_parts(&e);
-    fail(code, msg)
-}
-
-pub(crate) fn os_error(e: std::io::Error) -> Error {
-    let (code, msg) = errno_parts(e.raw_os_error(), "ERR_OS", e);
-    fail(code, msg)
-}
 
 pub(crate) fn deadline(timeout_ms: f64) -> Option<Instant> {
     (timeout_ms >= 0.0 && timeout_ms.is_finite()).then(|| Instant::now() + Duration::from_secs_f64(timeout_ms / 1000.0))
@@ -127,7 +62,7 @@ pub(crate) fn receipt(r: TryRecv) -> f64 {
 #[napi]
 pub fn install_fast_paths(env: Env, target: Object) -> Result<()> {
     // SAFETY: `env` is this call's environment and `target` a live object of it.
-    unsafe { fast::install(env.raw(), target.raw()) }
+    unsafe { fast::install(env.raw(), target.raw()) }.map_err(napi_error)
 }
 
 #[napi(object)]

@@ -7,14 +7,14 @@ use multiproc_core::shared_memory::{self, SharedMemoryError};
 use multiproc_core::sys::fd;
 use multiproc_core::Segment;
 use napi::bindgen_prelude::{ArrayBuffer, External};
-use napi::{Env, Result};
+use napi::Env;
 use napi_derive::napi;
 
-use crate::{attach_error, fail, os_error, segment_error};
+use crate::error::{attach_error, fail, napi_error, os_error, segment_error, Error, Result};
 
 type Seg = External<Arc<Segment>>;
 
-fn shm_error(e: SharedMemoryError) -> napi::Error {
+fn shm_error(e: SharedMemoryError) -> Error {
     let code = match e {
         SharedMemoryError::InvalidName(_) => "ERR_INVALID_ARG_VALUE",
         SharedMemoryError::InvalidSize(_) => "ERR_OUT_OF_RANGE",
@@ -79,7 +79,7 @@ pub fn segment_view<'e>(env: &'e Env, s: &Seg) -> Result<ArrayBuffer<'e>> {
 /// Detaches a view (every typed array over it becomes empty) so the mapping can go.
 #[napi]
 pub fn view_detach(buf: ArrayBuffer) -> Result<()> {
-    buf.detach()
+    buf.detach().map_err(napi_error)
 }
 
 /// A pipe `[read, write]` (close-on-exec) for the resource tracker; JavaScript owns both.

@@ -12,10 +12,11 @@ use multiproc_core::sys::fd;
 use multiproc_core::waker::Waker;
 use multiproc_core::Segment;
 use napi::bindgen_prelude::{ArrayBuffer, External};
-use napi::{Env, Result};
+use napi::Env;
 use napi_derive::napi;
 
-use crate::{deadline, fail, os_error, segment_error};
+use crate::deadline;
+use crate::error::{fail, os_error, segment_error, Error, Result};
 
 pub enum Object {
     Mutex(Mutex),
@@ -39,7 +40,7 @@ impl Object {
     }
 }
 
-fn attach_error(e: SyncAttachError) -> napi::Error {
+fn attach_error(e: SyncAttachError) -> Error {
     match e {
         SyncAttachError::Segment(e) => segment_error(e),
         e => fail("ERR_PROTOCOL", e),
@@ -305,7 +306,7 @@ pub fn barrier_arrive(s: &Sync, timeout_ms: f64) -> Result<Vec<u32>> {
     }
 }
 
-fn barrier_error(e: BarrierError) -> napi::Error {
+fn barrier_error(e: BarrierError) -> Error {
     match e {
         BarrierError::Broken => fail("ERR_BROKEN_BARRIER", "the barrier is broken"),
         BarrierError::TimedOut => fail("ERR_TIMEOUT", "the barrier's internal lock was not free in time"),

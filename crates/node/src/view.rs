@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use multiproc_core::Segment;
 use napi::bindgen_prelude::ArrayBuffer;
-use napi::{Env, Result};
+use napi::Env;
+
+use crate::error::{napi_error, Result};
 
 /// An `ArrayBuffer` over all of `seg`. Create at most one per mapping: V8 tracks backing
 /// stores by address.
@@ -15,7 +17,7 @@ pub(crate) fn array_buffer<'e>(env: &'e Env, seg: &Arc<Segment>) -> Result<Array
     let keep = seg.clone();
     // SAFETY: `ptr`/`len` are the whole mapping of `seg`, valid and writable until `keep`, moved
     // into the finaliser, is dropped; V8 calls the finaliser only once no view can reach it.
-    let buf = unsafe { ArrayBuffer::from_external(env, ptr, len, keep, |_, seg| drop(seg)) }?;
+    let buf = unsafe { ArrayBuffer::from_external(env, ptr, len, keep, |_, seg| drop(seg)) }.map_err(napi_error)?;
     // A runtime that forbids external buffers gets a copy instead: useless for shared memory.
     if !std::ptr::eq(buf.as_ptr(), ptr) {
         return Err(crate::fail(
