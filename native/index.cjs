@@ -911,6 +911,7 @@ module.exports.socketPair = nativeBinding.socketPair
 module.exports.syncAdopt = nativeBinding.syncAdopt
 module.exports.syncCreate = nativeBinding.syncCreate
 module.exports.syncFd = nativeBinding.syncFd
+module.exports.syncLayout = nativeBinding.syncLayout
 module.exports.syncOwner = nativeBinding.syncOwner
 module.exports.syncView = nativeBinding.syncView
 module.exports.trackerPipe = nativeBinding.trackerPipe

@@ -37,9 +37,10 @@ export declare function barrierArm(s: Sync, gen: number, key: number): boolean
 
 /**
  * `[kind, generation, index]`: kind 0 wait, 1 last party, 2 busy (wait for the generation to
- * move, then arrive again). `ERR_BROKEN_BARRIER` when broken.
+ * move, then arrive again), 3 the internal lock could not be taken within `timeout_ms` (try
+ * again later). `ERR_BROKEN_BARRIER` when broken.
  */
-export declare function barrierArrive(s: Sync): Array<number>
+export declare function barrierArrive(s: Sync, timeoutMs: number): Array<number>
 
 export declare function barrierCross(s: Sync, gen: number): void
 
@@ -91,7 +92,10 @@ export declare function channelClose(ch: Chan, ring: number): void
 /** Streams more of a large message (pass the same bytes); true once it is all in the ring. */
 export declare function channelContinueSend(ch: Chan, ring: number, data: Uint8Array): boolean
 
-/** Overwrites bytes of the segment: for tests of corrupt shared memory only. */
+/**
+ * Overwrites bytes of the segment: for tests of corrupt shared memory only (not in release
+ * builds: the `test-hooks` feature).
+ */
 export declare function channelCorruptForTest(ch: Chan, offset: number, bytes: Uint8Array): void
 
 export declare function channelCreate(rings: number, capacity: number, maxMessage: number, maxsize: number): Chan
@@ -252,7 +256,13 @@ export declare function syncCreate(kind: string, value: number): Sync
 
 export declare function syncFd(s: Sync): number
 
-/** This process's owner id and record (high and low halves), as JavaScript's fast path writes them. */
+/**
+ * This process's owner id and record (high and low halves), as JavaScript's fast path writes them.
+ * The words of a synchronisation segment that JavaScript touches directly, and the spin
+ * policy, by name (see `multiproc_core::sync::layout`).
+ */
+export declare function syncLayout(): Record<string, number>
+
 export declare function syncOwner(): Array<number>
 
 /** The object's words as an `ArrayBuffer` (64 bytes; see the core's layouts). */

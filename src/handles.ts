@@ -4,6 +4,8 @@
  * to a running pool worker) and each is revived there as a live object. The arguments of a
  * `Process` and of pool tasks are walked for such objects before they are serialised.
  */
+import { randomBytes } from 'node:crypto'
+
 import { fromNative, InvalidStateError, ProtocolError, TimeoutError } from './errors.js'
 import { native } from './native.js'
 
@@ -230,3 +232,28 @@ export function receiveFds(sock: number, tag: number, timeoutMs: number): number
 }
 
 registerHandle('FdCarrier', (_data, [fd]) => fd)
+
+/** A unique id for a shared object: the Pool revives each one once per worker by it. */
+export function newId(): string {
+  return randomBytes(16).toString('hex')
+}
+
+/**
+ * Objects revived in this process, by id: a second handle of the same object (a Lock passed
+ * both alone and inside a Condition) gives the same live object. The descriptor it came with is
+ * closed unless it is the very one the live object uses (same number, same boot message).
+ */
+const revived = new Map<string, WeakRef<object>>()
+
+export function reviveOnce<T extends object>(id: unknown, fd: number, fdOf: (o: T) => number, make: () => T): T {
+  if (typeof id === 'string') {
+    const live = revived.get(id)?.deref() as T | undefined
+    if (live) {
+      if (fdOf(live) !== fd) native.closeFd(fd)
+      return live
+    }
+  }
+  const obj = make()
+  if (typeof id === 'string') revived.set(id, new WeakRef(obj))
+  return obj
+}

@@ -7,10 +7,9 @@
 import { randomBytes } from 'node:crypto'
 
 import { ClosedError, fromNative, ProcessError, rangeError, typeError } from './errors.js'
-import { type HandleDescriptor, registerHandle, toHandle } from './handles.js'
+import { type HandleDescriptor, newId, registerHandle, reviveOnce, toHandle } from './handles.js'
 import { native } from './native.js'
 import { register, unregister } from './resource-tracker.js'
-import { newId, reviveOnce } from './synchronize.js'
 import { checkBoolean } from './validate.js'
 
 export interface SharedMemoryOptions {

@@ -4,9 +4,9 @@
  * in its own anonymous segment and travels to other processes as a handle, with its lock.
  */
 import { fromNative, InvalidStateError, rangeError, typeError } from './errors.js'
-import { type HandleDescriptor, registerHandle, toHandle } from './handles.js'
+import { type HandleDescriptor, newId, registerHandle, reviveOnce, toHandle } from './handles.js'
 import { native } from './native.js'
-import { Lock, newId, RLock, reviveLock, reviveOnce } from './synchronize.js'
+import { Lock, RLock, reviveLock } from './synchronize.js'
 
 /** The element types: `i64`/`u64` are `bigint`, `bool` is `boolean`, the others `number`. */
 export type TypeCode = 'i8' | 'u8' | 'i16' | 'u16' | 'i32' | 'u32' | 'i64' | 'u64' | 'f32' | 'f64' | 'bool'

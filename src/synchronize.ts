@@ -8,8 +8,6 @@
  * (and threads); a `Lock` excludes them from each other. A lock whose owner died is taken over
  * by the next `acquire`, which then throws `OwnerDiedError` while holding it.
  */
-import { randomBytes } from 'node:crypto'
-
 import {
   AbortError,
   BrokenBarrierError,
@@ -20,7 +18,7 @@ import {
   TimeoutError,
   typeError,
 } from './errors.js'
-import { type HandleDescriptor, registerHandle, type Transferable, toHandle } from './handles.js'
+import { type HandleDescriptor, newId, registerHandle, reviveOnce, type Transferable, toHandle } from './handles.js'
 import { native } from './native.js'
 import {
   BARRIER_GEN,
@@ -53,31 +51,6 @@ export interface AcquireSyncOptions {
 
 const [OWNER_ID, RECORD_HI, RECORD_LO] = native.syncOwner() as [number, number, number]
 const OWNER_RECORD = (BigInt(RECORD_HI) << 32n) | BigInt(RECORD_LO)
-
-/** A unique id for a shared object: the Pool revives each one once per worker by it. */
-export function newId(): string {
-  return randomBytes(16).toString('hex')
-}
-
-/**
- * Objects revived in this process, by id: a second handle of the same object (a Lock passed
- * both alone and inside a Condition) gives the same live object. The descriptor it came with is
- * closed unless it is the very one the live object uses (same number, same boot message).
- */
-const revived = new Map<string, WeakRef<object>>()
-
-export function reviveOnce<T extends object>(id: unknown, fd: number, fdOf: (o: T) => number, make: () => T): T {
-  if (typeof id === 'string') {
-    const live = revived.get(id)?.deref() as T | undefined
-    if (live) {
-      if (fdOf(live) !== fd) native.closeFd(fd)
-      return live
-    }
-  }
-  const obj = make()
-  if (typeof id === 'string') revived.set(id, new WeakRef(obj))
-  return obj
-}
 
 /**
  * Learns how long a spin on a shared word pays, as the core's `wait::Spinner` (same budgets, from

@@ -11,8 +11,9 @@ use multiproc_core::{ChannelError, Ring, TrySend};
 use napi::bindgen_prelude::External;
 use napi::sys;
 
+use crate::channel::{receipt, ChannelState};
+use crate::deadline;
 use crate::error::channel_code;
-use crate::{deadline, receipt, ChannelState};
 
 type Callback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
 

@@ -104,7 +104,7 @@ pub fn sync_create(kind: String, value: u32) -> Result<Sync> {
 #[napi]
 pub fn sync_adopt(kind: String, raw: i32) -> Result<Sync> {
     let owned = fd::adopt(raw).map_err(os_error)?;
-    let seg = Arc::new(Segment::attach(owned, sync::SYNC_SIZE).map_err(crate::attach_error)?);
+    let seg = Arc::new(Segment::attach(owned, sync::SYNC_SIZE).map_err(crate::error::attach_error)?);
     let obj = match kind.as_str() {
         "Lock" => Object::Mutex(Mutex::attach(seg, false).map_err(attach_error)?),
         "RLock" => Object::Mutex(Mutex::attach(seg, true).map_err(attach_error)?),

@@ -20,7 +20,7 @@ pub(crate) fn array_buffer<'e>(env: &'e Env, seg: &Arc<Segment>) -> Result<Array
     let buf = unsafe { ArrayBuffer::from_external(env, ptr, len, keep, |_, seg| drop(seg)) }.map_err(napi_error)?;
     // A runtime that forbids external buffers gets a copy instead: useless for shared memory.
     if !std::ptr::eq(buf.as_ptr(), ptr) {
-        return Err(crate::fail(
+        return Err(crate::error::fail(
             "ERR_SHARED_MEMORY",
             "this JavaScript runtime does not allow views of external memory (external ArrayBuffers)",
         ));
