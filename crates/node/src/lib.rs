@@ -13,13 +13,13 @@ use crate::error::{napi_error, Result};
 
 pub mod channel;
 mod child;
-mod descriptors;
+pub mod descriptors;
 pub mod error;
 mod fast;
 pub mod shared_memory;
 pub mod sync;
 mod view;
-mod waker;
+pub mod waker;
 
 pub(crate) fn deadline(timeout_ms: f64) -> Option<Instant> {
     (timeout_ms >= 0.0 && timeout_ms.is_finite()).then(|| Instant::now() + Duration::from_secs_f64(timeout_ms / 1000.0))
