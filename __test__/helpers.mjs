@@ -1,13 +1,20 @@
+// @ts-check
 // Shared test helpers: a per-file leak check (no child processes left, no new /dev/shm entries),
-// watchdogs for waits, and small /proc utilities.
+// watchdogs for waits, and small /proc utilities. Type-checked (`npm run lint`), like the package.
 import { readdirSync, readFileSync } from 'node:fs'
 import { setTimeout as delay } from 'node:timers/promises'
 
 import { activeChildren } from '../dist/index.js'
 
-/** Pids of this process's direct children (zombies included), from /proc/self/task/<tid>/children. */
+/**
+ * Pids of this process's direct children (zombies included), from /proc/self/task/<tid>/children.
+ * @param {number} [pid]
+ * @returns {number[]}
+ */
 export function childPids(pid = process.pid) {
+  /** @type {Set<number>} */
   const pids = new Set()
+  /** @type {string[]} */
   let tasks = []
   try {
     tasks = readdirSync(`/proc/${pid}/task`)
@@ -26,7 +33,11 @@ export function childPids(pid = process.pid) {
   return [...pids]
 }
 
-/** `{ comm, state }` of a process, or null when it no longer exists. */
+/**
+ * `{ comm, state, ppid, cmdline }` of a process, or null when it no longer exists.
+ * @param {number} pid
+ * @returns {{ comm: string, state: string, ppid: number, cmdline: string } | null}
+ */
 export function procStat(pid) {
   let text
   try {
@@ -44,12 +55,16 @@ export function procStat(pid) {
   return { comm, state: fields[0], ppid: Number(fields[1]), cmdline }
 }
 
-/** True when `pid` is gone or only a zombie (it has exited; its reaper may not have run yet). */
+/**
+ * True when `pid` is gone or only a zombie (it has exited; its reaper may not have run yet).
+ * @param {number} pid
+ */
 export function isDead(pid) {
   const st = procStat(pid)
   return st === null || st.state === 'Z' || st.state === 'X'
 }
 
+/** @returns {Set<string>} */
 function shmEntries() {
   try {
     return new Set(readdirSync('/dev/shm'))
@@ -63,6 +78,8 @@ function shmEntries() {
  * process of the test process is still there (alive or an unreaped zombie), `activeChildren()` is
  * not empty, or /dev/shm holds entries that were not there when the file started. Leftover
  * children are SIGKILLed (by pid) after being reported, so one failure does not leak into others.
+ * @param {import('ava').TestFn} test
+ * @param {{ graceMs?: number }} [options]
  */
 export function checkNoLeaks(test, { graceMs = 3000 } = {}) {
   let shmBefore = shmEntries()
@@ -94,9 +111,18 @@ export function checkNoLeaks(test, { graceMs = 3000 } = {}) {
   })
 }
 
-/** Races `promise` against a timer; the timer rejects with a message naming what hung. */
+/**
+ * Races `promise` against a timer; the timer rejects with a message naming what hung.
+ * @template T
+ * @param {number} ms
+ * @param {Promise<T>} promise
+ * @param {string} [what]
+ * @returns {Promise<T>}
+ */
 export async function within(ms, promise, what = 'operation') {
+  /** @type {NodeJS.Timeout | undefined} */
   let timer
+  /** @type {Promise<never>} */
   const watchdog = new Promise((_, reject) => {
     timer = setTimeout(() => reject(new Error(`watchdog: ${what} did not finish within ${ms} ms`)), ms)
   })
@@ -107,18 +133,29 @@ export async function within(ms, promise, what = 'operation') {
   }
 }
 
-/** Joins a process with a watchdog and returns its exit code (fails if it is still running). */
+/**
+ * Joins a process with a watchdog and returns its exit code (fails if it is still running).
+ * @param {import('../dist/index.js').Process} p
+ * @param {number} [ms]
+ */
 export async function joined(p, ms = 10000) {
   await within(ms, p.join(), `join of ${p.name}`)
   return p.exitCode
 }
 
-/** A fixture target: `{ module, name }` for a function exported by __test__/fixtures/<file>. */
+/**
+ * A fixture target: `{ module, name }` for a function exported by __test__/fixtures/<file>.
+ * @param {string} file
+ * @param {string} name
+ */
 export function fixture(file, name) {
   return { module: new URL(`./fixtures/${file}`, import.meta.url), name }
 }
 
-/** URL of a fixture module. */
+/**
+ * URL of a fixture module.
+ * @param {string} file
+ */
 export function fixtureUrl(file) {
   return new URL(`./fixtures/${file}`, import.meta.url)
 }
@@ -126,6 +163,10 @@ export function fixtureUrl(file) {
 /**
  * Registers a teardown that kills `p` if it is still running when the test ends (ava assertions
  * throw, so a failing test would otherwise leave its children behind). Returns `p`.
+ * @template {import('../dist/index.js').Process} P
+ * @param {import('ava').ExecutionContext} t
+ * @param {P} p
+ * @returns {P}
  */
 export function guard(t, p) {
   t.teardown(async () => {
