@@ -11,7 +11,7 @@ pub mod sys;
 pub mod wait;
 pub mod waker;
 
-pub use ring::{Channel, ChannelConfig, ChannelError, Ring, TryRecv, TrySend};
+pub use ring::{Channel, ChannelConfig, ChannelError, OpenError, Ring, TryRecv, TrySend};
 pub use segment::{Segment, SegmentError};
 pub use spawn::{spawn, Child, SpawnOptions};
 pub use sys::process::ExitStatus;

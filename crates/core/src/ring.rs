@@ -82,10 +82,6 @@ pub enum ChannelError {
     TimedOut,
     /// This process is already streaming a large message on this side of the ring.
     Busy,
-    /// The segment could not be created or attached.
-    Segment(String),
-    /// The system refused the segment (out of memory, descriptors or space): its errno.
-    Os { errno: i32, message: String },
 }
 
 impl std::fmt::Display for ChannelError {
@@ -96,20 +92,43 @@ impl std::fmt::Display for ChannelError {
             ChannelError::TooLarge { len, max } => write!(f, "message of {len} bytes exceeds the limit of {max} bytes"),
             ChannelError::TimedOut => write!(f, "timed out"),
             ChannelError::Busy => write!(f, "another operation of this process is in progress on this channel"),
-            ChannelError::Segment(m) | ChannelError::Os { message: m, .. } => write!(f, "{m}"),
         }
     }
 }
 
 impl std::error::Error for ChannelError {}
 
-impl From<SegmentError> for ChannelError {
-    fn from(e: SegmentError) -> Self {
-        match &e {
-            SegmentError::Os(io) => ChannelError::Os { errno: io.raw_os_error().unwrap_or(0), message: e.to_string() },
-            _ => ChannelError::Segment(e.to_string()),
+/// Why a channel could not be made or mapped.
+#[derive(Debug)]
+pub enum OpenError {
+    /// The configuration asked for is not one a channel can have.
+    InvalidConfig(String),
+    /// The memory could not be made or mapped (the system refused: see its errno).
+    Segment(SegmentError),
+    /// The memory does not hold a valid channel (corrupt, hostile or foreign).
+    Protocol(String),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::InvalidConfig(m) => write!(f, "{m}"),
+            OpenError::Segment(e) => write!(f, "{e}"),
+            OpenError::Protocol(m) => write!(f, "corrupt channel: {m}"),
         }
     }
+}
+
+impl std::error::Error for OpenError {}
+
+impl From<SegmentError> for OpenError {
+    fn from(e: SegmentError) -> Self {
+        OpenError::Segment(e)
+    }
+}
+
+fn corrupt<T>(msg: impl Into<String>) -> Result<T, OpenError> {
+    Err(OpenError::Protocol(msg.into()))
 }
 
 fn protocol<T>(msg: impl Into<String>) -> Result<T, ChannelError> {
@@ -195,7 +214,7 @@ pub struct Channel {
 }
 
 impl Channel {
-    pub fn create(config: ChannelConfig) -> Result<Channel, ChannelError> {
+    pub fn create(config: ChannelConfig) -> Result<Channel, OpenError> {
         let config = Self::validated(config)?;
         let seg = Segment::create("multiproc-channel", Self::size_for(config.rings, config.capacity))?;
         Ok(Self::init(seg, config))
@@ -203,7 +222,7 @@ impl Channel {
 
     /// The in-process twin of [`Channel::create`]: the same rings in private memory, for threads
     /// of one process (and for testing the ring apart from the cross-process plumbing).
-    pub fn create_private(config: ChannelConfig) -> Result<Channel, ChannelError> {
+    pub fn create_private(config: ChannelConfig) -> Result<Channel, OpenError> {
         let config = Self::validated(config)?;
         let seg = Segment::private(Self::size_for(config.rings, config.capacity))?;
         Ok(Self::init(seg, config))
@@ -219,12 +238,12 @@ impl Channel {
         Channel { seg: Arc::new(seg), config }
     }
 
-    fn validated(config: ChannelConfig) -> Result<ChannelConfig, ChannelError> {
+    fn validated(config: ChannelConfig) -> Result<ChannelConfig, OpenError> {
         if config.rings == 0 || config.rings > 2 {
-            return Err(ChannelError::Segment(format!("a channel has 1 or 2 rings, not {}", config.rings)));
+            return Err(OpenError::InvalidConfig(format!("a channel has 1 or 2 rings, not {}", config.rings)));
         }
         if config.capacity > MAX_CAPACITY {
-            return Err(ChannelError::Segment(format!("capacity {} exceeds {MAX_CAPACITY}", config.capacity)));
+            return Err(OpenError::InvalidConfig(format!("capacity {} exceeds {MAX_CAPACITY}", config.capacity)));
         }
         let capacity = config.capacity.max(MIN_CAPACITY).next_power_of_two();
         let max_message = config.max_message.clamp(1, MAX_MESSAGE);
@@ -232,33 +251,33 @@ impl Channel {
     }
 
     /// Validates and maps a channel segment received from another process.
-    pub fn attach(seg: Segment) -> Result<Channel, ChannelError> {
+    pub fn attach(seg: Segment) -> Result<Channel, OpenError> {
         if seg.len() < SEG_HEADER {
-            return protocol("segment too small for a channel header");
+            return corrupt("segment too small for a channel header");
         }
         if seg.u64_at(S_MAGIC).load(Ordering::Acquire) != MAGIC {
-            return protocol("bad magic: not a multiproc channel");
+            return corrupt("bad magic: not a multiproc channel");
         }
         let version = seg.u32_at(S_VERSION).load(Ordering::Relaxed);
         if version != VERSION {
-            return protocol(format!("wire format version {version}, expected {VERSION}"));
+            return corrupt(format!("wire format version {version}, expected {VERSION}"));
         }
         let rings = seg.u32_at(S_RINGS).load(Ordering::Relaxed) as usize;
         let capacity = seg.u64_at(S_CAPACITY).load(Ordering::Relaxed);
         let max_message = seg.u64_at(S_MAX_MESSAGE).load(Ordering::Relaxed);
         let maxsize = seg.u64_at(S_MAXSIZE).load(Ordering::Relaxed);
         if !(1..=2).contains(&rings) {
-            return protocol(format!("ring count {rings}"));
+            return corrupt(format!("ring count {rings}"));
         }
         if capacity < MIN_CAPACITY as u64 || capacity > MAX_CAPACITY as u64 || !capacity.is_power_of_two() {
-            return protocol(format!("ring capacity {capacity}"));
+            return corrupt(format!("ring capacity {capacity}"));
         }
         let capacity = capacity as usize;
         if max_message == 0 || max_message > MAX_MESSAGE as u64 {
-            return protocol(format!("message limit {max_message}"));
+            return corrupt(format!("message limit {max_message}"));
         }
         if seg.len() < Self::size_for(rings, capacity) {
-            return protocol("segment smaller than its header says");
+            return corrupt("segment smaller than its header says");
         }
         let config = ChannelConfig { rings, capacity, max_message: max_message as usize, maxsize };
         Ok(Channel { seg: Arc::new(seg), config })

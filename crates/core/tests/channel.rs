@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use multiproc_core::lock::{Acquired, Owner, RobustLock, WhenHeld};
-use multiproc_core::{Channel, ChannelConfig, ChannelError, Segment, TryRecv};
+use multiproc_core::{Channel, ChannelConfig, ChannelError, OpenError, Segment, TryRecv};
 
 mod common;
 use common::{role, spawn_role};
@@ -115,7 +115,7 @@ fn garbage_in_shared_memory_is_a_protocol_error() {
     let chan = Channel::create(ChannelConfig::default()).unwrap();
     chan.segment().u64_at(16).store(12345, Ordering::SeqCst);
     let seg = Segment::attach_dup(chan.segment().fd(), 0).unwrap();
-    assert!(matches!(Channel::attach(seg), Err(ChannelError::Protocol(_))));
+    assert!(matches!(Channel::attach(seg), Err(OpenError::Protocol(_))));
 }
 
 #[test]

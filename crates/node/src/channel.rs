@@ -10,7 +10,7 @@ use napi::bindgen_prelude::External;
 use napi_derive::napi;
 
 use crate::deadline;
-use crate::error::{attach_error, channel_error, fail, os_error, Result};
+use crate::error::{attach_error, channel_error, fail, open_error, os_error, Result};
 
 /// A channel segment and a handle on each of its rings, held by JavaScript as an `External`.
 /// Hot paths are free functions over it: a napi class method costs several times a function call.
@@ -62,7 +62,7 @@ pub fn channel_create(rings: u32, capacity: f64, max_message: f64, maxsize: f64)
         max_message: max_message as usize,
         maxsize: maxsize as u64,
     };
-    Channel::create(config).map(ChannelState::wrap).map_err(channel_error)
+    Channel::create(config).map(ChannelState::wrap).map_err(open_error)
 }
 
 /// Maps the channel behind an inherited descriptor, taking ownership of it.
@@ -70,7 +70,7 @@ pub fn channel_create(rings: u32, capacity: f64, max_message: f64, maxsize: f64)
 pub fn channel_adopt(raw: i32) -> Result<Chan> {
     let owned = fd::adopt(raw).map_err(os_error)?;
     let seg = Segment::attach(owned, 0).map_err(attach_error)?;
-    Channel::attach(seg).map(ChannelState::wrap).map_err(channel_error)
+    Channel::attach(seg).map(ChannelState::wrap).map_err(open_error)
 }
 
 #[napi]

@@ -4,7 +4,7 @@
 //! the error's `cause`, an `Error` whose message is that name (`EMFILE`), because Node-API gives a
 //! Rust error no other field. `src/errors.ts` maps the code to the package's class with a switch.
 
-use multiproc_core::{ChannelError, SegmentError};
+use multiproc_core::{ChannelError, OpenError, SegmentError};
 
 /// A stable error code (`ERR_…`), the status of the binding's errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,15 +72,20 @@ pub fn channel_code(e: &ChannelError) -> &'static str {
         ChannelError::TooLarge { .. } => "ERR_MESSAGE_TOO_LARGE",
         ChannelError::TimedOut => "ERR_TIMEOUT",
         ChannelError::Busy => "ERR_INVALID_STATE",
-        ChannelError::Segment(_) => "ERR_SHARED_MEMORY",
-        ChannelError::Os { errno, .. } => errno_code(*errno, "ERR_SHARED_MEMORY").0,
     }
 }
 
 pub fn channel_error(e: ChannelError) -> Error {
-    match &e {
-        ChannelError::Os { errno, .. } => with_errno(Some(*errno), "ERR_SHARED_MEMORY", &e),
-        _ => fail(channel_code(&e), &e),
+    fail(channel_code(&e), &e)
+}
+
+/// A channel that could not be made (a bad configuration, the system's refusal) or mapped
+/// (foreign memory).
+pub fn open_error(e: OpenError) -> Error {
+    match e {
+        OpenError::InvalidConfig(m) => fail("ERR_OUT_OF_RANGE", m),
+        OpenError::Segment(e) => segment_error(e),
+        e @ OpenError::Protocol(_) => fail("ERR_PROTOCOL", e),
     }
 }
 
