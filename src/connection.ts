@@ -18,6 +18,7 @@ export interface PipeOptions {
   duplex?: boolean
   /** Bytes of ring per direction. Default 4 MiB. */
   capacityBytes?: number
+  /** Replaces structured clone for the values sent through this pipe. */
   serializer?: Serializer
 }
 
@@ -55,14 +56,17 @@ export class Connection<T = unknown> implements AsyncIterable<T> {
     this.#out = spec.sendRing >= 0 ? new RingEnd(chan, spec.sendRing, serializer, peer) : undefined
   }
 
+  /** Whether this end can receive. */
   get readable(): boolean {
     return this.#in !== undefined
   }
 
+  /** Whether this end can send. */
   get writable(): boolean {
     return this.#out !== undefined
   }
 
+  /** Whether `close()` was called on this end. */
   get closed(): boolean {
     return this.#closed
   }
@@ -130,6 +134,7 @@ export class Connection<T = unknown> implements AsyncIterable<T> {
     }
   }
 
+  /** The blocking twin of `sendBytes`. */
   sendBytesSync(buf: Uint8Array | ArrayBuffer, offset?: number, size?: number, opts?: { timeout?: number } | number): void {
     this.#sender().sendSync(sliceBytes(buf, offset, size), waitOptions(opts).timeout)
   }
@@ -145,6 +150,7 @@ export class Connection<T = unknown> implements AsyncIterable<T> {
     }
   }
 
+  /** The blocking twin of `recv`: throws `EOFError` once the other end is closed and nothing is left. */
   recvSync(opts?: { timeout?: number } | number): T {
     const o = waitOptions(opts)
     return this.#receiver().recvSync(o.timeout) as T
@@ -155,6 +161,7 @@ export class Connection<T = unknown> implements AsyncIterable<T> {
     return toBuffer(await this.recv(opts))
   }
 
+  /** The blocking twin of `recvBytes`. */
   recvBytesSync(opts?: { timeout?: number } | number): Buffer {
     return toBuffer(this.recvSync(opts))
   }
@@ -174,6 +181,7 @@ export class Connection<T = unknown> implements AsyncIterable<T> {
     }
   }
 
+  /** The blocking twin of `recvBytesInto`. */
   recvBytesIntoSync(buf: Uint8Array, offset = 0, opts?: { timeout?: number } | number): number {
     return this.#receiver().recvIntoSync(intoView(buf, offset), waitOptions(opts).timeout)
   }
@@ -215,14 +223,17 @@ export class Connection<T = unknown> implements AsyncIterable<T> {
     for (const w of [...this.#wakers]) w()
   }
 
+  /** Receives values until the other end is closed and nothing is left (`for await`). */
   [Symbol.asyncIterator](): AsyncIterator<T> {
     return untilEnd(() => this.recv())
   }
 
+  /** `using conn = …`: closes this end. */
   [Symbol.dispose](): void {
     this.close()
   }
 
+  /** @internal How the end travels to another process. */
   [toHandle](): HandleDescriptor {
     if (this.#closed) throw new ClosedError('cannot pass a closed connection to another process')
     return {

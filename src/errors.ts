@@ -4,7 +4,9 @@
  * into the matching class by {@link fromNative}.
  */
 
+/** The base class of every error class of multiproc; `code` tells them apart. */
 export class MultiprocError extends Error {
+  /** A stable identifier of the error's kind (`ERR_EMPTY`, `ERR_TIMEOUT`, …), for code to test. */
   readonly code: string = 'ERR_MULTIPROC'
   constructor(message?: string, options?: { cause?: unknown }) {
     super(message, options)
@@ -14,6 +16,7 @@ export class MultiprocError extends Error {
 
 function define<C extends string>(code: C) {
   return class extends MultiprocError {
+    /** This class's stable code. */
     override readonly code: C = code
   }
 }
@@ -26,6 +29,7 @@ export class Full extends define('ERR_FULL') {}
 export class TimeoutError extends define('ERR_TIMEOUT') {}
 /** A wait was cancelled through its `AbortSignal`. */
 export class AbortError extends MultiprocError {
+  /** `ABORT_ERR`, the code of Node's own abort errors. */
   override readonly code = 'ABORT_ERR'
 }
 /** Nothing more will arrive: the queue is closed and drained, or the pipe's peer is gone. */
@@ -34,9 +38,11 @@ export class EOFError extends define('ERR_EOF') {}
 export class BrokenPipeError extends define('ERR_BROKEN_PIPE') {}
 /** `recvBytesInto` got a message longer than the buffer; `data` holds the whole message. */
 export class BufferTooShort extends MultiprocError {
+  /** `ERR_BUFFER_TOO_SHORT`. */
   override readonly code = 'ERR_BUFFER_TOO_SHORT'
   constructor(
     message: string,
+    /** The whole message that did not fit. */
     readonly data: Buffer,
   ) {
     super(message)
@@ -46,10 +52,13 @@ export class BufferTooShort extends MultiprocError {
 export class RemoteError extends define('ERR_REMOTE') {}
 /** A worker process died while running a task. */
 export class WorkerExitedError extends MultiprocError {
+  /** `ERR_WORKER_EXITED`. */
   override readonly code = 'ERR_WORKER_EXITED'
   constructor(
     message: string,
+    /** The worker's exit code, or `null` when a signal ended it. */
     readonly exitCode: number | null,
+    /** The signal that ended the worker (`'SIGKILL'`, `'SIGABRT'`, …), or `null` when it exited. */
     readonly signal: string | null,
   ) {
     super(message)
@@ -84,6 +93,7 @@ export type ResourceCode = 'ERR_NO_DESCRIPTORS' | 'ERR_NO_MEMORY' | 'ERR_NO_SPAC
  * limit (`ulimit -n`, `ulimit -u`, the container's `--shm-size`) helps.
  */
 export class ResourceError extends MultiprocError {
+  /** Which resource ran out. */
   override readonly code: ResourceCode
   /** The system's error name: `EMFILE`, `ENFILE`, `ENOMEM`, `ENOSPC` or `EAGAIN`. */
   readonly errno: string
@@ -96,6 +106,7 @@ export class ResourceError extends MultiprocError {
 
 /** Another refusal of the system (`ERR_OS`), or shared memory that cannot be made (`ERR_SHARED_MEMORY`). */
 export class OSError extends MultiprocError {
+  /** `ERR_SHARED_MEMORY` when shared memory could not be made, else `ERR_OS`. */
   override readonly code: 'ERR_OS' | 'ERR_SHARED_MEMORY'
   /** The system's error name (`EACCES`, `EPERM`, …) when it gave a known one. */
   readonly errno: string | undefined

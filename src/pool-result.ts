@@ -5,6 +5,7 @@
 import { InvalidStateError, TimeoutError } from './errors.js'
 import { deadlineOf, waitOptions } from './wait.js'
 
+/** Python's `callback` and `error_callback` of `applyAsync`, `mapAsync` and `starmapAsync`. */
 export interface ResultCallbacks<R> {
   /** Called with the value before `get()`/`wait()` settle. If it throws, `get()` rejects with that. */
   callback?: ((value: R) => void) | undefined
@@ -159,6 +160,7 @@ export class IMapIterator<R> implements AsyncIterableIterator<R> {
     this.#source = source
   }
 
+  /** The next result (in input order for `imap`, completion order for `imapUnordered`); rejects with the error of a task that failed. */
   next(): Promise<IteratorResult<R>> {
     const results = this.#source.results
     const e = results.take()
@@ -177,6 +179,7 @@ export class IMapIterator<R> implements AsyncIterableIterator<R> {
     return Promise.resolve({ value: undefined, done: true })
   }
 
+  /** `for await (const r of pool.imap(…))`. */
   [Symbol.asyncIterator](): this {
     return this
   }

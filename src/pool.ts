@@ -18,11 +18,13 @@ import type { Serializer } from './serialize.js'
 import { describeTarget, findExport, moduleHref, type Target, type TargetSpec } from './target.js'
 import { checkFunction, checkInteger, checkOptions } from './validate.js'
 
+/** Options of a `Pool`. */
 export interface PoolOptions {
   /** Worker processes; default `cpuCount()`. */
   processes?: number | undefined
   /** Run once in each worker before its first task, with `initargs`. */
   initializer?: Target | undefined
+  /** The arguments of `initializer`. */
   initargs?: unknown[] | undefined
   /** Chunks a worker runs before it is replaced by a fresh one (Python's `maxtasksperchild`). */
   maxTasksPerChild?: number | undefined
@@ -41,23 +43,32 @@ export interface PoolOptions {
 
 /** Progress of one call: tasks finished, and the total once the input is known to end. */
 export interface Progress {
+  /** Tasks finished so far (failed ones included). */
   done: number
+  /** Tasks in the call, or `null` while a lazy input has not ended. */
   total: number | null
 }
 
+/** Options of every pool call. */
 export interface CallOptions {
   /** Milliseconds for the whole call; on expiry the workers running its tasks are killed and replaced. */
   timeout?: number | undefined
   /** Aborting rejects the call with `AbortError` and kills the workers running its tasks. */
   signal?: AbortSignal | undefined
+  /**
+   * Called on a later turn each time tasks of this call finish, and once more when the total becomes known.
+   * A callback that throws ends the call with that error.
+   */
   onProgress?: ((progress: Progress) => void) | undefined
 }
 
+/** Options of `map`, `imap`, `imapUnordered`, `starmap` and their async forms. */
 export interface MapOptions extends CallOptions {
   /** Tasks sent to a worker at a time; default as Python (`map`: about 4 chunks per worker, `imap`: 1). */
   chunksize?: number | undefined
 }
 
+/** Options of `applyAsync`: those of every call, with Python's `callback` and `errorCallback`. */
 export type ApplyOptions = CallOptions & ResultCallbacks<unknown>
 
 /**
@@ -122,7 +133,12 @@ function settleLater<R>(result: AsyncResult<R>): ((r: Parameters<AsyncResult<R>[
   })
 }
 
-/** A pool of worker processes running tasks: `map`, `imap`, `apply` and friends. */
+/**
+ * A pool of worker processes running tasks: `map`, `imap`, `apply` and friends.
+ *
+ * It emits `'progress'` with a `Progress` (`{ done, total }`) as tasks of any call finish, as
+ * each call's `onProgress` is called.
+ */
 export class Pool extends EventEmitter {
   /** The number of workers the pool keeps. */
   readonly processes: number
@@ -214,6 +230,7 @@ export class Pool extends EventEmitter {
     return this.#mapAsync<R>(fn, iterable, false, opts).get()
   }
 
+  /** Like `map`, returning an `AsyncResult` at once (Python's `map_async`). */
   mapAsync<R>(
     fn: Target,
     iterable: Iterable<unknown> | AsyncIterable<unknown>,
@@ -227,6 +244,7 @@ export class Pool extends EventEmitter {
     return this.#mapAsync<R>(fn, iterable, true, opts).get()
   }
 
+  /** Like `starmap`, returning an `AsyncResult` at once (Python's `starmap_async`). */
   starmapAsync<R>(
     fn: Target,
     iterable: Iterable<unknown[]> | AsyncIterable<unknown[]>,

@@ -26,9 +26,16 @@ import { describeTarget, moduleHref, type Target } from './target.js'
 import { checkBoolean, checkString, checkStringRecord } from './validate.js'
 import { deadlineOf, type WaitOptions, waitOptions } from './wait.js'
 
+/** Options of a `Process`. */
 export interface ProcessOptions {
+  /**
+   * The function to run: an export of one of `modules` (found there by identity), a self-contained
+   * function (sent as source), or `{ module, name }`.
+   */
   target: Target
+  /** Its arguments. Queues, pipes, locks, shared values and memory among them arrive as live objects. */
   args?: unknown[]
+  /** The process's name; default `Process-N` (`Process-1:2` for a child's child), as Python. */
   name?: string
   /** Dies with its parent (even a SIGKILLed one) and does not keep the parent alive. Default false. */
   daemon?: boolean
@@ -95,9 +102,13 @@ export function checkNotBootstrapping(what: string): void {
 
 /** The parent as seen from a child. */
 export interface ParentProcess {
+  /** The parent's process id. */
   pid: number
+  /** The parent's name. */
   name: string
+  /** Whether the parent is still running. */
   isAlive(): boolean
+  /** Waits until the parent exits, at most `timeout` ms. */
   join(timeout?: number): Promise<void>
 }
 
@@ -120,7 +131,14 @@ export function setIdentity(name: string, identity: number[], daemon: boolean, p
 }
 
 /** The process this code runs in: `{ name, pid, daemon }`. */
-export function currentProcess(): { name: string; pid: number; daemon: boolean } {
+export function currentProcess(): {
+  /** `MainProcess` in the process the user started, else the name the child was given. */
+  name: string
+  /** `process.pid`. */
+  pid: number
+  /** Whether this process is a daemon child. */
+  daemon: boolean
+} {
   return { name: self.name, pid: self.pid, daemon: self.daemon }
 }
 
@@ -148,7 +166,9 @@ export const whenExited = Symbol('multiproc.whenExited')
 /** A function running in its own OS process. */
 export class Process {
   readonly #opts: ProcessOptions
+  /** The name given in the options, or `Process-N`. */
   readonly name: string
+  /** Whether the child dies with its parent and does not keep the parent alive. */
   readonly daemon: boolean
   #child: InstanceType<typeof native.NativeChild> | undefined
   #control: net.Socket | undefined
@@ -180,6 +200,7 @@ export class Process {
     this.daemon = opts.daemon ?? false
   }
 
+  /** The child's process id once started, else `null`. */
   get pid(): number | null {
     return this.#child?.pid ?? null
   }
@@ -316,6 +337,7 @@ export class Process {
     return true
   }
 
+  /** Whether the child was started and has not been seen to exit. */
   isAlive(): boolean {
     return this.#child !== undefined && !this.#poll()
   }
@@ -364,6 +386,7 @@ export class Process {
     this.#closed = true
   }
 
+  /** Python's `repr`: `<Process name='…' started daemon>`. */
   toString(): string {
     const state = !this.#child ? 'initial' : this.isAlive() ? 'started' : `stopped exitcode=${this.#exitCode}`
     return `<Process name='${this.name}' ${state}${this.daemon ? ' daemon' : ''}>`

@@ -11,6 +11,7 @@ import { encode, type Serializer } from './serialize.js'
 import { checkBlock, checkCapacity, checkInteger, checkOptions, checkSerializer } from './validate.js'
 import { deadlineOf, remaining, type WaitOptions, waitFor, waitOptions } from './wait.js'
 
+/** Options of a `Queue`, `SimpleQueue` or `JoinableQueue`. */
 export interface QueueOptions {
   /** Most items held at once (Python's `maxsize`); 0 or absent: bounded only by `capacityBytes`. */
   maxsize?: number
@@ -20,9 +21,11 @@ export interface QueueOptions {
   serializer?: Serializer
 }
 
+/** Options of the blocking `putSync`/`getSync`. */
 export interface BlockingOptions {
   /** `false`: fail at once with `Empty`/`Full` (a `timeout` is then ignored, as in Python). */
   block?: boolean
+  /** Milliseconds to wait at most; absent: for ever. */
   timeout?: number
 }
 
@@ -169,10 +172,12 @@ export class Queue<T = unknown> implements AsyncIterable<T> {
     return native.channelQsize(this.chan, 0)
   }
 
+  /** Whether the queue holds no item now (approximate while others are active, as in Python). */
   empty(): boolean {
     return this.qsize() === 0
   }
 
+  /** Whether a `put` would have to wait now (approximate while others are active, as in Python). */
   full(): boolean {
     return native.channelIsFull(this.chan, 0)
   }
@@ -205,6 +210,7 @@ export class Queue<T = unknown> implements AsyncIterable<T> {
     return new Queue<T>({ serializer }, this.chan)
   }
 
+  /** @internal How the queue travels to another process. */
   [toHandle](): HandleDescriptor {
     return { type: this.constructor.name, data: {}, fds: [native.channelInfo(this.chan).fd] }
   }

@@ -11,7 +11,9 @@ import { decodePlain, encodePlain } from './plain.js'
 
 /** A pluggable serializer: `serialize` must return bytes that `deserialize` turns back. */
 export interface Serializer {
+  /** Turns a value into bytes. */
   serialize(value: unknown): Uint8Array
+  /** Turns bytes made by `serialize` back into the value. */
   deserialize(bytes: Uint8Array): unknown
 }
 

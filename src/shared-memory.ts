@@ -12,6 +12,7 @@ import { native } from './native.js'
 import { register, unregister } from './resource-tracker.js'
 import { checkBoolean } from './validate.js'
 
+/** Options of a `SharedMemory`: create a segment, or attach to one by name. */
 export interface SharedMemoryOptions {
   /** Without a leading `/`. Absent: a unique name is generated and a segment created. */
   name?: string
@@ -32,6 +33,7 @@ export class SharedMemory {
   readonly #name: string
   #seg: Seg | undefined
   #buf: Uint8Array | undefined
+  /** A random 128-bit hex string, the same in every process the object travels to. */
   readonly id: string
 
   constructor(opts: SharedMemoryOptions) {
@@ -75,6 +77,7 @@ export class SharedMemory {
     return this.#name
   }
 
+  /** The size in bytes (of the whole segment when attaching, as in Python). */
   get size(): number {
     return this.buf.byteLength
   }
@@ -106,14 +109,17 @@ export class SharedMemory {
     }
   }
 
+  /** `using shm = …`: closes it (does not unlink). */
   [Symbol.dispose](): void {
     this.close()
   }
 
+  /** `await using shm = …`: closes it (does not unlink). */
   async [Symbol.asyncDispose](): Promise<void> {
     this.close()
   }
 
+  /** @internal How the segment travels to another process. */
   [toHandle](): HandleDescriptor {
     if (!this.#seg) throw new ClosedError(`the SharedMemory '${this.#name}' is closed`)
     return { type: 'SharedMemory', data: { id: this.id, name: this.#name }, fds: [native.segmentFd(this.#seg)] }
@@ -124,6 +130,7 @@ export class SharedMemory {
     return this.#seg ? native.segmentFd(this.#seg) : -1
   }
 
+  /** Python's `repr`: `SharedMemory("name", size=4096)`. */
   toString(): string {
     return `SharedMemory(${JSON.stringify(this.#name)}, size=${this.#buf?.byteLength ?? 0})`
   }

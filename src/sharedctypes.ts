@@ -136,10 +136,12 @@ function checkLength(n: number): number {
 
 /** A single shared value. Reading and writing `.value` takes its lock, as in Python. */
 export class SharedValue<T extends TypeCode = TypeCode> {
+  /** The element type by name (`'f64'` also when created with Python's `'d'`). */
   readonly type: T
   readonly #array: AnyTyped
   readonly #seg: Seg
   readonly #lock: Lock | RLock | null
+  /** A random 128-bit hex string, the same in every process the value travels to. */
   readonly id: string
 
   /** @internal Use `Value()` / `RawValue()`. */
@@ -151,6 +153,7 @@ export class SharedValue<T extends TypeCode = TypeCode> {
     this.id = id
   }
 
+  /** The value, read under the lock: a `bigint` for `i64`/`u64`, a boolean for `bool`, else a number. */
   get value(): ValueOf<T> {
     const lock = this.#lock
     if (!lock) return fromElement(this.type, this.#array[0] as number | bigint) as ValueOf<T>
@@ -163,6 +166,7 @@ export class SharedValue<T extends TypeCode = TypeCode> {
     }
   }
 
+  /** Writes the value under the lock (an integer `number` is accepted for `i64`/`u64`). */
   set value(v: ValueOf<T>) {
     const e = toElement(this.type, v)
     const lock = this.#lock
@@ -189,11 +193,13 @@ export class SharedValue<T extends TypeCode = TypeCode> {
     return native.segmentFd(this.#seg)
   }
 
+  /** @internal How the value travels to another process. */
   [toHandle](): HandleDescriptor {
     const lock = lockHandle(this.#lock)
     return { type: 'Value', data: { id: this.id, type: this.type, lock: lock.data }, fds: [this.fd, ...lock.fds] }
   }
 
+  /** Python's `repr`: `<Value(i64, 42)>`. */
   toString(): string {
     return `<Value(${this.type}, ${String(fromElement(this.type, this.#array[0] as number | bigint))})>`
   }
@@ -257,11 +263,13 @@ export function RawArray<T extends TypeCode>(type: T, sizeOrValues: number | Ite
 
 /** A shared typed array with a lock (Python's `Array`): `{ array, length, getLock() }`. */
 export class SynchronizedArray<T extends TypeCode = TypeCode> {
+  /** The element type by name (`'i32'` also when created with Python's `'i'`). */
   readonly type: T
   /** The elements, in shared memory. Take the lock around compound updates. */
   readonly array: ArrayOf[T]
   readonly #lock: Lock | RLock | null
   readonly #seg: Seg
+  /** A random 128-bit hex string, the same in every process the array travels to. */
   readonly id: string
 
   /** @internal Use `SharedArray()`. */
@@ -273,10 +281,12 @@ export class SynchronizedArray<T extends TypeCode = TypeCode> {
     this.id = id
   }
 
+  /** The number of elements. */
   get length(): number {
     return this.array.length
   }
 
+  /** The lock (an `RLock` unless another was given); `InvalidStateError` for `{ lock: false }`. */
   getLock(): Lock | RLock {
     if (!this.#lock) throw new InvalidStateError('this array was created with { lock: false }: it has no lock')
     return this.#lock
@@ -288,6 +298,7 @@ export class SynchronizedArray<T extends TypeCode = TypeCode> {
     return this.#lock ? this.#lock.withLockSync(read) : read()
   }
 
+  /** @internal How the array travels to another process. */
   [toHandle](): HandleDescriptor {
     const lock = lockHandle(this.#lock)
     return {

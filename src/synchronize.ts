@@ -45,7 +45,9 @@ type SyncHandle = ReturnType<typeof native.syncCreate>
 
 /** Options of a blocking acquire: `block: false` tries once (Python's `block=False`). */
 export interface AcquireSyncOptions {
+  /** `false`: try once and return at once (Python's `block=False`). */
   block?: boolean
+  /** Milliseconds to wait at most; absent: for ever. */
   timeout?: number
 }
 
@@ -189,6 +191,7 @@ abstract class SyncObject implements Transferable {
     return native.syncFd(this.handle)
   }
 
+  /** @internal How the object travels to another process. */
   [toHandle](): HandleDescriptor {
     return { type: this.kind, data: { id: this.id }, fds: [this.fd] }
   }
@@ -464,12 +467,14 @@ export class Semaphore extends SyncObject {
     return Atomics.load(this.words, SEM_VALUE)
   }
 
+  /** Takes one unit, blocking the thread: `true` when taken, `false` when `timeout` (ms) ran out or `block: false` found none. */
   acquireSync(opts?: AcquireSyncOptions | number): boolean {
     const timeout = opts === undefined ? -1 : syncTimeout(syncOptions(opts))
     if (this.#tryFast()) return true
     return call(() => native.semAcquireSync(this.handle, timeout))
   }
 
+  /** Takes one unit without blocking the event loop; `false` when the timeout ran out first. */
   async acquire(opts?: WaitOptions | number): Promise<boolean> {
     const o = waitOptions(opts)
     checkAborted(o.signal)
@@ -513,6 +518,7 @@ export class Semaphore extends SyncObject {
     }
   }
 
+  /** Runs `fn` holding one unit, and gives it back however `fn` ends; `TimeoutError` if none came in time. */
   async withLock<R>(fn: () => R | Promise<R>, opts?: WaitOptions): Promise<R> {
     checkFunction('withLock', fn)
     if (!(await this.acquire(opts ?? {}))) throw new TimeoutError('withLock: acquire timed out')
@@ -523,6 +529,7 @@ export class Semaphore extends SyncObject {
     }
   }
 
+  /** The blocking twin of `withLock`. */
   withLockSync<R>(fn: () => R): R {
     checkFunction('withLockSync', fn)
     this.acquireSync()
@@ -557,6 +564,7 @@ export class Event extends SyncObject {
     return 'Event'
   }
 
+  /** Whether the flag is set. */
   isSet(): boolean {
     return Atomics.load(this.words, EVENT_FLAG) !== 0
   }
@@ -570,6 +578,7 @@ export class Event extends SyncObject {
     }
   }
 
+  /** Clears the flag: later waits block until the next `set()`. */
   clear(): void {
     Atomics.store(this.words, EVENT_FLAG, 0)
   }
@@ -598,6 +607,7 @@ export class Event extends SyncObject {
     return r === true
   }
 
+  /** The blocking twin of `wait`. */
   waitSync(opts?: { timeout?: number } | number): boolean {
     if (this.isSet()) return true
     const timeout = remaining(deadlineOf(syncOptions(opts).timeout))
@@ -636,18 +646,23 @@ export class Condition extends SyncObject {
     return this.#lock
   }
 
+  /** Takes the wrapped lock (see `Lock.acquire`). */
   acquire(opts?: WaitOptions | number): Promise<boolean> {
     return this.#lock.acquire(opts)
   }
+  /** Takes the wrapped lock, blocking (see `Lock.acquireSync`). */
   acquireSync(opts?: AcquireSyncOptions | number): boolean {
     return this.#lock.acquireSync(opts)
   }
+  /** Releases the wrapped lock. */
   release(): void {
     this.#lock.release()
   }
+  /** Runs `fn` holding the wrapped lock. */
   withLock<R>(fn: () => R | Promise<R>, opts?: WaitOptions): Promise<R> {
     return this.#lock.withLock(fn, opts)
   }
+  /** The blocking twin of `withLock`. */
   withLockSync<R>(fn: () => R): R {
     return this.#lock.withLockSync(fn)
   }
@@ -742,6 +757,7 @@ export class Condition extends SyncObject {
     return result
   }
 
+  /** The blocking twin of `waitFor`. */
   waitForSync<R>(predicate: () => R, opts?: { timeout?: number } | number): R {
     checkFunction('predicate', predicate)
     const deadline = deadlineOf(syncOptions(opts).timeout)
@@ -768,6 +784,7 @@ export class Condition extends SyncObject {
     this.notify(0x7fffffff)
   }
 
+  /** @internal */
   override [toHandle](): HandleDescriptor {
     const lock = this.#lock[toHandle]()
     return {
@@ -778,6 +795,7 @@ export class Condition extends SyncObject {
   }
 }
 
+/** Options of a `Barrier`. */
 export interface BarrierOptions {
   /** Run once per crossing by the last party to arrive, before anyone is released. */
   action?: Target
@@ -812,6 +830,7 @@ export class Barrier extends SyncObject {
     return 'Barrier'
   }
 
+  /** The number of parties needed to cross. */
   get parties(): number {
     return native.barrierInfo(this.handle)[0] as number
   }
@@ -821,6 +840,7 @@ export class Barrier extends SyncObject {
     return native.barrierInfo(this.handle)[1] as number
   }
 
+  /** Whether the barrier is broken (`abort()`, a timed-out wait); `reset()` mends it. */
   get broken(): boolean {
     return native.barrierInfo(this.handle)[2] === 1
   }
@@ -960,6 +980,7 @@ export class Barrier extends SyncObject {
     this.wakeLocal()
   }
 
+  /** @internal */
   override [toHandle](): HandleDescriptor {
     const action = this.#actionSpec ?? (this.#action ? describeTarget(this.#action) : undefined)
     return { type: 'Barrier', data: { id: this.id, timeout: this.#timeout, action }, fds: [this.fd] }

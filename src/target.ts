@@ -11,10 +11,18 @@ import { fileURLToPath, pathToFileURL } from 'node:url'
 
 import { TargetError, typeError } from './errors.js'
 
+/** A function a child can run: it takes any arguments, and may return a promise. */
 // biome-ignore lint/suspicious/noExplicitAny: targets take any arguments
 export type TargetFunction = (...args: any[]) => unknown
 /** A function, or an export of a module given by URL or path. */
-export type Target = TargetFunction | { module: string | URL; name?: string }
+export type Target =
+  | TargetFunction
+  | {
+      /** The module's URL (`new URL('./tasks.js', import.meta.url)`), file URL string or path. */
+      module: string | URL
+      /** The export's name; default `'default'`. */
+      name?: string
+    }
 
 export type TargetSpec =
   | { kind: 'export'; module: string; name: string }

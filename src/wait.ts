@@ -9,9 +9,11 @@ import net from 'node:net'
 import { AbortError, rangeError, TimeoutError, typeError } from './errors.js'
 import { native } from './native.js'
 
+/** Options of every asynchronous wait: a deadline and a way to cancel it. */
 export interface WaitOptions {
   /** Milliseconds; negative counts as 0. */
   timeout?: number | undefined
+  /** Aborting rejects the wait with `AbortError`. */
   signal?: AbortSignal | undefined
 }
 
