@@ -190,6 +190,29 @@ test('a worker killed by signal 6 is reported as SIGABRT', async (t) => {
   await within(20_000, pool.join(), 'join')
 })
 
+local('SIGINT (a Ctrl-C reaching the process group) leaves pool workers and their running task alone', async (t) => {
+  const pool = createPool({ processes: 1 })
+  t.teardown(() => pool.terminate())
+  await within(
+    20_000,
+    pool.apply((x) => x, [0]),
+    'first apply',
+  )
+  const [worker] = pool.workers
+  const running = pool.apply(
+    () =>
+      new Promise((resolve) => {
+        setTimeout(() => resolve(process.pid), 500)
+      }),
+  )
+  await new Promise((r) => setTimeout(r, 100))
+  process.kill(worker.pid, 'SIGINT')
+  t.is(await within(20_000, running, 'the running task'), worker.pid)
+  t.true(worker.isAlive())
+  pool.close()
+  await within(20_000, pool.join(), 'join')
+})
+
 test('processes is bounded', (t) => {
   for (const n of [2 ** 53, 1025, 0, -1, 1.5, Number.NaN]) {
     const err = t.throws(() => createPool({ processes: n }), { instanceOf: RangeError })

@@ -106,8 +106,15 @@ async function runChunk(fn: TargetFunction, items: unknown[], star: boolean): Pr
   return out
 }
 
+/** Pool workers leave SIGINT to their parent. */
+function ignoreInterrupt(): void {}
+
 /** The pool worker's target. */
 export async function poolWorker(taskQueue: Queue<TaskMessage | null>, replyQueue: Queue<ReplyMessage>, setup: WorkerSetup): Promise<void> {
+  // Ctrl-C reaches the whole foreground process group: the parent decides what it means (abort
+  // a call, terminate the pool, exit — and its daemon workers die with it); a worker that died
+  // of it first would turn the parent's AbortError into a WorkerExitedError.
+  process.on('SIGINT', ignoreInterrupt)
   const me = setup.index
   let inbox = taskQueue
   let results = replyQueue

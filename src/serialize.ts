@@ -69,7 +69,36 @@ function cloneBytes(value: unknown): Uint8Array {
 function describe(value: unknown): string {
   if (typeof value === 'function') return `function ${value.name || '(anonymous)'}`
   if (typeof value === 'symbol') return 'a symbol'
-  return `a value of type ${typeof value}`
+  if (typeof value !== 'object' || value === null) return `a value of type ${typeof value}`
+  const what = Array.isArray(value) ? 'an array' : 'an object'
+  const path = uncloneablePath(value, '', 0, { left: 1000 })
+  return path === undefined ? what : `${what} (${path.where || 'it'} is ${path.what}, which does not cross processes)`
+}
+
+/** Where, inside `value`, the first function or symbol is (a short search: for the message only). */
+function uncloneablePath(
+  value: unknown,
+  where: string,
+  depth: number,
+  budget: { left: number },
+): { where: string; what: string } | undefined {
+  if (typeof value === 'function') return { where, what: `function ${value.name || '(anonymous)'}` }
+  if (typeof value === 'symbol') return { where, what: 'a symbol' }
+  if (typeof value !== 'object' || value === null || depth > 8 || --budget.left < 0) return undefined
+  if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return undefined
+  const entries: [string, unknown][] =
+    value instanceof Map
+      ? [...value.entries()].map(([k, v]) => [`.get(${String(k)})`, v])
+      : value instanceof Set
+        ? [...value].map((v, i) => [`[set ${i}]`, v])
+        : Array.isArray(value)
+          ? value.map((v, i) => [`[${i}]`, v])
+          : Object.entries(value).map(([k, v]) => [`.${k}`, v])
+  for (const [key, inner] of entries) {
+    const found = uncloneablePath(inner, where + key, depth + 1, budget)
+    if (found) return found
+  }
+  return undefined
 }
 
 /**

@@ -42,20 +42,33 @@ const ARRAYS = {
   bool: Uint8Array,
 } as const
 
-type ArrayOf = {
+/** The typed array behind each type code. */
+export type ArrayOf = {
+  /** 8-bit signed integers. */
   i8: Int8Array
+  /** 8-bit unsigned integers. */
   u8: Uint8Array
+  /** 16-bit signed integers. */
   i16: Int16Array
+  /** 16-bit unsigned integers. */
   u16: Uint16Array
+  /** 32-bit signed integers. */
   i32: Int32Array
+  /** 32-bit unsigned integers. */
   u32: Uint32Array
+  /** 64-bit signed integers (`bigint`). */
   i64: BigInt64Array
+  /** 64-bit unsigned integers (`bigint`). */
   u64: BigUint64Array
+  /** 32-bit floats. */
   f32: Float32Array
+  /** 64-bit floats. */
   f64: Float64Array
+  /** Booleans, one byte each (0 or 1). */
   bool: Uint8Array
 }
-type ValueOf<T extends TypeCode> = T extends 'i64' | 'u64' ? bigint : T extends 'bool' ? boolean : number
+/** The JavaScript type of one value of a type code: `bigint` for 64-bit integers, `boolean` for `bool`. */
+export type ValueOf<T extends TypeCode> = T extends 'i64' | 'u64' ? bigint : T extends 'bool' ? boolean : number
 type AnyTyped = ArrayOf[TypeCode]
 type Seg = ReturnType<typeof native.segmentCreate>
 

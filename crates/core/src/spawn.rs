@@ -70,13 +70,20 @@ pub fn spawn(opts: &SpawnOptions) -> io::Result<Child> {
             Ok(())
         });
     }
-    let child = cmd.spawn()?;
+    let mut child = cmd.spawn()?;
     let pid = child.id() as i32;
     // The child cannot be reaped by anyone else before we do, so its pid is still ours here.
     let pidfd = match process::pidfd_open(pid) {
         Ok(fd) => Some(fd),
-        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => None,
-        Err(e) => return Err(e),
+        // No pidfd here (a kernel before 5.3, or a seccomp profile that refuses the call, as
+        // older container runtimes do): the child is watched by polling its pid instead.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM)) => None,
+        Err(e) => {
+            // Out of descriptors, say: nothing may be left behind.
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
     };
     drop(child);
     Ok(Child { pid, pidfd, status: Mutex::new(None) })

@@ -28,6 +28,9 @@ struct State {
 }
 
 /// The process's waker: arm words under keys, learn which fired after the doorbell rings.
+/// How often the armed words are looked at where `futex_waitv` is refused.
+const POLL_WITHOUT_WAITV: Duration = Duration::from_millis(1);
+
 pub struct Waker {
     state: Mutex<State>,
     control: AtomicU32,
@@ -113,7 +116,13 @@ impl Waker {
                 }
             }
             let timeout = if overflow { Duration::from_millis(2) } else { Duration::from_secs(1) };
-            let _ = futex::waitv(&entries, timeout);
+            if futex::waitv(&entries, timeout).is_err() {
+                // futex_waitv refused (a kernel before 5.16, or a seccomp profile that blocks it):
+                // watch the control word alone and look at the armed words every millisecond.
+                // Waits then wake up to 1 ms late, and an idle armed wait costs a little CPU,
+                // instead of this loop spinning.
+                futex::wait(&self.control, control, POLL_WITHOUT_WAITV);
+            }
             drop(held);
             let mut st = self.state.lock().unwrap();
             let moved: Vec<u64> = st
