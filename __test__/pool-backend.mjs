@@ -26,7 +26,7 @@ export function createPool(opts = {}) {
 
 /**
  * `test` if the backend has every capability named (`carriesHandles`, `canTakeBack`,
- * `localProcesses`), else a `test` that declares its tests skipped, their titles naming what is
+ * `localProcesses`, `configuresProcesses`), else a `test` that declares its tests skipped, their titles naming what is
  * missing.
  */
 export function needs(test, ...capabilities) {

@@ -105,3 +105,15 @@ export function checkExecArgv(execArgv: unknown): string[] {
   }
   return execArgv as string[]
 }
+
+/** Whether `execArgv` sets the V8 heap limit (`--max-old-space-size=…`, also written with `_`). */
+export function setsHeapLimit(execArgv: readonly string[]): boolean {
+  return execArgv.some((arg) => flagName(arg).replaceAll('_', '-') === '--max-old-space-size')
+}
+
+/** `execArgv` with its heap limit, if any, replaced by `mib` MiB (V8 takes the last one given anyway). */
+export function withHeapLimit(execArgv: readonly string[], mib: number | undefined): string[] {
+  if (mib === undefined) return [...execArgv]
+  const kept = execArgv.filter((arg) => !setsHeapLimit([arg]))
+  return [...kept, `--max-old-space-size=${mib}`]
+}

@@ -46,6 +46,8 @@ export interface CallRequest {
   readonly signal: AbortSignal | undefined
   readonly onProgress: ((p: Progress) => void) | undefined
   readonly sink: Sink
+  /** Subject to `maxQueue`: a call made now (not a map whose input was read after it was admitted). */
+  readonly limited: boolean
   /** imap: a failed chunk takes its place among the results and the call goes on. */
   readonly streaming?: boolean
   /** imap backpressure: whether the call may take more input now. */

@@ -57,6 +57,19 @@ export interface LinkEvents {
   exited(status: ExitStatus, unstarted: number[]): void
 }
 
+/**
+ * How the pool's worker processes are started, for a backend that starts them itself
+ * (`configuresProcesses`); a pool on another backend is refused these options.
+ */
+export interface WorkerProcessOptions {
+  /** Node flags, already checked (none that would replace the program); undefined: the parent's, filtered. */
+  readonly execArgv: readonly string[] | undefined
+  /** Variables added to the parent's environment. */
+  readonly env: Readonly<Record<string, string>> | undefined
+  /** The V8 heap limit (old generation) of each worker, in MiB (`--max-old-space-size`). */
+  readonly maxOldSpaceSize: number | undefined
+}
+
 /** What the scheduler gives a backend to start one worker. */
 export interface LinkStart {
   /** The worker's number in its pool (1, 2, …; replacements get new ones). */
@@ -65,6 +78,8 @@ export interface LinkStart {
   readonly setup: WorkerConfig
   /** The pool's serializer, for the parent's side of the channels. */
   readonly serializer: Serializer | undefined
+  /** How to start the worker's process (all undefined unless the backend `configuresProcesses`). */
+  readonly processOptions: WorkerProcessOptions
   readonly events: LinkEvents
   /**
    * Whether the scheduler wants this worker's replies now. A link receives only while it does
@@ -113,6 +128,12 @@ export interface Backend {
   readonly canTakeBack: boolean
   /** The workers are processes of this machine, listed in `pool.workers`. */
   readonly localProcesses: boolean
+  /**
+   * The backend starts each worker's process itself, so the pool's `execArgv`, `env` and
+   * `maxOldSpaceSize` reach it (`LinkStart.processOptions`). A backend without it (workers
+   * started elsewhere, by `npx multiproc worker` say) makes the pool refuse those options.
+   */
+  readonly configuresProcesses: boolean
   /** Starts one worker. Throws when it cannot even begin (no descriptors or memory left for it). */
   start(worker: LinkStart): WorkerLink
 }

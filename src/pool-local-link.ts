@@ -7,6 +7,7 @@
 import { constants } from 'node:os'
 import { NOTHING } from './channel.js'
 import { MultiprocError, rangeError, SerializationError } from './errors.js'
+import { inheritableExecArgv, withHeapLimit } from './exec-argv.js'
 import { FdCarrier, holdsHandles, packHandles } from './handles.js'
 import type { Backend, ChunkMessage, ExitStatus, LinkEvents, LinkStart, WorkerLink } from './pool-link.js'
 import { Reply, type ReplyMessage, type TaskMessage, type WorkerSetup } from './pool-worker.js'
@@ -28,6 +29,7 @@ export const localProcesses: Backend = {
   carriesHandles: true,
   canTakeBack: true,
   localProcesses: true,
+  configuresProcesses: true,
   start: (worker) => new LocalLink(worker),
 }
 
@@ -72,7 +74,16 @@ class LocalLink implements WorkerLink {
     this.#inbox = inbox
     this.#results = results
     const setup: WorkerSetup = { index: start.index, ...start.setup, carrier: this.#carrier }
-    const proc = new Process({ target: WORKER_TARGET, args: [inbox, results, setup], daemon: true, name: `PoolWorker-${start.index}` })
+    const { execArgv, env, maxOldSpaceSize } = start.processOptions
+    const proc = new Process({
+      target: WORKER_TARGET,
+      args: [inbox, results, setup],
+      daemon: true,
+      name: `PoolWorker-${start.index}`,
+      // The same filtering as any child's: the pool checked a given execArgv, the parent's is filtered.
+      execArgv: execArgv || maxOldSpaceSize ? withHeapLimit(execArgv ?? inheritableExecArgv(), maxOldSpaceSize) : undefined,
+      env: env ? { ...env } : undefined,
+    })
     this.#proc = proc
     const started = proc.start()
     started.finally(() => this.#carrier.releaseTheirs()).catch(() => {})

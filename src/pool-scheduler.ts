@@ -9,6 +9,7 @@
 import type { EventEmitter } from 'node:events'
 import {
   AbortError,
+  Full,
   MultiprocError,
   ProcessError,
   RemoteError,
@@ -19,7 +20,7 @@ import {
 } from './errors.js'
 import type { Progress } from './pool.js'
 import { Call, type CallRequest, type Chunk } from './pool-call.js'
-import type { Backend, ExitStatus, LinkEvents, WorkerConfig, WorkerLink } from './pool-link.js'
+import type { Backend, ExitStatus, LinkEvents, WorkerConfig, WorkerLink, WorkerProcessOptions } from './pool-link.js'
 import type { Process } from './process.js'
 import { fromRecord, remoteError } from './remote-error.js'
 import type { Serializer } from './serialize.js'
@@ -59,7 +60,11 @@ export interface SchedulerOptions {
   readonly setup: WorkerConfig
   readonly serializer: Serializer | undefined
   readonly taskTimeout: number | undefined
-  /** Where `'progress'` events go (the pool). */
+  /** How the backend is to start worker processes. */
+  readonly processOptions: WorkerProcessOptions
+  /** Calls that may wait for a worker before more are refused (`Infinity`: no limit). */
+  readonly maxQueue: number
+  /** Where `'progress'` and `'drain'` events go (the pool). */
   readonly emitter: Pick<EventEmitter, 'emit' | 'listenerCount'>
 }
 
@@ -83,6 +88,8 @@ export class PoolScheduler {
   /** Workers in a row that exited before they were ready. */
   #earlyExits = 0
   #pumping = false
+  /** The backlog reached `maxQueue` (or a call was refused) and has not emptied since: `'drain'` is due. */
+  #full = false
 
   constructor(opts: SchedulerOptions) {
     this.#opts = opts
@@ -115,13 +122,22 @@ export class PoolScheduler {
 
   // ---- calls ----
 
-  /** Takes a call; with a `timeout` or `signal` it has its workers to itself, so killing them costs no other call anything. */
+  /**
+   * Takes a call; with a `timeout` or `signal` it has its workers to itself, so killing them
+   * costs no other call anything. A `limited` call that would wait while the backlog is full is
+   * refused (it fails with `Full`; nothing of it ran).
+   */
   submit(request: CallRequest): Call {
     const { timeout, signal } = request
-    const exclusive = timeout !== undefined || signal !== undefined || this.#opts.taskTimeout !== undefined
+    const exclusive = this.#exclusive(timeout, signal)
     const call = new Call(request, exclusive, this.#opts.taskTimeout)
     if (signal?.aborted) {
       this.#fail(call, new AbortError('the call was aborted', { cause: signal.reason }))
+      return call
+    }
+    const refused = request.limited ? this.refusal(timeout, signal) : undefined
+    if (refused) {
+      this.#fail(call, refused)
       return call
     }
     if (timeout !== undefined || signal) {
@@ -139,6 +155,48 @@ export class PoolScheduler {
     this.#calls.push(call)
     this.pump()
     return call
+  }
+
+  #exclusive(timeout: number | undefined, signal: AbortSignal | undefined): boolean {
+    return timeout !== undefined || signal !== undefined || this.#opts.taskTimeout !== undefined
+  }
+
+  /** Calls waiting for a worker: each has work that no worker has been handed yet. */
+  get backlog(): number {
+    let waiting = 0
+    for (const call of this.#calls) if (!call.settled && call.hasWork) waiting++
+    return waiting
+  }
+
+  /** From when the backlog reaches `maxQueue` (or a call is refused) until `'drain'`. */
+  get needsDrain(): boolean {
+    return this.#full
+  }
+
+  /**
+   * Why a call made now must be refused, if it must: `maxQueue` calls already wait and no worker
+   * can take this one at once (a call that can start is never refused). The refusal means a
+   * `'drain'` is due.
+   */
+  refusal(timeout: number | undefined, signal: AbortSignal | undefined): Full | undefined {
+    const max = this.#opts.maxQueue
+    if (max === Number.POSITIVE_INFINITY || this.backlog < max) return undefined
+    if (this.#pickWorker({ exclusive: this.#exclusive(timeout, signal), taskTimeout: this.#opts.taskTimeout })) return undefined
+    this.#full = true
+    return new Full(`the pool's backlog is full: ${max} call${max === 1 ? ' is' : 's are'} already waiting for a worker (maxQueue)`)
+  }
+
+  /** After the books changed: a backlog at the limit makes a `'drain'` due; one that emptied since emits it. */
+  #watchBacklog(): void {
+    const max = this.#opts.maxQueue
+    if (max === Number.POSITIVE_INFINITY) return
+    const waiting = this.backlog
+    if (waiting > 0 && waiting >= max) this.#full = true
+    else if (waiting === 0 && this.#full) {
+      this.#full = false
+      // Never inside the call (maybe a user's) that emptied it.
+      queueMicrotask(() => this.#opts.emitter.emit('drain'))
+    }
   }
 
   /**
@@ -206,13 +264,14 @@ export class PoolScheduler {
   // ---- scheduling ----
 
   /** How many chunks a worker may hold for this call (the one it runs included). */
-  #depth(w: Worker, call: Call): number {
+  #depth(w: Worker, call: Pick<Call, 'taskTimeout'>): number {
     if (call.taskTimeout !== undefined) return 1
     if (w.chunkMs === undefined) return 2
     return Math.min(MAX_DEPTH, Math.max(2, Math.ceil(QUEUE_MS / Math.max(w.chunkMs, 1e-3)) + 1))
   }
 
-  #pickWorker(call: Call): Worker | undefined {
+  /** The least busy worker that can take a chunk of `call` now. */
+  #pickWorker(call: Pick<Call, 'exclusive' | 'taskTimeout'>): Worker | undefined {
     let best: Worker | undefined
     const maxTasks = this.#opts.setup.maxTasks
     for (const w of this.#workers.values()) {
@@ -262,6 +321,7 @@ export class PoolScheduler {
     this.retireIfIdle()
     for (const w of this.#workers.values()) w.link.listen()
     this.#holdLoop()
+    this.#watchBacklog()
   }
 
   /**
@@ -465,6 +525,7 @@ export class PoolScheduler {
     if (i >= 0) this.#calls.splice(i, 1)
     this.retireIfIdle()
     this.#holdLoop()
+    this.#watchBacklog()
   }
 
   /** A call's deadline passed or its signal aborted: kill the workers running its chunks. */
@@ -525,6 +586,7 @@ export class PoolScheduler {
         index,
         setup: this.#opts.setup,
         serializer: this.#opts.serializer,
+        processOptions: this.#opts.processOptions,
         events: this.#eventsOf(() => w as Worker),
         wantsReplies: () => w !== undefined && this.#wantsReplies(w),
         busyWorkers: () => this.#busy,

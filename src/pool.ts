@@ -7,8 +7,9 @@
  */
 import { EventEmitter } from 'node:events'
 import { ClosedError, InvalidStateError, rangeError, TargetError, TerminatedError, typeError } from './errors.js'
+import { checkExecArgv, setsHeapLimit } from './exec-argv.js'
 import type { Call, CallRequest, Chunk, Input, Sink } from './pool-call.js'
-import type { Backend } from './pool-link.js'
+import type { Backend, WorkerProcessOptions } from './pool-link.js'
 import { localProcesses } from './pool-local-link.js'
 import { AsyncResult, IMapIterator, IMapResults, type IMapSource, type ResultCallbacks } from './pool-result.js'
 import { NO_LIMIT_MS, PoolScheduler } from './pool-scheduler.js'
@@ -16,7 +17,7 @@ import type { WorkerSetup } from './pool-worker.js'
 import { checkNotBootstrapping, cpuCount, type Process } from './process.js'
 import type { Serializer } from './serialize.js'
 import { describeTarget, findExport, moduleHref, type Target, type TargetSpec } from './target.js'
-import { checkFunction, checkInteger, checkOptions } from './validate.js'
+import { checkFunction, checkInteger, checkMaxQueue, checkOptions, checkStringRecord, MAX_OLD_SPACE_SIZE } from './validate.js'
 
 /** Options of a `Pool`. */
 export interface PoolOptions {
@@ -37,6 +38,27 @@ export interface PoolOptions {
   serializer?: Serializer | undefined
   /** Milliseconds each task may run; a chunk of n tasks gets n times this. Over it, the worker is killed and replaced. */
   taskTimeout?: number | undefined
+  /**
+   * Node flags for the workers; default: the parent's `process.execArgv` without the flags that
+   * would make a worker run something else than its loop (`-e`, `-p`, `--input-type`, `--test`,
+   * `--watch`, `-i`, …) or take the parent's inspector port. Such flags given here are refused,
+   * as for `Process`.
+   */
+  execArgv?: string[] | undefined
+  /** Environment variables for the workers, added to the parent's (as `Process`'s `env`). */
+  env?: Record<string, string> | undefined
+  /**
+   * Each worker's V8 heap limit in MiB (Node's `--max-old-space-size`: the old generation; V8
+   * adds its young generation, tens of MiB, to `heap_size_limit`). A task that needs more kills
+   * its worker: the task rejects with `WorkerExitedError` and the worker is replaced.
+   */
+  maxOldSpaceSize?: number | undefined
+  /**
+   * How many calls may wait for a worker. A call made when that many wait, and that no worker
+   * can take at once, is refused with `Full`; `'drain'` is emitted once the backlog has emptied.
+   * `'auto'`: `processes` squared. Default: no limit.
+   */
+  maxQueue?: number | 'auto' | undefined
   /** @internal Where the workers run and how chunks reach them; default: local processes. */
   backend?: Backend | undefined
 }
@@ -68,8 +90,11 @@ export interface MapOptions extends CallOptions {
   chunksize?: number | undefined
 }
 
-/** Options of `applyAsync`: those of every call, with Python's `callback` and `errorCallback`. */
-export type ApplyOptions = CallOptions & ResultCallbacks<unknown>
+/** Options of `applyAsync`: those of every call, with Python's `callback` and `errorCallback`, which get the result `R`. */
+export type ApplyOptions<R = unknown> = CallOptions & ResultCallbacks<R>
+
+/** Options of `mapAsync` and `starmapAsync`: those of `map`, and callbacks that get the results. */
+export type MapAsyncOptions<R = unknown> = MapOptions & ResultCallbacks<R[]>
 
 /**
  * The most workers a pool may have. Each is a whole OS process with its own event loop and about
@@ -89,6 +114,30 @@ function checkBackend(v: unknown): Backend {
   const b = v as Partial<Backend> | null
   if (typeof b !== 'object' || b === null || typeof b.start !== 'function') throw typeError('backend must have a start() method')
   return v as Backend
+}
+
+/** The options that say how worker processes start, checked; a backend that does not start them refuses them. */
+function processOptionsOf(opts: PoolOptions, backend: Backend): WorkerProcessOptions {
+  const execArgv = opts.execArgv === undefined ? undefined : [...checkExecArgv(opts.execArgv)]
+  const env = opts.env === undefined ? undefined : { ...checkStringRecord('env', opts.env) }
+  const maxOldSpaceSize =
+    opts.maxOldSpaceSize == null ? undefined : checkInteger('maxOldSpaceSize', opts.maxOldSpaceSize, 1, MAX_OLD_SPACE_SIZE)
+  if (maxOldSpaceSize !== undefined && execArgv && setsHeapLimit(execArgv)) {
+    throw Object.assign(rangeError('give the heap limit once: maxOldSpaceSize, or --max-old-space-size in execArgv'), {
+      code: 'ERR_INVALID_ARG_VALUE',
+    })
+  }
+  const given = Object.entries({ execArgv, env, maxOldSpaceSize }).flatMap(([name, v]) => (v === undefined ? [] : [name]))
+  if (given.length > 0 && !backend.configuresProcesses) {
+    throw Object.assign(
+      typeError(
+        `the ${backend.name} backend cannot honour ${given.join(', ')}: it does not start its workers' processes ` +
+          '(give such settings where those workers are started)',
+      ),
+      { code: 'ERR_UNSUPPORTED_OPTION' },
+    )
+  }
+  return { execArgv, env, maxOldSpaceSize }
 }
 
 function inputOf(iterable: unknown): Input {
@@ -134,14 +183,19 @@ function settleLater<R>(result: AsyncResult<R>): ((r: Parameters<AsyncResult<R>[
 }
 
 /**
- * A pool of worker processes running tasks: `map`, `imap`, `apply` and friends.
+ * A pool of worker processes running tasks: `map`, `imap`, `apply` and friends. The calls take
+ * their types from the target: `pool.map(square, xs)` with `square(x: number): number` is a
+ * `Promise<number[]>`, and arguments of the wrong type do not compile.
  *
  * It emits `'progress'` with a `Progress` (`{ done, total }`) as tasks of any call finish, as
- * each call's `onProgress` is called.
+ * each call's `onProgress` is called, and `'drain'` when the backlog has emptied after it had
+ * reached `maxQueue`.
  */
 export class Pool extends EventEmitter {
   /** The number of workers the pool keeps. */
   readonly processes: number
+  /** How many calls may wait for a worker (`maxQueue`; `Infinity`: no limit). */
+  readonly maxQueue: number
   readonly #modules: (string | URL)[]
   readonly #scheduler: PoolScheduler
   readonly #targetIds = new Map<string, number>()
@@ -159,6 +213,7 @@ export class Pool extends EventEmitter {
     for (const m of opts.modules ?? []) moduleHref(m)
     this.#modules = opts.modules ?? []
     const taskTimeout = checkMs('taskTimeout', opts.taskTimeout)
+    this.maxQueue = checkMaxQueue(opts.maxQueue, this.processes)
     let serializer: WorkerSetup['serializer'] = null
     if (opts.serializer !== undefined) {
       const s = opts.serializer as Partial<Serializer> | null
@@ -169,6 +224,7 @@ export class Pool extends EventEmitter {
       if (!serializer) throw new TargetError('the serializer must be exported from one of the modules listed in `modules`')
     }
     const backend = opts.backend === undefined ? localProcesses : checkBackend(opts.backend)
+    const processOptions = processOptionsOf(opts, backend)
     this.#scheduler = new PoolScheduler({
       processes: this.processes,
       backend,
@@ -180,6 +236,8 @@ export class Pool extends EventEmitter {
       },
       serializer: opts.serializer,
       taskTimeout,
+      processOptions,
+      maxQueue: this.maxQueue,
       emitter: this,
     })
     try {
@@ -195,25 +253,47 @@ export class Pool extends EventEmitter {
     return this.#scheduler.workerProcesses
   }
 
+  /** Calls waiting for a worker: made, and with work that no worker has been handed yet. */
+  get backlog(): number {
+    return this.#scheduler.backlog
+  }
+
+  /** True from when the backlog reaches `maxQueue` (or a call is refused) until `'drain'`: time to hold back. */
+  get needsDrain(): boolean {
+    return this.#scheduler.needsDrain
+  }
+
   // ---- the public calls ----
 
   /** Runs `fn(...args)` in a worker; resolves with its result. */
-  async apply<R>(fn: Target, args: unknown[] = [], opts: CallOptions = {}): Promise<R> {
+  apply<R>(fn: Target<[], R>, args?: readonly [], opts?: CallOptions): Promise<Awaited<R>>
+  /** Runs `fn(...args)` in a worker; resolves with its result. `args` must fit `fn`'s parameters. */
+  // biome-ignore lint/suspicious/noExplicitAny: with written-out type arguments (`map<number>(…)`) the items go unchecked
+  apply<R, A extends unknown[] = any[]>(fn: Target<A, R>, args: readonly [...A], opts?: CallOptions): Promise<Awaited<R>>
+  async apply(fn: Target, args: readonly unknown[] = [], opts: CallOptions = {}): Promise<unknown> {
     checkOptions('apply options', opts)
-    return (await this.applyAsync<R>(fn, args, opts).get()) as R
+    return await this.applyAsync(fn, args as unknown[], opts).get()
   }
 
   /** Like `apply`, returning an `AsyncResult` at once. */
-  applyAsync<R>(fn: Target, args: unknown[] = [], opts: ApplyOptions = {}): AsyncResult<R> {
+  applyAsync<R>(fn: Target<[], R>, args?: readonly [], opts?: ApplyOptions<Awaited<R>>): AsyncResult<Awaited<R>>
+  /** Like `apply`, returning an `AsyncResult` at once. `args` must fit `fn`'s parameters. */
+  // biome-ignore lint/suspicious/noExplicitAny: with written-out type arguments (`map<number>(…)`) the items go unchecked
+  applyAsync<R, A extends unknown[] = any[]>(
+    fn: Target<A, R>,
+    args: readonly [...A],
+    opts?: ApplyOptions<Awaited<R>>,
+  ): AsyncResult<Awaited<R>>
+  applyAsync(fn: Target, args: readonly unknown[] = [], opts: ApplyOptions = {}): AsyncResult<unknown> {
     checkOptions('applyAsync options', opts)
     if (opts.callback !== undefined) checkFunction('callback', opts.callback)
     if (opts.errorCallback !== undefined) checkFunction('errorCallback', opts.errorCallback)
-    const result = new AsyncResult<R>({ callback: opts.callback as (v: R) => void, errorCallback: opts.errorCallback })
+    const result = new AsyncResult<unknown>({ callback: opts.callback, errorCallback: opts.errorCallback })
     const settle = settleLater(result)
     try {
       if (!Array.isArray(args)) throw typeError('args must be an array')
       this.#submit(fn, { array: [args] }, true, 1, opts, {
-        chunkDone: (_chunk, values) => settle({ ok: true, value: values[0] as R }),
+        chunkDone: (_chunk, values) => settle({ ok: true, value: values[0] }),
         chunkFailed: (_chunk, error) => settle({ ok: false, error }),
         failed: (error) => settle({ ok: false, error }),
         completed: () => {},
@@ -226,41 +306,51 @@ export class Pool extends EventEmitter {
   }
 
   /** `fn` over every item; resolves with the results in input order. Rejects on the first failure. */
-  async map<R>(fn: Target, iterable: Iterable<unknown> | AsyncIterable<unknown>, opts: MapOptions = {}): Promise<R[]> {
-    return this.#mapAsync<R>(fn, iterable, false, opts).get()
+  // biome-ignore lint/suspicious/noExplicitAny: with written-out type arguments (`map<number>(…)`) the items go unchecked
+  async map<R, T = any>(fn: Target<[T], R>, iterable: Iterable<T> | AsyncIterable<T>, opts: MapOptions = {}): Promise<Awaited<R>[]> {
+    return this.#mapAsync<Awaited<R>>(fn, iterable, false, opts).get()
   }
 
   /** Like `map`, returning an `AsyncResult` at once (Python's `map_async`). */
-  mapAsync<R>(
-    fn: Target,
-    iterable: Iterable<unknown> | AsyncIterable<unknown>,
-    opts: MapOptions & ResultCallbacks<R[]> = {},
-  ): AsyncResult<R[]> {
-    return this.#mapAsync<R>(fn, iterable, false, opts)
+  // biome-ignore lint/suspicious/noExplicitAny: with written-out type arguments (`map<number>(…)`) the items go unchecked
+  mapAsync<R, T = any>(
+    fn: Target<[T], R>,
+    iterable: Iterable<T> | AsyncIterable<T>,
+    opts: MapAsyncOptions<Awaited<R>> = {},
+  ): AsyncResult<Awaited<R>[]> {
+    return this.#mapAsync<Awaited<R>>(fn, iterable, false, opts)
   }
 
   /** `fn(...args)` for every array of arguments; results in input order. */
-  async starmap<R>(fn: Target, iterable: Iterable<unknown[]> | AsyncIterable<unknown[]>, opts: MapOptions = {}): Promise<R[]> {
-    return this.#mapAsync<R>(fn, iterable, true, opts).get()
+  // biome-ignore lint/suspicious/noExplicitAny: with written-out type arguments (`map<number>(…)`) the items go unchecked
+  async starmap<R, A extends unknown[] = any[]>(
+    fn: Target<A, R>,
+    iterable: Iterable<readonly [...A]> | AsyncIterable<readonly [...A]>,
+    opts: MapOptions = {},
+  ): Promise<Awaited<R>[]> {
+    return this.#mapAsync<Awaited<R>>(fn, iterable, true, opts).get()
   }
 
   /** Like `starmap`, returning an `AsyncResult` at once (Python's `starmap_async`). */
-  starmapAsync<R>(
-    fn: Target,
-    iterable: Iterable<unknown[]> | AsyncIterable<unknown[]>,
-    opts: MapOptions & ResultCallbacks<R[]> = {},
-  ): AsyncResult<R[]> {
-    return this.#mapAsync<R>(fn, iterable, true, opts)
+  // biome-ignore lint/suspicious/noExplicitAny: with written-out type arguments (`map<number>(…)`) the items go unchecked
+  starmapAsync<R, A extends unknown[] = any[]>(
+    fn: Target<A, R>,
+    iterable: Iterable<readonly [...A]> | AsyncIterable<readonly [...A]>,
+    opts: MapAsyncOptions<Awaited<R>> = {},
+  ): AsyncResult<Awaited<R>[]> {
+    return this.#mapAsync<Awaited<R>>(fn, iterable, true, opts)
   }
 
   /** Results in input order as they come; input is pulled only as workers free up. */
-  imap<R>(fn: Target, iterable: Iterable<unknown> | AsyncIterable<unknown>, opts: MapOptions = {}): IMapIterator<R> {
-    return this.#imap<R>(fn, iterable, true, opts)
+  // biome-ignore lint/suspicious/noExplicitAny: with written-out type arguments (`map<number>(…)`) the items go unchecked
+  imap<R, T = any>(fn: Target<[T], R>, iterable: Iterable<T> | AsyncIterable<T>, opts: MapOptions = {}): IMapIterator<Awaited<R>> {
+    return this.#imap<Awaited<R>>(fn, iterable, true, opts)
   }
 
   /** Results in completion order; input is pulled only as workers free up. */
-  imapUnordered<R>(fn: Target, iterable: Iterable<unknown> | AsyncIterable<unknown>, opts: MapOptions = {}): IMapIterator<R> {
-    return this.#imap<R>(fn, iterable, false, opts)
+  // biome-ignore lint/suspicious/noExplicitAny: with written-out type arguments (`map<number>(…)`) the items go unchecked
+  imapUnordered<R, T = any>(fn: Target<[T], R>, iterable: Iterable<T> | AsyncIterable<T>, opts: MapOptions = {}): IMapIterator<Awaited<R>> {
+    return this.#imap<Awaited<R>>(fn, iterable, false, opts)
   }
 
   /** No more calls; the workers exit once the work already submitted is done. */
@@ -335,6 +425,7 @@ export class Pool extends EventEmitter {
       signal,
       onProgress: opts.onProgress,
       sink,
+      limited: !admitted,
       ...streaming,
     })
   }
@@ -348,7 +439,7 @@ export class Pool extends EventEmitter {
     if (broken) throw broken
   }
 
-  #mapAsync<R>(fn: Target, iterable: unknown, star: boolean, opts: MapOptions & ResultCallbacks<R[]>): AsyncResult<R[]> {
+  #mapAsync<R>(fn: Target, iterable: unknown, star: boolean, opts: MapAsyncOptions<R>): AsyncResult<R[]> {
     checkOptions('map options', opts)
     const result = new AsyncResult<R[]>({ callback: opts?.callback, errorCallback: opts?.errorCallback })
     const settle = settleLater(result)
@@ -358,6 +449,10 @@ export class Pool extends EventEmitter {
       const chunksize = opts.chunksize
       if (chunksize !== undefined) checkInteger('chunksize', chunksize, 1)
       const timeout = checkMs('timeout', opts.timeout)
+      if (opts.signal !== undefined && !(opts.signal instanceof AbortSignal)) throw typeError('signal must be an AbortSignal')
+      // Refused now or never: a map whose input was read is not turned away after.
+      const refused = 'array' in input && input.array.length === 0 ? undefined : this.#scheduler.refusal(timeout, opts.signal)
+      if (refused) throw refused
       const begun = performance.now()
       // Python's map takes the whole input first; the call counts as submitted meanwhile, and
       // its deadline, signal and terminate() apply while the input is read.

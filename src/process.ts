@@ -26,15 +26,22 @@ import { describeTarget, moduleHref, type Target } from './target.js'
 import { checkBoolean, checkString, checkStringRecord } from './validate.js'
 import { deadlineOf, type WaitOptions, waitOptions } from './wait.js'
 
-/** Options of a `Process`. */
-export interface ProcessOptions {
+/**
+ * Options of a `Process`. Its type parameter is the target's argument list, so that `args` is
+ * checked against the target (`A` is inferred from both).
+ */
+// biome-ignore lint/suspicious/noExplicitAny: by default a target takes any arguments
+export interface ProcessOptions<A extends unknown[] = any[]> {
   /**
    * The function to run: an export of one of `modules` (found there by identity), a self-contained
    * function (sent as source), or `{ module, name }`.
    */
-  target: Target
-  /** Its arguments. Queues, pipes, locks, shared values and memory among them arrive as live objects. */
-  args?: unknown[]
+  target: Target<A>
+  /**
+   * Its arguments, required when it takes some. Queues, pipes, locks, shared values and memory
+   * among them arrive as live objects.
+   */
+  args?: readonly [...A]
   /** The process's name; default `Process-N` (`Process-1:2` for a child's child), as Python. */
   name?: string
   /** Dies with its parent (even a SIGKILLed one) and does not keep the parent alive. Default false. */
@@ -50,6 +57,9 @@ export interface ProcessOptions {
   /** Modules whose exports a function target may be found among (by name and source). */
   modules?: (string | URL)[]
 }
+
+/** `args` may be left out only when the target can be called without arguments. */
+export type RequiredArgs<A extends unknown[]> = [] extends A ? unknown : { args: readonly [...A] }
 
 /** What the child receives on its control socket before anything else. */
 export interface Boot {
@@ -163,8 +173,9 @@ const CHILD_MAIN = new URL('./child/main.js', import.meta.url)
 /** @internal Resolves once a started child has exited and been reaped; holds no event loop open. */
 export const whenExited = Symbol('multiproc.whenExited')
 
-/** A function running in its own OS process. */
-export class Process {
+/** A function running in its own OS process; `A` is its target's argument list. */
+// biome-ignore lint/suspicious/noExplicitAny: a Process of any target
+export class Process<A extends unknown[] = any[]> {
   readonly #opts: ProcessOptions
   /** The name given in the options, or `Process-N`. */
   readonly name: string
@@ -180,7 +191,7 @@ export class Process {
   #waiters = 0
   readonly #identity: number[]
 
-  constructor(opts: ProcessOptions) {
+  constructor(opts: ProcessOptions<A> & RequiredArgs<A>) {
     if (typeof opts !== 'object' || opts === null) throw typeError('Process takes an options object')
     if (opts.args !== undefined && !Array.isArray(opts.args)) throw typeError('args must be an array')
     if (opts.name !== undefined) checkString('name', opts.name)
@@ -192,7 +203,7 @@ export class Process {
       for (const m of opts.modules) moduleHref(m)
     }
     describeTarget(opts.target) // validates early
-    this.#opts = opts
+    this.#opts = opts as ProcessOptions
     self.children += 1
     this.#identity = [...self.identity, self.children]
     // As Python: Process-1, Process-2, …; the children of Process-1 are Process-1:1, ….

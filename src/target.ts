@@ -14,15 +14,44 @@ import { TargetError, typeError } from './errors.js'
 /** A function a child can run: it takes any arguments, and may return a promise. */
 // biome-ignore lint/suspicious/noExplicitAny: targets take any arguments
 export type TargetFunction = (...args: any[]) => unknown
-/** A function, or an export of a module given by URL or path. */
-export type Target =
-  | TargetFunction
-  | {
-      /** The module's URL (`new URL('./tasks.js', import.meta.url)`), file URL string or path. */
-      module: string | URL
-      /** The export's name; default `'default'`. */
-      name?: string
-    }
+
+/** The key of a `ModuleTarget`'s type-only member: no value ever has it. */
+declare const signature: unique symbol
+
+/**
+ * An export of a module, by URL or path, and its name (default: `'default'`). `F` is the type
+ * of the exported function, for the type checker only: a plain `{ module, name }` has
+ * `(...args: any[]) => unknown`; `ExportOf` gives the real one.
+ */
+export interface ModuleTarget<F = TargetFunction> {
+  /** The module's URL (`new URL('./tasks.js', import.meta.url)`), file URL string or path. */
+  module: string | URL
+  /** The export's name; default `'default'`. */
+  name?: string
+  /** Never set: it carries the function's type to the calls that take the target. */
+  readonly [signature]?: F
+}
+
+/** A function run in a child with arguments `A`, returning `R` (or a promise of it), or a `ModuleTarget` of one. */
+// biome-ignore lint/suspicious/noExplicitAny: by default a target takes any arguments
+export type Target<A extends unknown[] = any[], R = unknown> = ((...args: A) => R) | ModuleTarget<(...args: A) => R>
+
+/** The names of a module's exports that are functions. */
+export type ExportedFunctionName<M> = { [K in keyof M]: M[K] extends TargetFunction ? K : never }[keyof M] & string
+
+/**
+ * A `{ module, name }` target typed as the export `N` of the module whose type is `M`, so that
+ * pool calls and `Process` check its arguments and infer its result:
+ *
+ * ```ts
+ * import type * as tasks from './tasks.js'
+ * const square: ExportOf<typeof tasks, 'square'> = { module: new URL('./tasks.js', import.meta.url), name: 'square' }
+ * const squares = await pool.map(square, [1, 2, 3]) // number[]
+ * ```
+ */
+export interface ExportOf<M, N extends ExportedFunctionName<M>> extends ModuleTarget<M[N]> {
+  name: N
+}
 
 export type TargetSpec =
   | { kind: 'export'; module: string; name: string }

@@ -67,6 +67,22 @@ export function checkCapacity(v: unknown): number {
   return checkInteger('capacityBytes', v, 1, MAX_CAPACITY_BYTES)
 }
 
+/** The largest `maxOldSpaceSize` (MiB, 1 PiB): V8 takes the flag as a size and larger numbers wrap around. */
+export const MAX_OLD_SPACE_SIZE = 2 ** 30
+
+/**
+ * A Pool's `maxQueue`: an integer from 0, `Infinity` or absent (no limit: `Infinity`), or
+ * `'auto'` (`processes` squared, as piscina).
+ */
+export function checkMaxQueue(v: unknown, processes: number): number {
+  if (v === undefined || v === null || v === Number.POSITIVE_INFINITY) return Number.POSITIVE_INFINITY
+  if (v === 'auto') return processes * processes
+  if (typeof v === 'string') {
+    throw Object.assign(typeError(`maxQueue must be a number or 'auto', not ${describe(v)}`), { code: 'ERR_INVALID_ARG_VALUE' })
+  }
+  return checkInteger('maxQueue', v, 0)
+}
+
 function describe(v: unknown): string {
   if (v === null) return 'null'
   if (Array.isArray(v)) return 'an array'
