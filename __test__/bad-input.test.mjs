@@ -35,6 +35,7 @@ import {
   Value,
 } from '../dist/index.js'
 import { closeAll, waitCases } from './fixtures/bad-input-waits.mjs'
+import { narrow } from './fixtures/pool-narrow-backend.mjs'
 import { add, square } from './fixtures/pool-tasks.mjs'
 import { checkNoLeaks, fixture, fixtureUrl, isDead, within } from './helpers.mjs'
 
@@ -508,6 +509,45 @@ badInput("new Pool({ modules: 'x' })", () => poolOf({ modules: 'x' }), TYPE)
 badInput('new Pool({ modules: [5] })', () => poolOf({ modules: [5] }), TYPE)
 badInput('new Pool({ serializer: 5 })', () => poolOf({ serializer: 5 }), TYPE)
 badInput('new Pool({ initializer: 5 })', () => poolOf({ initializer: 5 }), TYPE)
+for (const [v, e] of [
+  ...numbers([-1, 1.5, Number.NaN, -Number.POSITIVE_INFINITY], RANGE),
+  ...numbers([true, 5n, {}], TYPE),
+  ...numbers(['2', 'x'], VALUE),
+])
+  badInput(`new Pool({ maxQueue: ${show(v)} })`, () => poolOf({ maxQueue: v }), e)
+for (const [v, e] of [...numbers([0, -1, 1.5, Number.NaN, 2 ** 31, Number.POSITIVE_INFINITY], RANGE), ...numbers(['64', true], TYPE)])
+  badInput(`new Pool({ maxOldSpaceSize: ${show(v)} })`, () => poolOf({ maxOldSpaceSize: v }), e)
+for (const [label, v] of [
+  ["'--expose-gc'", '--expose-gc'],
+  ['null', null],
+  ['[5]', [5]],
+])
+  badInput(`new Pool({ execArgv: ${label} })`, () => poolOf({ execArgv: v }), TYPE)
+for (const flag of ['-e', '--print', '--inspect', '--input-type=module', '--test'])
+  badInput(`new Pool({ execArgv: ['${flag}'] })`, () => poolOf({ execArgv: [flag] }), VALUE)
+badInput(
+  "new Pool({ maxOldSpaceSize: 64, execArgv: ['--max-old-space-size=32'] })",
+  () => poolOf({ maxOldSpaceSize: 64, execArgv: ['--max-old-space-size=32'] }),
+  VALUE,
+)
+for (const [label, v] of [
+  ["'A=b'", 'A=b'],
+  ['null', null],
+  ['[]', []],
+  ['{ A: 5 }', { A: 5 }],
+])
+  badInput(`new Pool({ env: ${label} })`, () => poolOf({ env: v }), TYPE)
+const UNSUPPORTED = { classes: [TypeError], codes: ['ERR_UNSUPPORTED_OPTION'], name: 'TypeError ERR_UNSUPPORTED_OPTION' }
+for (const [name, v] of [
+  ['execArgv', []],
+  ['env', {}],
+  ['maxOldSpaceSize', 64],
+])
+  badInput(
+    `new Pool({ backend: narrow, ${name} }) (a backend that does not start its workers)`,
+    () => poolOf({ backend: narrow, [name]: v }),
+    UNSUPPORTED,
+  )
 
 /** A pool made by a case: if it is made at all, it is taken down again. */
 function poolOf(opts) {

@@ -715,6 +715,13 @@ export class PoolScheduler {
     )
   }
 
+  /** V8 aborts a process whose heap is exhausted: say so, since that is the likely cause. */
+  #abortHint(signal: string | null): string {
+    if (signal !== 'SIGABRT') return ''
+    const mib = this.#opts.processOptions.maxOldSpaceSize
+    return ` (V8 aborts a process that runs out of heap${mib === undefined ? '' : `; the workers' limit is ${mib} MiB, maxOldSpaceSize`})`
+  }
+
   /** The worker is gone and all it sent is counted: what it still held is settled. */
   #exited(w: Worker, status: ExitStatus, unstarted: number[]): void {
     if (!this.#workers.delete(w.index)) return
@@ -726,7 +733,10 @@ export class PoolScheduler {
     const pid = w.link.pid === null ? '' : ` (pid ${w.link.pid})`
     for (const chunk of [...w.inflight]) {
       this.#unlink(chunk)
-      this.#chunkFailed(chunk, new WorkerExitedError(`${w.link.name}${pid} ${how} while running a task`, exitCode, signal))
+      this.#chunkFailed(
+        chunk,
+        new WorkerExitedError(`${w.link.name}${pid} ${how} while running a task${this.#abortHint(signal)}`, exitCode, signal),
+      )
     }
     this.#requeue(taken)
     if (this.#earlyExits >= MAX_EARLY_EXITS) {
