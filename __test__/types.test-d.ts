@@ -12,6 +12,7 @@ import {
   type PoolOptions,
   Process,
   type ProcessOptions,
+  type Progress,
   Queue,
   type Target,
 } from '../dist/index.js'
@@ -266,6 +267,10 @@ export function options(): void {
   check<Equal<typeof pool.needsDrain, boolean>>()
   check<Equal<typeof pool.maxQueue, number>>()
   pool.on('drain', () => {})
+  pool.once('progress', (progress) => check<Equal<typeof progress, Progress>>())
+  const onProgress = (p: Progress) => p.done
+  const chained = pool.on('progress', onProgress).off('progress', onProgress)
+  check<Equal<typeof chained, Pool>>()
 
   // @ts-expect-error maxQueue is a number or 'auto'
   new Pool({ maxQueue: 'all' })

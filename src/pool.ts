@@ -375,6 +375,41 @@ export class Pool extends EventEmitter {
     await this.join()
   }
 
+  // ---- events (typed: the listener of a known event knows its arguments) ----
+
+  /** `'progress'`: a call's tasks done so far (every call's). */
+  override on(event: 'progress', listener: (progress: Progress) => void): this
+  /** `'drain'`: the backlog has emptied after it reached `maxQueue`. */
+  override on(event: 'drain', listener: () => void): this
+  // biome-ignore lint/suspicious/noExplicitAny: other events, as EventEmitter's
+  override on(event: string | symbol, listener: (...args: any[]) => void): this
+  // biome-ignore lint/suspicious/noExplicitAny: as EventEmitter's
+  override on(event: string | symbol, listener: (...args: any[]) => void): this {
+    return super.on(event, listener)
+  }
+
+  /** `'progress'`, once. */
+  override once(event: 'progress', listener: (progress: Progress) => void): this
+  /** `'drain'`, once. */
+  override once(event: 'drain', listener: () => void): this
+  // biome-ignore lint/suspicious/noExplicitAny: other events, as EventEmitter's
+  override once(event: string | symbol, listener: (...args: any[]) => void): this
+  // biome-ignore lint/suspicious/noExplicitAny: as EventEmitter's
+  override once(event: string | symbol, listener: (...args: any[]) => void): this {
+    return super.once(event, listener)
+  }
+
+  /** Removes a `'progress'` listener. */
+  override off(event: 'progress', listener: (progress: Progress) => void): this
+  /** Removes a `'drain'` listener. */
+  override off(event: 'drain', listener: () => void): this
+  // biome-ignore lint/suspicious/noExplicitAny: other events, as EventEmitter's
+  override off(event: string | symbol, listener: (...args: any[]) => void): this
+  // biome-ignore lint/suspicious/noExplicitAny: as EventEmitter's
+  override off(event: string | symbol, listener: (...args: any[]) => void): this {
+    return super.off(event, listener)
+  }
+
   // ---- submitting ----
 
   /**
