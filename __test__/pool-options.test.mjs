@@ -296,11 +296,15 @@ test('maxQueue counts calls, not items: a map is one call, and an apply behind i
   )
 })
 
-test('maxQueue: 0 takes a call only when a worker can take it at once', async (t) => {
+test('maxQueue: 0 takes a call only when a worker can take it at once; one drain follows the refusals', async (t) => {
   const log = logFile(t)
   const pool = makePool(t, { maxQueue: 0 })
+  let drains = 0
+  pool.on('drain', () => drains++)
   const outcomes = []
   for (let i = 0; i < 8; i++) outcomes.push(settle(pool.apply(logRun, [log, i, 100])))
+  t.true(pool.needsDrain)
+  const drained = once(pool, 'drain')
   const settled = await within(W, Promise.all(outcomes), 'the calls')
   const accepted = settled.filter((o) => !('error' in o))
   t.true(accepted.length >= 1)
@@ -309,4 +313,32 @@ test('maxQueue: 0 takes a call only when a worker can take it at once', async (t
     runsIn(log).sort((a, b) => a - b),
     accepted.map((o) => o.value),
   )
+  await within(W, drained, "'drain'")
+  t.false(pool.needsDrain)
+  t.is(await within(W, pool.apply(logRun, [log, 100]), 'apply after drain'), 100)
+  // The refusals did not each emit a drain (a producer retrying on it would spin).
+  t.is(drains, 1)
 })
+
+for (const maxQueue of [0, 1, 3]) {
+  test(`a producer that waits for 'drain' while needsDrain is true never sees Full (maxQueue ${maxQueue})`, async (t) => {
+    const log = logFile(t)
+    const pool = makePool(t, { processes: 2, maxQueue })
+    const calls = []
+    let waits = 0
+    for (let i = 0; i < 40; i++) {
+      if (pool.needsDrain) {
+        waits++
+        await within(W, once(pool, 'drain'), `'drain' before call ${i}`)
+      }
+      calls.push(pool.apply(logRun, [log, i, 10]))
+    }
+    const values = await within(W, Promise.all(calls), 'the calls')
+    t.deepEqual(
+      values,
+      calls.map((_, i) => i),
+    )
+    t.true(waits > 0, 'the producer was held back')
+    t.is(runsIn(log).length, 40)
+  })
+}

@@ -168,9 +168,18 @@ export class PoolScheduler {
     return waiting
   }
 
-  /** From when the backlog reaches `maxQueue` (or a call is refused) until `'drain'`. */
+  /**
+   * Whether a call made now could be refused: from when the backlog reaches `maxQueue`, or no
+   * worker has room with `maxQueue: 0` (or a call is refused), until `'drain'`.
+   */
   get needsDrain(): boolean {
+    if (!this.#full && this.#opts.maxQueue === 0 && this.#state === 'running' && !this.#hasRoom()) this.#full = true
     return this.#full
+  }
+
+  /** Whether some worker can take a chunk of an ordinary call now. */
+  #hasRoom(): boolean {
+    return this.#pickWorker({ exclusive: this.#exclusive(undefined, undefined), taskTimeout: this.#opts.taskTimeout }) !== undefined
   }
 
   /**
@@ -186,17 +195,22 @@ export class PoolScheduler {
     return new Full(`the pool's backlog is full: ${max} call${max === 1 ? ' is' : 's are'} already waiting for a worker (maxQueue)`)
   }
 
-  /** After the books changed: a backlog at the limit makes a `'drain'` due; one that emptied since emits it. */
+  /**
+   * After a pump (and on terminate): a backlog at the limit makes a `'drain'` due; once it has
+   * emptied, the drain is emitted. Never from the refusal itself (a producer that retries on
+   * `'drain'` would spin without the workers ever answering); with `maxQueue: 0` an empty
+   * backlog is not enough: a worker must have room.
+   */
   #watchBacklog(): void {
     const max = this.#opts.maxQueue
     if (max === Number.POSITIVE_INFINITY) return
     const waiting = this.backlog
     if (waiting > 0 && waiting >= max) this.#full = true
-    else if (waiting === 0 && this.#full) {
-      this.#full = false
-      // Never inside the call (maybe a user's) that emptied it.
-      queueMicrotask(() => this.#opts.emitter.emit('drain'))
-    }
+    if (!this.#full || waiting > 0) return
+    if (max === 0 && this.#state === 'running' && !this.#hasRoom()) return
+    this.#full = false
+    // On a later turn: never inside the call (maybe a user's) that emptied it.
+    queueMicrotask(() => this.#opts.emitter.emit('drain'))
   }
 
   /**
@@ -251,6 +265,8 @@ export class PoolScheduler {
     for (const chunk of this.#inflight.values()) chunk.dropped = true
     // The links report the exits, after every reply the workers sent.
     this.#holdLoop()
+    // Whoever waits for room hears of it, and learns from its next call that the pool is gone.
+    this.#watchBacklog()
   }
 
   /** Resolves once every worker has exited. */
@@ -525,7 +541,6 @@ export class PoolScheduler {
     if (i >= 0) this.#calls.splice(i, 1)
     this.retireIfIdle()
     this.#holdLoop()
-    this.#watchBacklog()
   }
 
   /** A call's deadline passed or its signal aborted: kill the workers running its chunks. */

@@ -485,8 +485,10 @@ export class Pool extends EventEmitter {
       if (chunksize !== undefined) checkInteger('chunksize', chunksize, 1)
       const timeout = checkMs('timeout', opts.timeout)
       if (opts.signal !== undefined && !(opts.signal instanceof AbortSignal)) throw typeError('signal must be an AbortSignal')
-      // Refused now or never: a map whose input was read is not turned away after.
-      const refused = 'array' in input && input.array.length === 0 ? undefined : this.#scheduler.refusal(timeout, opts.signal)
+      // Refused now or never: a map whose input was read is not turned away after. (An empty
+      // map waits for nothing; an aborted one rejects as aborted.)
+      const waits = !('array' in input && input.array.length === 0) && !opts.signal?.aborted
+      const refused = waits ? this.#scheduler.refusal(timeout, opts.signal) : undefined
       if (refused) throw refused
       const begun = performance.now()
       // Python's map takes the whole input first; the call counts as submitted meanwhile, and
