@@ -730,9 +730,9 @@ export class PoolScheduler {
     )
   }
 
-  /** V8 aborts a process whose heap is exhausted: say so, since that is the likely cause. */
+  /** V8 aborts (or traps in) a process whose heap is exhausted: say so, since that is the likely cause. */
   #abortHint(signal: string | null): string {
-    if (signal !== 'SIGABRT') return ''
+    if (signal !== 'SIGABRT' && signal !== 'SIGTRAP') return ''
     const mib = this.#opts.processOptions.maxOldSpaceSize
     return ` (V8 aborts a process that runs out of heap${mib === undefined ? '' : `; the workers' limit is ${mib} MiB, maxOldSpaceSize`})`
   }
