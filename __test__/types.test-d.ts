@@ -236,8 +236,12 @@ export function process(): void {
   new Process({ target: addExport, args: [1] })
 }
 
-export function targets(): void {
+export async function targets(pool: Pool): Promise<void> {
   check<Equal<typeof squareExport, ExportOf<typeof tasks, 'square'>>>()
+  // The same helper straight from `typeof import(…)`.
+  const viaImport: ExportOf<typeof import('./fixtures/typed-tasks.mjs'), 'label'> = { module: tasksUrl, name: 'label' }
+  const labels = await pool.map(viaImport, [1, 2])
+  check<Equal<typeof labels, string[]>>()
   const asTarget: Target<[number], number> = squareExport
   const asModuleTarget: ModuleTarget = labelExport
   const plain: ModuleTarget = { module: './tasks.js' }
