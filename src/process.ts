@@ -59,7 +59,12 @@ export interface ProcessOptions<A extends unknown[] = any[]> {
 }
 
 /** `args` may be left out only when the target can be called without arguments. */
-export type RequiredArgs<A extends unknown[]> = [] extends A ? unknown : { args: readonly [...A] }
+export type RequiredArgs<A extends unknown[]> = [] extends A
+  ? unknown
+  : {
+      /** The target's arguments: it takes some, so they must be given. */
+      args: readonly [...A]
+    }
 
 /** What the child receives on its control socket before anything else. */
 export interface Boot {
