@@ -204,3 +204,8 @@ export function fromNative(err: unknown, closed: 'eof' | 'closed' | 'broken' = '
       return Object.assign(new TypeError(message), { code: 'ERR_INVALID_ARG_TYPE', cause: err })
   }
 }
+
+/** The peer of a `Listener`/`Client` or manager connection does not hold the same authkey. */
+export class AuthenticationError extends define('ERR_AUTHENTICATION') {}
+/** A manager is gone (its process died, its server closed): calls pending on it and later ones fail. */
+export class ManagerError extends define('ERR_MANAGER_GONE') {}

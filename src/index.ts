@@ -6,8 +6,10 @@
 export type { PipeOptions } from './connection.js'
 export { Connection, Pipe } from './connection.js'
 export type { ResourceCode } from './errors.js'
+// Python's multiprocessing.connection (Listener, Client, wait) and managers.
 export {
   AbortError,
+  AuthenticationError,
   BootstrapError,
   BrokenBarrierError,
   BrokenPipeError,
@@ -17,6 +19,7 @@ export {
   EOFError,
   Full,
   InvalidStateError,
+  ManagerError,
   MultiprocError,
   OSError,
   OwnerDiedError,
@@ -30,6 +33,8 @@ export {
   TimeoutError,
   WorkerExitedError,
 } from './errors.js'
+export type { Address, ClientOptions, ListenerOptions } from './listener.js'
+export { Client, Listener } from './listener.js'
 export type { ApplyOptions, CallOptions, MapAsyncOptions, MapOptions, PoolOptions, Progress } from './pool.js'
 export { Pool } from './pool.js'
 export type { ResultCallbacks } from './pool-result.js'
@@ -43,7 +48,11 @@ export type { SharedMemoryOptions } from './shared-memory.js'
 export { SharedMemory } from './shared-memory.js'
 export type { ArrayOf, TypeCode, ValueOf } from './sharedctypes.js'
 export { RawArray, RawValue, SharedArray, SharedValue, SynchronizedArray, Value } from './sharedctypes.js'
+export type { SocketConnectionOptions } from './socket-connection.js'
+export { SocketConnection } from './socket-connection.js'
 export type { AcquireSyncOptions, BarrierOptions } from './synchronize.js'
 export { Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore } from './synchronize.js'
 export type { ExportedFunctionName, ExportOf, ModuleTarget, Target, TargetFunction } from './target.js'
 export type { WaitOptions } from './wait.js'
+export type { Waitable } from './wait-ready.js'
+export { wait } from './wait-ready.js'

@@ -205,6 +205,27 @@ export class Queue<T = unknown> implements AsyncIterable<T> {
     return sent
   }
 
+  /** @internal Whether a `get` could make progress now (an item, or the queue closed). */
+  readableNow(): boolean {
+    return native.channelCanRecv(this.chan, 0)
+  }
+
+  /** @internal Resolves once a `get` could make progress (an item, or the queue closed); for `wait()`. */
+  whenReadable(signal: AbortSignal): Promise<unknown> {
+    const chan = this.chan
+    return waitFor(
+      {
+        attempt: () => (native.channelCanRecv(chan, 0) ? true : undefined),
+        spin: () => native.channelSpinRecv(chan, 0),
+        arm: (key) => native.channelArmRecv(chan, 0, key),
+        disarm: (key, ms) => native.channelDisarmRecv(chan, 0, key, ms),
+      },
+      undefined,
+      signal,
+      'wait',
+    )
+  }
+
   /** @internal Another end of the same queue in this process, with its own serializer. */
   withSerializer(serializer: Serializer | undefined): Queue<T> {
     return new Queue<T>({ serializer }, this.chan)
