@@ -35,12 +35,30 @@ export {
 } from './errors.js'
 export type { Address, ClientOptions, ListenerOptions } from './listener.js'
 export { Client, Listener } from './listener.js'
+export type { ConnectOptions, ManagerOptions, NamedOptions, TypeRef } from './manager.js'
+export { Manager } from './manager.js'
 export type { ApplyOptions, CallOptions, MapAsyncOptions, MapOptions, PoolOptions, Progress } from './pool.js'
 export { Pool } from './pool.js'
 export type { ResultCallbacks } from './pool-result.js'
 export { AsyncResult, IMapIterator } from './pool-result.js'
 export type { ParentProcess, ProcessOptions, RequiredArgs } from './process.js'
 export { activeChildren, cpuCount, currentProcess, Process, parentProcess } from './process.js'
+export type { Proxied } from './proxy.js'
+export {
+  ArrayProxy,
+  BarrierProxy,
+  BaseProxy,
+  ConditionProxy,
+  DictProxy,
+  EventProxy,
+  JoinableQueueProxy,
+  ListProxy,
+  LockProxy,
+  NamespaceProxy,
+  QueueProxy,
+  SemaphoreProxy,
+  ValueProxy,
+} from './proxy.js'
 export type { BlockingOptions, QueueOptions } from './queue.js'
 export { JoinableQueue, Queue, SimpleQueue } from './queue.js'
 export type { Serializer } from './serialize.js'

@@ -40,6 +40,11 @@ const OURS: Record<string, new (message: string) => Error> = {
   InvalidStateError: errors.InvalidStateError,
   BrokenBarrierError: errors.BrokenBarrierError,
   OwnerDiedError: errors.OwnerDiedError,
+  Empty: errors.Empty,
+  Full: errors.Full,
+  AbortError: errors.AbortError,
+  AuthenticationError: errors.AuthenticationError,
+  ManagerError: errors.ManagerError,
 }
 const SKIP = new Set(['name', 'message', 'stack', 'code', 'cause', 'errors'])
 

@@ -1,0 +1,308 @@
+/**
+ * Manager: Python's `multiprocessing.Manager()` / `BaseManager`. A server (its own process with
+ * `Manager.start`, this one with `Manager.serve`) holds shared objects; every process reaches
+ * them through proxies over an authenticated socket (a private abstract Unix socket by default,
+ * or a TCP address for managers other machines use). Factories resolve with proxies; named
+ * objects let clients that connected by address alone find what others made.
+ */
+import { randomBytes } from 'node:crypto'
+
+import { toAuthkey } from './authkey.js'
+import { Pipe } from './connection.js'
+import { ClosedError, ManagerError, ProcessError, typeError } from './errors.js'
+import { arbitraryAddress, parseAddress } from './listener.js'
+import { type Created, ManagerServer, type TypeSpec } from './manager-server.js'
+import { Process } from './process.js'
+import {
+  type ArrayProxy,
+  type BarrierProxy,
+  type BaseProxy,
+  type ConditionProxy,
+  type DictProxy,
+  type EventProxy,
+  type JoinableQueueProxy,
+  type ListProxy,
+  LockProxy,
+  ManagerClient,
+  makeProxy,
+  type NamespaceProxy,
+  type Proxied,
+  type QueueProxy,
+  type SemaphoreProxy,
+  type ValueProxy,
+} from './proxy.js'
+import { fromRecord } from './remote-error.js'
+import { findExport, moduleHref } from './target.js'
+import { checkOptions, checkString } from './validate.js'
+
+/** A type to register: `{ module, name }` (a class or factory exported there), or a class exported from one of `modules`. */
+// biome-ignore lint/suspicious/noExplicitAny: any constructor or factory
+export type TypeRef = { module: string | URL; name: string } | (abstract new (...args: any[]) => object) | ((...args: any[]) => object)
+
+export interface ManagerOptions {
+  /** Where the server listens: `'host:port'` or a Unix socket path. Default: a private abstract socket. */
+  address?: string
+  /** The key clients must prove they hold. Default: 32 random bytes (see `manager.authkey`). */
+  authkey?: Uint8Array | string
+  /** Shared types of your own (Python's `register`): the manager serves them, `create(name)` makes one. */
+  types?: Record<string, TypeRef>
+  /** Modules where a class given in `types` is found by identity. */
+  modules?: (string | URL)[]
+}
+
+export interface ConnectOptions {
+  address: string
+  authkey: Uint8Array | string
+}
+
+/** Options of every factory: a name under which the object is made, or found if it exists. */
+export interface NamedOptions {
+  name?: string
+}
+
+function resolveTypes(types: Record<string, TypeRef> | undefined, modules: (string | URL)[] = []): Record<string, TypeSpec> {
+  const out: Record<string, TypeSpec> = {}
+  if (types === undefined) return out
+  if (typeof types !== 'object' || types === null) throw typeError('types must be an object of { name: type }')
+  for (const [typeid, ref] of Object.entries(types)) {
+    if (typeof ref === 'function') {
+      const found = findExport(ref, modules)
+      if (!found) throw typeError(`types.${typeid} must be exported from one of modules (or given as { module, name })`)
+      out[typeid] = found
+    } else if (typeof ref === 'object' && ref !== null && 'module' in ref) {
+      out[typeid] = { module: moduleHref(ref.module), name: checkString(`types.${typeid}.name`, ref.name) }
+    } else throw typeError(`types.${typeid} must be a class or { module, name }`)
+  }
+  return out
+}
+
+function checkName(opts: NamedOptions | undefined): string | undefined {
+  const o = checkOptions('options', opts)
+  return o.name === undefined ? undefined : checkString('name', o.name)
+}
+
+/** A manager: its address and authkey, factories of shared objects, and its shutdown. */
+export class Manager implements AsyncDisposable {
+  readonly #address: string
+  readonly #authkey: Buffer
+  readonly #process: Process | undefined
+  readonly #server: ManagerServer | undefined
+  #closed = false
+
+  private constructor(address: string, authkey: Buffer, process?: Process, server?: ManagerServer) {
+    this.#address = address
+    this.#authkey = authkey
+    this.#process = process
+    this.#server = server
+  }
+
+  /** Starts a manager process (Python's `Manager()` / `BaseManager.start()`) and resolves once it serves. */
+  static async start(opts: ManagerOptions = {}): Promise<Manager> {
+    const o = checkOptions('Manager options', opts)
+    const address = o.address === undefined ? arbitraryAddress() : o.address
+    parseAddress(address)
+    const authkey = o.authkey === undefined ? randomBytes(32) : toAuthkey(o.authkey)
+    const types = resolveTypes(o.types, o.modules)
+    // The starter's own calls go through shared memory; every other process connects by socket.
+    const [mine, theirs] = Pipe({ capacityBytes: 1 << 20 })
+    const [reader, writer] = Pipe<{ address?: string; error?: Parameters<typeof fromRecord>[0] }>({ duplex: false, capacityBytes: 1 << 16 })
+    const p = new Process({
+      target: { module: new URL('./manager-server.js', import.meta.url), name: 'runManager' },
+      args: [writer, { address, authkey, types }, theirs],
+      daemon: true,
+    })
+    try {
+      await p.start()
+      writer.close()
+      theirs.close()
+      let said: Awaited<ReturnType<typeof reader.recv>>
+      try {
+        said = await reader.recv()
+      } catch (err) {
+        await p.join(5000)
+        throw new ProcessError(`the manager process exited before it served (exit code ${p.exitCode})`, { cause: err })
+      }
+      if (said.error) throw fromRecord(said.error)
+      ManagerClient.for(said.address as string, authkey).adopt(mine)
+      return new Manager(said.address as string, authkey, p)
+    } catch (err) {
+      mine.close()
+      if (p.pid !== null && p.isAlive()) {
+        p.kill()
+        await p.join()
+      }
+      throw err
+    } finally {
+      reader.close()
+      writer.close()
+      theirs.close()
+    }
+  }
+
+  /**
+   * Serves shared objects from this process (Python's `get_server().serve_forever()`), on a TCP
+   * address or a Unix socket, for clients that `Manager.connect`. Resolves once listening; the
+   * returned manager's `shutdown()` stops the server.
+   */
+  static async serve(opts: ManagerOptions & { address: string; authkey: Uint8Array | string }): Promise<Manager> {
+    const o = checkOptions('Manager.serve options', opts)
+    if (o.authkey === undefined) throw typeError('Manager.serve needs an authkey')
+    const authkey = toAuthkey(o.authkey)
+    parseAddress(o.address)
+    const server = await ManagerServer.start({ address: o.address, authkey, types: resolveTypes(o.types, o.modules) })
+    return new Manager(server.address, authkey, undefined, server)
+  }
+
+  /** Connects to a manager that serves elsewhere; rejects with `AuthenticationError` on a wrong key. */
+  static async connect(opts: ConnectOptions): Promise<Manager> {
+    const o = checkOptions('Manager.connect options', opts)
+    if (o.authkey === undefined) throw typeError('Manager.connect needs an authkey')
+    parseAddress(o.address)
+    const m = new Manager(o.address, toAuthkey(o.authkey))
+    await m.#call('ping', [])
+    return m
+  }
+
+  /** Where the manager listens (an abstract Unix socket starts with `\0`). */
+  get address(): string {
+    return this.#address
+  }
+
+  /** The key its clients hold (pass it, with `address`, to `Manager.connect`). */
+  get authkey(): Buffer {
+    return Buffer.from(this.#authkey)
+  }
+
+  /** The manager's process (`Manager.start`), else `null`. */
+  get process(): Process | null {
+    return this.#process ?? null
+  }
+
+  #client(): ManagerClient {
+    if (this.#closed) throw new ClosedError('the manager was shut down')
+    return ManagerClient.for(this.#address, this.#authkey)
+  }
+
+  #call(m: string, a: unknown[]): Promise<unknown> {
+    try {
+      return this.#client().call('', m, a)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  /** Makes an object; `args` and `opts` are checked here, so that a bad one rejects (never throws). */
+  async #make<P extends BaseProxy>(typeid: string, args: unknown[] | (() => unknown[]), opts: NamedOptions | undefined): Promise<P> {
+    const name = checkName(opts)
+    if (typeof args === 'function') args = args()
+    const { id } = (await this.#call('create', name === undefined ? [typeid, args] : [typeid, args, name])) as Created
+    return makeProxy({ address: this.#address, authkey: this.#authkey, id, typeid }) as P
+  }
+
+  /** A shared dict (a `Map` in the manager), from a Map, an object or `[key, value]` pairs. */
+  dict<K = unknown, V = unknown>(opts: NamedOptions & { init?: Map<K, V> | Record<string, V> | [K, V][] } = {}): Promise<DictProxy<K, V>> {
+    return this.#make('dict', () => (opts?.init === undefined ? [] : [opts.init]), opts)
+  }
+
+  /** A shared list. */
+  list<T = unknown>(opts: NamedOptions & { init?: T[] } = {}): Promise<ListProxy<T>> {
+    return this.#make('list', opts?.init === undefined ? [] : [opts.init], opts)
+  }
+
+  /** A shared namespace (Python's `Namespace`): named attributes. */
+  namespace(opts: NamedOptions & { init?: Record<string, unknown> } = {}): Promise<NamespaceProxy> {
+    return this.#make('namespace', opts?.init === undefined ? [] : [opts.init], opts)
+  }
+
+  /** Python's spelling of {@link namespace}. */
+  Namespace(opts: NamedOptions & { init?: Record<string, unknown> } = {}): Promise<NamespaceProxy> {
+    return this.namespace(opts)
+  }
+
+  Queue<T = unknown>(opts: NamedOptions & { maxsize?: number } = {}): Promise<QueueProxy<T>> {
+    return this.#make('Queue', [{ maxsize: opts?.maxsize ?? 0 }], opts)
+  }
+
+  JoinableQueue<T = unknown>(opts: NamedOptions & { maxsize?: number } = {}): Promise<JoinableQueueProxy<T>> {
+    return this.#make('JoinableQueue', [{ maxsize: opts?.maxsize ?? 0 }], opts)
+  }
+
+  /** A lock owned by a process: held through one process's connection, released if that process goes away. */
+  Lock(opts?: NamedOptions): Promise<LockProxy> {
+    return this.#make('Lock', [], opts)
+  }
+
+  /** A re-entrant lock, owned by a process. */
+  RLock(opts?: NamedOptions): Promise<LockProxy> {
+    return this.#make('RLock', [], opts)
+  }
+
+  Semaphore(value = 1, opts?: NamedOptions): Promise<SemaphoreProxy> {
+    return this.#make('Semaphore', [value], opts)
+  }
+
+  BoundedSemaphore(value = 1, opts?: NamedOptions): Promise<SemaphoreProxy> {
+    return this.#make('BoundedSemaphore', [value], opts)
+  }
+
+  Event(opts?: NamedOptions): Promise<EventProxy> {
+    return this.#make('Event', [], opts)
+  }
+
+  /** A condition over `lock` (a Lock or RLock proxy of this manager), or over a new RLock. */
+  Condition(lock?: LockProxy, opts?: NamedOptions): Promise<ConditionProxy> {
+    if (lock !== undefined && !(lock instanceof LockProxy && lock.address === this.#address)) {
+      return Promise.reject(typeError('a Condition takes a Lock or RLock proxy of the same manager'))
+    }
+    return this.#make('Condition', lock === undefined ? [] : [lock], opts)
+  }
+
+  Barrier(parties: number, opts: NamedOptions & { timeout?: number } = {}): Promise<BarrierProxy> {
+    return this.#make('Barrier', () => [parties, opts?.timeout === undefined ? {} : { timeout: opts.timeout }], opts)
+  }
+
+  /** A shared value of a type code (`'i64'` values are bigints, as for `Value`). */
+  Value<T = unknown>(typecode: string, init: T, opts?: NamedOptions): Promise<ValueProxy<T>> {
+    return this.#make('Value', [typecode, init], opts)
+  }
+
+  /** A shared array of a type code, from a length (zeros) or values. */
+  Array<T = unknown>(typecode: string, init: number | T[], opts?: NamedOptions): Promise<ArrayProxy<T>> {
+    return this.#make('Array', [typecode, init], opts)
+  }
+
+  /** An object of a type registered in `types`, made with `args`; the proxy calls its public methods. */
+  create<T = unknown>(typeid: string, args: unknown[] = [], opts?: NamedOptions): Promise<Proxied<T>> {
+    if (typeof typeid !== 'string') return Promise.reject(typeError('typeid must be a string'))
+    if (!Array.isArray(args)) return Promise.reject(typeError('args must be an array'))
+    return this.#make(typeid, args, opts) as unknown as Promise<Proxied<T>>
+  }
+
+  /**
+   * Shuts the manager down: its process exits (`Manager.start`) or its server stops
+   * (`Manager.serve`); proxies' calls then reject with `ManagerError`. A manager reached with
+   * `connect` only closes this process's connection. Calling it again does nothing.
+   */
+  async shutdown(): Promise<void> {
+    if (this.#closed) return
+    const client = ManagerClient.for(this.#address, this.#authkey)
+    if (this.#process) {
+      await client.call('', 'shutdown', []).catch((err) => {
+        if (!(err instanceof ManagerError)) throw err
+      })
+      await this.#process.join(10_000)
+      if (this.#process.isAlive()) {
+        this.#process.kill()
+        await this.#process.join()
+      }
+    } else if (this.#server) {
+      this.#server.stop()
+    }
+    this.#closed = true
+    client.close()
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.shutdown()
+  }
+}

@@ -1,0 +1,669 @@
+/**
+ * Proxies of a manager's shared objects, and the one connection per manager that each process
+ * keeps for them. A call is a request tagged with a number; replies come back in any order, so
+ * calls of many proxies share the connection without waiting for each other. A proxy travels to
+ * another process as its manager's address, authkey and the object's id, and connects from
+ * there on first use. When the manager goes away every pending call rejects with
+ * `ManagerError` (`ERR_MANAGER_GONE`).
+ */
+import { AbortError, AuthenticationError, ClosedError, ManagerError, SerializationError, TimeoutError, typeError } from './errors.js'
+import { type HandleDescriptor, holdsHandles, packHandles, registerHandle, type Transferable, toHandle, unpackHandles } from './handles.js'
+import { Client } from './listener.js'
+import { type ErrorRecord, fromRecord } from './remote-error.js'
+import { deadlineOf, type WaitOptions, waitOptions } from './wait.js'
+
+/** Where a shared object lives. */
+export interface ProxyRef {
+  address: string
+  authkey: Buffer
+  id: string
+  typeid: string
+}
+
+/** A request: call `m` of object `o` (`''`: the manager itself) with `a`; `x` cancels call `x`. */
+export type Request = { c: number; o: string; m: string; a: unknown[] } | { x: number }
+/** A reply to call `c`. */
+export type Reply = { c: number; ok: true; v: unknown } | { c: number; ok: false; e: ErrorRecord }
+
+/** A message link to a manager: a socket connection, or the shared-memory pipe of the process that started it. */
+export interface Link {
+  send(value: unknown): Promise<void>
+  recv(): Promise<unknown>
+  close(): void
+}
+
+interface Pending {
+  resolve(v: unknown): void
+  reject(err: unknown): void
+  /** Rejected here already (cancelled); the server's reply is only awaited. */
+  settled: boolean
+}
+
+const clients = new Map<string, ManagerClient>()
+
+/** This process's connection to one manager. */
+export class ManagerClient {
+  readonly address: string
+  readonly authkey: Buffer
+  #conn: Promise<Link> | undefined
+  /** The link once it is up: calls then go out at once, without a turn of the event loop. */
+  #link: Link | undefined
+  readonly #pending = new Map<number, Pending>()
+  #next = 1
+  #pumping = false
+  #closed = false
+
+  private constructor(address: string, authkey: Buffer) {
+    this.address = address
+    this.authkey = authkey
+  }
+
+  /** The client of this process for the manager at `address` (made on first use). */
+  static for(address: string, authkey: Buffer): ManagerClient {
+    const key = `${address}\n${authkey.toString('hex')}`
+    let c = clients.get(key)
+    if (!c || c.#closed) {
+      c = new ManagerClient(address, authkey)
+      clients.set(key, c)
+    }
+    return c
+  }
+
+  /** @internal Uses `link` (the starter's shared-memory pipe to its manager) instead of a socket. */
+  adopt(link: Link): void {
+    this.#conn = Promise.resolve(link)
+    this.#link = link
+  }
+
+  #connect(): Promise<Link> {
+    this.#conn ??= Client({ address: this.address, authkey: this.authkey }).then(
+      (link) => {
+        this.#link = link
+        return link
+      },
+      (err) => {
+        this.#conn = undefined
+        if (err instanceof AuthenticationError) throw err
+        throw new ManagerError(`cannot reach the manager at ${printable(this.address)}: ${(err as Error).message}`, { cause: err })
+      },
+    )
+    return this.#conn
+  }
+
+  /** Calls method `m` of object `o` with `args`; `signal` cancels it (on the server too). */
+  call(o: string, m: string, args: unknown[], signal?: AbortSignal): Promise<unknown> {
+    if (this.#closed) return Promise.reject(new ClosedError('the manager connection is closed'))
+    let packed: { value: unknown; fds: number[] } = { value: args, fds: [] }
+    try {
+      if (holdsHandles(args)) packed = packHandles(args)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    if (packed.fds.length > 0) {
+      return Promise.reject(
+        Object.assign(
+          typeError(
+            "a Queue, Connection, lock or shared memory of this package cannot be stored in a manager; use the manager's own (manager.Queue(), manager.Lock(), …)",
+          ),
+          { code: 'ERR_NOT_SHAREABLE' },
+        ),
+      )
+    }
+    if (signal?.aborted) return Promise.reject(abortError(signal))
+    const c = this.#next++
+    return new Promise<unknown>((resolve, reject) => {
+      const p: Pending = { resolve, reject, settled: false }
+      this.#pending.set(c, p)
+      const onAbort = () => {
+        if (p.settled) return
+        p.settled = true
+        reject(abortError(signal as AbortSignal))
+        this.#conn?.then((conn) => conn.send({ x: c }).catch(() => {}))
+      }
+      if (signal) {
+        signal.addEventListener('abort', onAbort, { once: true })
+        const done = () => signal.removeEventListener('abort', onAbort)
+        p.resolve = (v) => {
+          done()
+          resolve(v)
+        }
+        p.reject = (e) => {
+          done()
+          reject(e)
+        }
+      }
+      const go = (conn: Link) => {
+        // Replies are read once the request is out: a request that never left expects none.
+        conn.send({ c, o, m, a: packed.value as unknown[] }).then(
+          () => this.#pump(conn),
+          (err) => {
+            // Arguments that cannot be serialised fail this call; anything else broke the link.
+            if (err instanceof SerializationError) this.#settle(c, (q) => q.reject(err))
+            else this.#gone(err)
+          },
+        )
+      }
+      if (this.#link) go(this.#link)
+      else this.#connect().then(go, (err) => this.#settle(c, (q) => q.reject(err)))
+    })
+  }
+
+  #settle(c: number, how: (p: Pending) => void): void {
+    const p = this.#pending.get(c)
+    if (!p) return
+    this.#pending.delete(c)
+    if (!p.settled) {
+      p.settled = true
+      how(p)
+    }
+  }
+
+  /** Reads replies while calls are pending; idle, it holds nothing (the process may exit). */
+  async #pump(conn: Link): Promise<void> {
+    if (this.#pumping) return
+    this.#pumping = true
+    try {
+      while (this.#pending.size > 0) {
+        let reply: Reply
+        try {
+          reply = (await conn.recv()) as Reply
+        } catch (err) {
+          this.#gone(err)
+          return
+        }
+        if (reply.ok) {
+          let v: unknown
+          try {
+            v = typeof reply.v === 'object' && reply.v !== null ? unpackHandles(reply.v) : reply.v
+          } catch (err) {
+            this.#settle(reply.c, (p) => p.reject(err))
+            continue
+          }
+          this.#settle(reply.c, (p) => p.resolve(v))
+        } else this.#settle(reply.c, (p) => p.reject(fromRecord(reply.e)))
+      }
+    } finally {
+      this.#pumping = false
+    }
+  }
+
+  /** The connection broke: every pending call fails, and the next call connects again. */
+  #gone(cause: unknown): void {
+    const err = new ManagerError(`the manager at ${printable(this.address)} is gone`, { cause })
+    const conn = this.#conn
+    this.#conn = undefined
+    this.#link = undefined
+    conn?.then((c) => c.close()).catch(() => {})
+    for (const c of [...this.#pending.keys()]) this.#settle(c, (p) => p.reject(err))
+  }
+
+  get closed(): boolean {
+    return this.#closed
+  }
+
+  /** Closes this process's connection to the manager; pending calls reject with `ManagerError`. */
+  close(): void {
+    if (this.#closed) return
+    this.#closed = true
+    this.#gone(new ClosedError('the manager connection was closed'))
+  }
+}
+
+function printable(address: string): string {
+  return address.startsWith('\0') ? `@${address.slice(1)}` : address
+}
+
+function abortError(signal: AbortSignal): Error {
+  return new AbortError('the call was aborted', { cause: signal.reason })
+}
+
+/** Blocking options as they travel: the timeout goes to the server, the signal stays here. */
+function blocking(opts: unknown): [{ timeout?: number; block?: boolean }, AbortSignal | undefined] {
+  const o = waitOptions(opts) as WaitOptions & { block?: boolean }
+  deadlineOf(o.timeout)
+  if (o.block !== undefined && typeof o.block !== 'boolean') throw typeError('block must be a boolean')
+  const out: { timeout?: number; block?: boolean } = {}
+  if (o.timeout !== undefined) out.timeout = o.timeout
+  if (o.block !== undefined) out.block = o.block
+  return [out, o.signal]
+}
+
+/** What every proxy has: the object's id and type, and how it travels. */
+export class BaseProxy implements Transferable {
+  readonly #ref: ProxyRef
+  #client: ManagerClient | undefined
+
+  /** @internal Proxies are made by a `Manager`'s factories. */
+  constructor(ref: ProxyRef) {
+    this.#ref = ref
+  }
+
+  /** The object's id in its manager (the same in every process). */
+  get id(): string {
+    return this.#ref.id
+  }
+
+  /** The type the manager holds it as: `'dict'`, `'list'`, `'Lock'`, or a registered name. */
+  get typeid(): string {
+    return this.#ref.typeid
+  }
+
+  /** The address of the manager that holds the object. */
+  get address(): string {
+    return this.#ref.address
+  }
+
+  /** @internal */
+  protected call(method: string, args: unknown[] = [], signal?: AbortSignal): Promise<unknown> {
+    let client = this.#client
+    if (!client || client.closed) client = this.#client = ManagerClient.for(this.#ref.address, this.#ref.authkey)
+    return client.call(this.#ref.id, method, args, signal)
+  }
+
+  /** @internal A blocking call: `opts` is `{ timeout, signal, block? }` or a bare timeout. */
+  protected callBlocking(method: string, args: unknown[], opts: unknown): Promise<unknown> {
+    let o: ReturnType<typeof blocking>
+    try {
+      o = blocking(opts)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    return this.call(method, [...args, o[0]], o[1])
+  }
+
+  toString(): string {
+    return `<${this.constructor.name} typeid='${this.#ref.typeid}' id='${this.#ref.id}'>`
+  }
+
+  [toHandle](): HandleDescriptor {
+    const r = this.#ref
+    return { type: 'ManagerProxy', data: { address: r.address, authkey: r.authkey, id: r.id, typeid: r.typeid }, fds: [] }
+  }
+}
+
+/** A proxy of a manager's dict (a `Map` in the manager): `get`, `set`, `has`, `delete`, … */
+export class DictProxy<K = unknown, V = unknown> extends BaseProxy implements AsyncIterable<[K, V]> {
+  /** The value of `key`, or `dflt` (default `undefined`) when there is none. */
+  get(key: K, dflt?: V): Promise<V | undefined> {
+    return this.call('get', dflt === undefined ? [key] : [key, dflt]) as Promise<V | undefined>
+  }
+  set(key: K, value: V): Promise<void> {
+    return this.call('set', [key, value]) as Promise<void>
+  }
+  has(key: K): Promise<boolean> {
+    return this.call('has', [key]) as Promise<boolean>
+  }
+  /** Removes `key`; resolves whether it was there. */
+  delete(key: K): Promise<boolean> {
+    return this.call('delete', [key]) as Promise<boolean>
+  }
+  keys(): Promise<K[]> {
+    return this.call('keys') as Promise<K[]>
+  }
+  values(): Promise<V[]> {
+    return this.call('values') as Promise<V[]>
+  }
+  entries(): Promise<[K, V][]> {
+    return this.call('entries') as Promise<[K, V][]>
+  }
+  size(): Promise<number> {
+    return this.call('size') as Promise<number>
+  }
+  clear(): Promise<void> {
+    return this.call('clear') as Promise<void>
+  }
+  /** Sets every entry of a Map, an object or `[key, value]` pairs (Python's `update`). */
+  update(other: Map<K, V> | Record<string, V> | [K, V][]): Promise<void> {
+    return this.call('update', [other]) as Promise<void>
+  }
+  /** Removes `key` and resolves with its value, or `dflt` when there was none. */
+  pop(key: K, dflt?: V): Promise<V | undefined> {
+    return this.call('pop', dflt === undefined ? [key] : [key, dflt]) as Promise<V | undefined>
+  }
+  /** Python's `setdefault`: the value of `key`, set to `dflt` first if there is none. */
+  setDefault(key: K, dflt: V): Promise<V> {
+    return this.call('setDefault', [key, dflt]) as Promise<V>
+  }
+  /** A copy of the whole dict as a `Map`. */
+  copy(): Promise<Map<K, V>> {
+    return this.call('copy') as Promise<Map<K, V>>
+  }
+  /** Iterates a snapshot of the entries taken when iteration starts. */
+  async *[Symbol.asyncIterator](): AsyncIterator<[K, V]> {
+    yield* await this.entries()
+  }
+}
+
+/** A proxy of a manager's list: `at`, `push`, `pop`, `splice`, `length`, `slice`, … */
+export class ListProxy<T = unknown> extends BaseProxy implements AsyncIterable<T> {
+  /** The item at `index` (negative counts from the end); `RangeError` when out of range. */
+  at(index: number): Promise<T> {
+    return this.call('at', [index]) as Promise<T>
+  }
+  set(index: number, value: T): Promise<void> {
+    return this.call('set', [index, value]) as Promise<void>
+  }
+  /** Appends; resolves with the new length. */
+  push(...values: T[]): Promise<number> {
+    return this.call('push', values) as Promise<number>
+  }
+  /** Removes and resolves with the last item, or the one at `index` (Python's `pop(i)`). */
+  pop(index?: number): Promise<T> {
+    return this.call('pop', index === undefined ? [] : [index]) as Promise<T>
+  }
+  insert(index: number, value: T): Promise<void> {
+    return this.call('insert', [index, value]) as Promise<void>
+  }
+  extend(values: T[]): Promise<number> {
+    return this.call('extend', [values]) as Promise<number>
+  }
+  splice(start: number, deleteCount?: number, ...items: T[]): Promise<T[]> {
+    return this.call('splice', deleteCount === undefined ? [start] : [start, deleteCount, ...items]) as Promise<T[]>
+  }
+  length(): Promise<number> {
+    return this.call('length') as Promise<number>
+  }
+  slice(start?: number, end?: number): Promise<T[]> {
+    return this.call('slice', [start, end]) as Promise<T[]>
+  }
+  /** The first index of an item deeply equal to `value`, or -1. */
+  indexOf(value: T): Promise<number> {
+    return this.call('indexOf', [value]) as Promise<number>
+  }
+  includes(value: T): Promise<boolean> {
+    return this.call('includes', [value]) as Promise<boolean>
+  }
+  count(value: T): Promise<number> {
+    return this.call('count', [value]) as Promise<number>
+  }
+  /** Removes the first item deeply equal to `value`; `RangeError` if there is none. */
+  remove(value: T): Promise<void> {
+    return this.call('remove', [value]) as Promise<void>
+  }
+  reverse(): Promise<void> {
+    return this.call('reverse') as Promise<void>
+  }
+  /** Sorts in place: numbers numerically, strings by code unit (as Python compares them). */
+  sort(opts?: { reverse?: boolean }): Promise<void> {
+    return this.call('sort', opts ? [opts] : []) as Promise<void>
+  }
+  clear(): Promise<void> {
+    return this.call('clear') as Promise<void>
+  }
+  /** A copy of the whole list as an array. */
+  copy(): Promise<T[]> {
+    return this.call('copy') as Promise<T[]>
+  }
+  /** Iterates a snapshot of the items taken when iteration starts. */
+  async *[Symbol.asyncIterator](): AsyncIterator<T> {
+    yield* await this.copy()
+  }
+}
+
+/** A proxy of a manager's namespace (Python's `Namespace`): named attributes. */
+export class NamespaceProxy extends BaseProxy {
+  get<T = unknown>(name: string): Promise<T> {
+    return this.call('get', [name]) as Promise<T>
+  }
+  set(name: string, value: unknown): Promise<void> {
+    return this.call('set', [name, value]) as Promise<void>
+  }
+  has(name: string): Promise<boolean> {
+    return this.call('has', [name]) as Promise<boolean>
+  }
+  delete(name: string): Promise<boolean> {
+    return this.call('delete', [name]) as Promise<boolean>
+  }
+  keys(): Promise<string[]> {
+    return this.call('keys') as Promise<string[]>
+  }
+  /** The attributes as an object; those starting with `_` only with `all` (as Python's repr hides them). */
+  toObject(all = false): Promise<Record<string, unknown>> {
+    return this.call('toObject', [all]) as Promise<Record<string, unknown>>
+  }
+}
+
+/** A proxy of a manager's queue: the same calls as `Queue`, each a round trip to the manager. */
+export class QueueProxy<T = unknown> extends BaseProxy {
+  /** Puts an item, waiting for room; a timed put that runs out rejects with `TimeoutError`. */
+  put(item: T, opts?: WaitOptions & { block?: boolean }): Promise<void> {
+    return this.callBlocking('put', [item], opts) as Promise<void>
+  }
+  /** Puts or rejects with `Full` at once. */
+  putNowait(item: T): Promise<void> {
+    return this.call('putNowait', [item]) as Promise<void>
+  }
+  /** Takes an item, waiting for one; a timed get that runs out rejects with `TimeoutError`. */
+  get(opts?: WaitOptions & { block?: boolean }): Promise<T> {
+    return this.callBlocking('get', [], opts) as Promise<T>
+  }
+  /** Takes an item or rejects with `Empty` at once. */
+  getNowait(): Promise<T> {
+    return this.call('getNowait') as Promise<T>
+  }
+  qsize(): Promise<number> {
+    return this.call('qsize') as Promise<number>
+  }
+  empty(): Promise<boolean> {
+    return this.call('empty') as Promise<boolean>
+  }
+  full(): Promise<boolean> {
+    return this.call('full') as Promise<boolean>
+  }
+}
+
+/** A proxy of a manager's JoinableQueue. */
+export class JoinableQueueProxy<T = unknown> extends QueueProxy<T> {
+  taskDone(): Promise<void> {
+    return this.call('taskDone') as Promise<void>
+  }
+  /** Resolves once every item put has been marked done. */
+  join(opts?: WaitOptions | number): Promise<void> {
+    return this.callBlocking('join', [], opts) as Promise<void>
+  }
+}
+
+/** A proxy of a manager's Lock, RLock, Semaphore or BoundedSemaphore. */
+export class LockProxy extends BaseProxy {
+  /** Resolves `true` once held, `false` if `timeout` ran out (or `block: false` and it is taken). */
+  acquire(opts?: WaitOptions & { block?: boolean }): Promise<boolean> {
+    return this.callBlocking('acquire', [], opts) as Promise<boolean>
+  }
+  release(): Promise<void> {
+    return this.call('release') as Promise<void>
+  }
+  /** Runs `fn` holding the lock; releases it also when `fn` throws. */
+  async withLock<R>(fn: () => R | Promise<R>, opts?: WaitOptions): Promise<R> {
+    const o = waitOptions(opts)
+    if (!(await this.acquire(o))) throw new TimeoutError('acquire timed out')
+    try {
+      return await fn()
+    } finally {
+      await this.release()
+    }
+  }
+  /** Whether some process holds it (Lock, RLock). */
+  locked(): Promise<boolean> {
+    return this.call('locked') as Promise<boolean>
+  }
+}
+
+/** A proxy of a manager's Semaphore or BoundedSemaphore. */
+export class SemaphoreProxy extends LockProxy {
+  override release(n = 1): Promise<void> {
+    return this.call('release', [n]) as Promise<void>
+  }
+  getValue(): Promise<number> {
+    return this.call('getValue') as Promise<number>
+  }
+}
+
+/** A proxy of a manager's Event. */
+export class EventProxy extends BaseProxy {
+  set(): Promise<void> {
+    return this.call('set') as Promise<void>
+  }
+  clear(): Promise<void> {
+    return this.call('clear') as Promise<void>
+  }
+  isSet(): Promise<boolean> {
+    return this.call('isSet') as Promise<boolean>
+  }
+  /** Resolves `true` once set, `false` if `timeout` ran out. */
+  wait(opts?: WaitOptions | number): Promise<boolean> {
+    return this.callBlocking('wait', [], opts) as Promise<boolean>
+  }
+}
+
+/** A proxy of a manager's Condition. */
+export class ConditionProxy extends LockProxy {
+  /** Releases the lock, waits for a notify (`false` if `timeout` ran out), takes the lock again. */
+  wait(opts?: WaitOptions | number): Promise<boolean> {
+    return this.callBlocking('wait', [], opts) as Promise<boolean>
+  }
+  /** Waits until `predicate()` is truthy; resolves with its last value (falsy if `timeout` ran out). */
+  async waitFor<R>(predicate: () => R | Promise<R>, opts?: WaitOptions | number): Promise<R> {
+    const o = waitOptions(opts)
+    const deadline = deadlineOf(o.timeout)
+    let result = await predicate()
+    while (!result) {
+      const left = deadline === undefined ? undefined : deadline - performance.now()
+      if (left !== undefined && left <= 0) break
+      await this.wait({ timeout: left, signal: o.signal })
+      result = await predicate()
+    }
+    return result
+  }
+  notify(n = 1): Promise<void> {
+    return this.call('notify', [n]) as Promise<void>
+  }
+  notifyAll(): Promise<void> {
+    return this.call('notifyAll') as Promise<void>
+  }
+}
+
+/** A proxy of a manager's Barrier. */
+export class BarrierProxy extends BaseProxy {
+  /** Resolves with this party's index once all have arrived; `BrokenBarrierError` if broken. */
+  wait(opts?: WaitOptions | number): Promise<number> {
+    return this.callBlocking('wait', [], opts) as Promise<number>
+  }
+  abort(): Promise<void> {
+    return this.call('abort') as Promise<void>
+  }
+  reset(): Promise<void> {
+    return this.call('reset') as Promise<void>
+  }
+  parties(): Promise<number> {
+    return this.call('parties') as Promise<number>
+  }
+  nWaiting(): Promise<number> {
+    return this.call('nWaiting') as Promise<number>
+  }
+  broken(): Promise<boolean> {
+    return this.call('broken') as Promise<boolean>
+  }
+}
+
+/** A proxy of a manager's Value. */
+export class ValueProxy<T = unknown> extends BaseProxy {
+  get(): Promise<T> {
+    return this.call('get') as Promise<T>
+  }
+  set(value: T): Promise<void> {
+    return this.call('set', [value]) as Promise<void>
+  }
+}
+
+/** A proxy of a manager's Array. */
+export class ArrayProxy<T = unknown> extends BaseProxy implements AsyncIterable<T> {
+  at(index: number): Promise<T> {
+    return this.call('at', [index]) as Promise<T>
+  }
+  set(index: number, value: T): Promise<void> {
+    return this.call('set', [index, value]) as Promise<void>
+  }
+  length(): Promise<number> {
+    return this.call('length') as Promise<number>
+  }
+  slice(start?: number, end?: number): Promise<T[]> {
+    return this.call('slice', [start, end]) as Promise<T[]>
+  }
+  toArray(): Promise<T[]> {
+    return this.call('toArray') as Promise<T[]>
+  }
+  async *[Symbol.asyncIterator](): AsyncIterator<T> {
+    yield* await this.toArray()
+  }
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: any method signature
+type AnyFunction = (...args: any[]) => any
+
+/**
+ * The proxy of a registered type `T`: each public method of `T` (not starting with `_`) as an
+ * async call to the manager that resolves with its (awaited) result.
+ */
+export type Proxied<T> = {
+  [K in keyof T as K extends `_${string}` ? never : T[K] extends AnyFunction ? K : never]: T[K] extends (...args: infer A) => infer R
+    ? (...args: A) => Promise<Awaited<R>>
+    : never
+} & BaseProxy
+
+/** What a registered type's proxy answers itself; every other name is a method of the object. */
+const LOCAL = new Set<PropertyKey>(['id', 'typeid', 'address', 'toString'])
+/** Never a call: a proxy must not look like a promise or a JSON-able object. */
+const NOT_CALLS = new Set<PropertyKey>(['then', 'catch', 'finally', 'toJSON', 'constructor'])
+
+/** A proxy of a registered type: any method name becomes a call to the manager. */
+export function customProxy<T>(ref: ProxyRef): Proxied<T> {
+  const base = new CustomProxy(ref)
+  return new Proxy(base, {
+    get(target, prop) {
+      // Own members run on the real object (their private fields are not on the Proxy).
+      if (typeof prop === 'symbol' || LOCAL.has(prop)) {
+        const v = Reflect.get(target, prop, target)
+        return typeof v === 'function' ? v.bind(target) : v
+      }
+      if (NOT_CALLS.has(prop)) return undefined
+      return (...args: unknown[]) => target.invoke(prop, args)
+    },
+    set() {
+      return false
+    },
+  }) as unknown as Proxied<T>
+}
+
+class CustomProxy extends BaseProxy {
+  invoke(method: string, args: unknown[]): Promise<unknown> {
+    return this.call(method, args)
+  }
+}
+
+const PROXIES: Record<string, new (ref: ProxyRef) => BaseProxy> = {
+  dict: DictProxy,
+  list: ListProxy,
+  namespace: NamespaceProxy,
+  Queue: QueueProxy,
+  JoinableQueue: JoinableQueueProxy,
+  Lock: LockProxy,
+  RLock: LockProxy,
+  Semaphore: SemaphoreProxy,
+  BoundedSemaphore: SemaphoreProxy,
+  Event: EventProxy,
+  Condition: ConditionProxy,
+  Barrier: BarrierProxy,
+  Value: ValueProxy,
+  Array: ArrayProxy,
+}
+
+/** @internal The proxy for an object of type `typeid`. */
+export function makeProxy(ref: ProxyRef): BaseProxy {
+  const C = PROXIES[ref.typeid]
+  return C ? new C(ref) : (customProxy(ref) as unknown as BaseProxy)
+}
+
+registerHandle('ManagerProxy', (data) => {
+  const { address, authkey, id, typeid } = data as { address: string; authkey: Uint8Array; id: string; typeid: string }
+  return makeProxy({ address, authkey: Buffer.from(authkey), id, typeid })
+})
