@@ -6,7 +6,8 @@
  */
 import v8 from 'node:v8'
 
-import { SerializationError } from './errors.js'
+import { SerializationError, typeError } from './errors.js'
+import { holdsHandles, packHandles, unpackHandles } from './handles.js'
 import { decodePlain, encodePlain } from './plain.js'
 
 /** A pluggable serializer: `serialize` must return bytes that `deserialize` turns back. */
@@ -26,6 +27,8 @@ export enum Kind {
   Custom = 4,
   /** Plain data in `plain.ts`'s encoding: what structured clone would give, only faster. */
   Plain = 5,
+  /** Structured clone of a value whose handles (manager proxies) were replaced by markers. */
+  Handles = 6,
 }
 
 export interface Encoded {
@@ -55,7 +58,27 @@ export function encode(value: unknown, serializer?: Serializer, scratch = false)
     throw new SerializationError(`cannot serialize ${describe(value)}: ${(err as Error)?.message ?? err}`, { cause: err })
   }
   if (plain) return { kind: Kind.Plain, bytes: plain }
+  if (holdsHandles(value)) return { kind: Kind.Handles, bytes: cloneBytes(handlesOnly(value)) }
   return { kind: Kind.Clone, bytes: cloneBytes(value) }
+}
+
+/**
+ * A message may carry handles that need no descriptor (manager proxies: an address and an id);
+ * a handle that needs descriptors (a Queue, Connection, lock, shared memory) cannot be put into a
+ * message, which has no side channel for them: that fails at once, saying what to do instead.
+ */
+function handlesOnly(value: unknown): unknown {
+  const packed = packHandles(value)
+  if (packed.fds.length > 0) {
+    throw Object.assign(
+      typeError(
+        'a Queue, Connection, lock, Value or SharedMemory cannot travel inside a message (its descriptors have no way there): ' +
+          'pass it as an argument of the Process or pool task instead, or use a manager object (manager.Queue(), manager.Lock(), …), whose proxies do travel in messages',
+      ),
+      { code: 'ERR_HANDLE_IN_MESSAGE' },
+    )
+  }
+  return packed.value
 }
 
 function cloneBytes(value: unknown): Uint8Array {
@@ -121,6 +144,8 @@ export function decode(kind: number, bytes: Buffer, serializer: Serializer | und
           : bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)
       case Kind.Plain:
         return decodePlain(bytes)
+      case Kind.Handles:
+        return unpackHandles(v8.deserialize(owned ? bytes : copyOf(bytes)))
       case Kind.Custom:
         if (!serializer) throw new Error('the message was encoded by a custom serializer, and none is set here')
         // Its own copy: user code may receive again (into the shared scratch buffer) meanwhile.
