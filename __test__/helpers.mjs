@@ -170,7 +170,11 @@ export function fixtureUrl(file) {
  */
 export function guard(t, p) {
   t.teardown(async () => {
-    if (p.isAlive()) {
+    let alive = false
+    try {
+      alive = p.isAlive()
+    } catch {} // closed: it had exited
+    if (alive) {
       p.kill()
       await within(5000, p.join(), `teardown join of ${p.name}`).catch(() => {})
     }

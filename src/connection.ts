@@ -27,6 +27,25 @@ interface EndSpec {
   sendRing: number
 }
 
+/** A process an end was passed to as an argument: whether it still runs, and when it exits. */
+export interface Borrower {
+  isAlive(): boolean
+  exited(): Promise<void>
+}
+
+let lending: Borrower | undefined
+
+/** @internal Runs `pack` noting that the ends it packs are passed to `borrower` (`Process.start`). */
+export function lendWhile<T>(borrower: Borrower, pack: () => T): T {
+  const outer = lending
+  lending = borrower
+  try {
+    return pack()
+  } finally {
+    lending = outer
+  }
+}
+
 /** One end of a pipe. */
 export class Connection<T = unknown> implements AsyncIterable<T> {
   readonly #chan: Chan
@@ -38,6 +57,11 @@ export class Connection<T = unknown> implements AsyncIterable<T> {
   readonly #in: RingEnd | undefined
   readonly #out: RingEnd | undefined
   #closed = false
+  /** The other end of the same Pipe, while this process holds it. */
+  #twin: Connection<T> | undefined
+  /** The processes this end was passed to; while it is not used here after that, they are its only users. */
+  readonly #lent = new Set<Borrower>()
+  #usedHere = false
 
   /** @internal Use {@link Pipe}. */
   constructor(chan: Chan, spec: EndSpec, peerFd: number, serializer?: Serializer) {
@@ -49,7 +73,7 @@ export class Connection<T = unknown> implements AsyncIterable<T> {
       get fd() {
         return self.#peerFd
       },
-      gone: (probe) => (probe ? this.#isPeerGone() : this.#peerGone),
+      gone: (probe) => (probe ? this.#isPeerGone() : this.#peerGone || this.#twinAbandoned()),
       watch: (wake) => this.#watchPeer(wake),
     }
     this.#in = spec.recvRing >= 0 ? new RingEnd(chan, spec.recvRing, serializer, peer) : undefined
@@ -71,14 +95,35 @@ export class Connection<T = unknown> implements AsyncIterable<T> {
     return this.#closed
   }
 
+  /** @internal Pipe() links its two ends. */
+  static link<T>(a: Connection<T>, b: Connection<T>): void {
+    a.#twin = b
+    b.#twin = a
+  }
+
+  /**
+   * The other end is held here only as a copy this process passed to children and has not used
+   * since, and each of those children has exited: nobody can send any more (unless a child
+   * passed it further on). Then this end sees the end of the stream, as if the copy was closed.
+   */
+  #twinAbandoned(): boolean {
+    const twin = this.#twin
+    if (!twin || twin.#closed || twin.#usedHere || twin.#lent.size === 0) return false
+    for (const b of twin.#lent) if (b.isAlive()) return false
+    // Not remembered: should this process use its copy after all, the pipe is open again.
+    return true
+  }
+
   #sender(): RingEnd {
     if (this.#closed) throw new ClosedError('the connection is closed')
+    this.#usedHere = true
     if (!this.#out) throw new InvalidStateError('this end of the pipe is read-only')
     return this.#out
   }
 
   #receiver(): RingEnd {
     if (this.#closed) throw new ClosedError('the connection is closed')
+    this.#usedHere = true
     if (!this.#in) throw new InvalidStateError('this end of the pipe is write-only')
     return this.#in
   }
@@ -86,7 +131,7 @@ export class Connection<T = unknown> implements AsyncIterable<T> {
   /** True once every copy of the other end is closed (its processes may have died). */
   #isPeerGone(): boolean {
     if (!this.#peerGone && this.#peerFd >= 0 && native.peerHungUp(this.#peerFd)) this.#peerGone = true
-    return this.#peerGone
+    return this.#peerGone || this.#twinAbandoned()
   }
 
   /** Lets async waits wake when the other end hangs up: the event loop watches the socket. */
@@ -103,6 +148,14 @@ export class Connection<T = unknown> implements AsyncIterable<T> {
       sock.on('data', () => {})
       sock.unref()
       this.#peerWatch = sock
+    }
+    const twin = this.#twin
+    if (twin && !twin.#usedHere) {
+      for (const b of twin.#lent) {
+        b.exited().then(() => {
+          if (this.#twinAbandoned()) for (const w of [...this.#wakers]) w()
+        })
+      }
     }
     this.#wakers.add(wake)
     return () => this.#wakers.delete(wake)
@@ -233,9 +286,15 @@ export class Connection<T = unknown> implements AsyncIterable<T> {
     this.close()
   }
 
+  /** `await using conn = …`: closes it. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close()
+  }
+
   /** @internal How the end travels to another process. */
   [toHandle](): HandleDescriptor {
     if (this.#closed) throw new ClosedError('cannot pass a closed connection to another process')
+    if (lending) this.#lent.add(lending)
     return {
       type: 'Connection',
       data: { recvRing: this.#spec.recvRing, sendRing: this.#spec.sendRing },
@@ -283,16 +342,17 @@ export function Pipe<T = unknown>(opts: PipeOptions | boolean = {}): [Connection
   } catch (err) {
     throw fromNative(err)
   }
-  if (duplex) {
-    return [
-      new Connection<T>(chan, { recvRing: 1, sendRing: 0 }, fa, o.serializer),
-      new Connection<T>(chan, { recvRing: 0, sendRing: 1 }, fb, o.serializer),
-    ]
-  }
-  return [
-    new Connection<T>(chan, { recvRing: 0, sendRing: -1 }, fa, o.serializer),
-    new Connection<T>(chan, { recvRing: -1, sendRing: 0 }, fb, o.serializer),
-  ]
+  const ends: [Connection<T>, Connection<T>] = duplex
+    ? [
+        new Connection<T>(chan, { recvRing: 1, sendRing: 0 }, fa, o.serializer),
+        new Connection<T>(chan, { recvRing: 0, sendRing: 1 }, fb, o.serializer),
+      ]
+    : [
+        new Connection<T>(chan, { recvRing: 0, sendRing: -1 }, fa, o.serializer),
+        new Connection<T>(chan, { recvRing: -1, sendRing: 0 }, fb, o.serializer),
+      ]
+  Connection.link(ends[0], ends[1])
+  return ends
 }
 
 registerHandle('Connection', (data, [segFd, peerFd]) => {

@@ -41,6 +41,7 @@ export type { ApplyOptions, CallOptions, MapAsyncOptions, MapOptions, PoolOption
 export { Pool } from './pool.js'
 export type { ResultCallbacks } from './pool-result.js'
 export { AsyncResult, IMapIterator } from './pool-result.js'
+export { activeChildren, CurrentProcess, cpuCount, currentProcess, Process, parentProcess } from './process.js'
 export type { ParentProcess, ProcessOptions, RequiredArgs } from './process.js'
 export { activeChildren, cpuCount, currentProcess, Process, parentProcess } from './process.js'
 export type { Proxied } from './proxy.js'

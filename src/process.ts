@@ -7,7 +7,7 @@
 import net from 'node:net'
 import os from 'node:os'
 import v8 from 'node:v8'
-
+import { lendWhile } from './connection.js'
 import {
   BootstrapError,
   ClosedError,
@@ -145,16 +145,48 @@ export function setIdentity(name: string, identity: number[], daemon: boolean, p
   }
 }
 
-/** The process this code runs in: `{ name, pid, daemon }`. */
-export function currentProcess(): {
+/**
+ * The process this code runs in, as Python's `current_process()` gives it. `name`, `pid` and
+ * `daemon` are its own data (a copy sent in a message keeps them); the rest is on the prototype.
+ */
+export class CurrentProcess {
   /** `MainProcess` in the process the user started, else the name the child was given. */
-  name: string
+  readonly name: string
   /** `process.pid`. */
-  pid: number
+  readonly pid: number
   /** Whether this process is a daemon child. */
-  daemon: boolean
-} {
-  return { name: self.name, pid: self.pid, daemon: self.daemon }
+  readonly daemon: boolean
+
+  /** @internal Use {@link currentProcess}. */
+  constructor() {
+    this.name = self.name
+    this.pid = process.pid
+    this.daemon = self.daemon
+  }
+
+  /** Python's `_identity`: the path of child counters from the main process (`[]` there). */
+  get identity(): readonly number[] {
+    return Object.freeze([...self.identity])
+  }
+
+  /** Always `null`: this process is running. */
+  get exitCode(): null {
+    return null
+  }
+
+  /** Always `true`. */
+  isAlive(): boolean {
+    return true
+  }
+
+  toString(): string {
+    return `<CurrentProcess name='${this.name}' parent=${parent?.pid ?? 'None'} started>`
+  }
+}
+
+/** The process this code runs in: `name`, `pid`, `daemon`, `exitCode` (null), `isAlive()`. */
+export function currentProcess(): CurrentProcess {
+  return new CurrentProcess()
 }
 
 /** The parent, in a child started by this package; `null` in the process the user started. */
@@ -216,6 +248,11 @@ export class Process<A extends unknown[] = any[]> {
     this.daemon = opts.daemon ?? false
   }
 
+  /** Python's `_check_closed`: after `close()` every method but `close()` and `toString()` throws (properties still read). */
+  #checkOpen(): void {
+    if (this.#closed) throw new ClosedError(`${this.name} is closed`)
+  }
+
   /** The child's process id once started, else `null`. */
   get pid(): number | null {
     return this.#child?.pid ?? null
@@ -234,7 +271,11 @@ export class Process<A extends unknown[] = any[]> {
     checkNotBootstrapping(`${this.name} was started`)
     const o = this.#opts
     const target = describeTarget(o.target, o.modules)
-    const packed = packHandles(o.args ?? [])
+    // Pipe ends passed here are noted: a parent's unused copy must not keep the other end waiting once this child is gone.
+    const packed = lendWhile(
+      { isAlive: () => this.#child !== undefined && !this.#poll(), exited: () => this.#exited ?? Promise.resolve() },
+      () => packHandles(o.args ?? []),
+    )
     const boot: Boot = {
       name: this.name,
       identity: this.#identity,
@@ -355,11 +396,13 @@ export class Process<A extends unknown[] = any[]> {
 
   /** Whether the child was started and has not been seen to exit. */
   isAlive(): boolean {
+    this.#checkOpen()
     return this.#child !== undefined && !this.#poll()
   }
 
   /** Waits for the child to exit, at most `timeout` ms (then returns; check `exitCode`). */
   async join(opts?: WaitOptions | number): Promise<void> {
+    this.#checkOpen()
     if (!this.#child || !this.#exited) throw new InvalidStateError('can only join a started process')
     const o = waitOptions(opts)
     const deadline = deadlineOf(o.timeout)
@@ -375,6 +418,7 @@ export class Process<A extends unknown[] = any[]> {
 
   /** Blocks the thread until the child exits or `timeout` ms pass. */
   joinSync(timeout?: number): void {
+    this.#checkOpen()
     if (!this.#child) throw new InvalidStateError('can only join a started process')
     const deadline = deadlineOf(timeout)
     const code = this.#child.waitSync(deadline === undefined ? -1 : Math.max(0, deadline - performance.now()))
@@ -392,18 +436,24 @@ export class Process<A extends unknown[] = any[]> {
   }
 
   #signal(name: string): void {
+    this.#checkOpen()
     if (!this.#child) throw new InvalidStateError(`cannot signal ${this.name}: not started`)
     this.#child.signal(SIGNALS[name] as number)
   }
 
-  /** Releases the process object; throws `InvalidStateError` while the child still runs. */
+  /**
+   * Releases the process object; throws `InvalidStateError` while the child still runs. After
+   * it every method but `close()` throws `ClosedError`; closing again does nothing.
+   */
   close(): void {
-    if (this.isAlive()) throw new InvalidStateError(`cannot close ${this.name} while it is running`)
+    if (this.#closed) return
+    if (this.#child !== undefined && !this.#poll()) throw new InvalidStateError(`cannot close ${this.name} while it is running`)
     this.#closed = true
   }
 
   /** Python's `repr`: `<Process name='…' started daemon>`. */
   toString(): string {
+    if (this.#closed) return `<Process name='${this.name}' closed>`
     const state = !this.#child ? 'initial' : this.isAlive() ? 'started' : `stopped exitcode=${this.#exitCode}`
     return `<Process name='${this.name}' ${state}${this.daemon ? ' daemon' : ''}>`
   }
