@@ -481,3 +481,43 @@ test('bad arguments are TypeErrors / RangeErrors', async (t) => {
     { name: 'SerializationError' },
   )
 })
+
+test('a remote manager on a Unix socket path; 1,000 garbage connections and a rogue client leave it serving', async (t) => {
+  t.timeout(120000)
+  const { mkdtempSync, rmSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const { join } = await import('node:path')
+  const net = (await import('node:net')).default
+  const { Client } = await import('../dist/index.js')
+  const dir = mkdtempSync(join(tmpdir(), 'mp-manager-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const path = join(dir, 'manager.sock')
+  const authkey = 'unix key'
+  const m = await started(t, { address: path, authkey })
+  t.is(m.address, path)
+  const d = await m.dict({ name: 'd' })
+  await d.set('alive', true)
+  const junk = (i) =>
+    new Promise((resolve) => {
+      const s = net.connect({ path })
+      s.on('error', () => resolve())
+      s.on('close', () => resolve())
+      s.on('data', () => {})
+      s.on('connect', () => {
+        const b = Buffer.alloc(16)
+        if (i % 2) b.writeInt32BE(-1, 0)
+        else b.fill(0xff)
+        s.end(b)
+      })
+    })
+  for (let round = 0; round < 10; round++) await within(60000, Promise.all(Array.from({ length: 100 }, (_, i) => junk(i))), 'junk round')
+  // An authenticated client that sends something other than requests is dropped.
+  const rogue = await Client({ address: path, authkey })
+  await rogue.send('not a request')
+  await t.throwsAsync(within(10000, rogue.recv()), { name: 'EOFError' })
+  rogue.close()
+  const c = await Manager.connect({ address: path, authkey })
+  t.true(await (await c.dict({ name: 'd' })).get('alive'))
+  await c.shutdown()
+  t.true(await d.get('alive'), 'the starter still reaches it')
+})

@@ -281,10 +281,15 @@ export class Manager implements AsyncDisposable {
   /**
    * Shuts the manager down: its process exits (`Manager.start`) or its server stops
    * (`Manager.serve`); proxies' calls then reject with `ManagerError`. A manager reached with
-   * `connect` only closes this process's connection. Calling it again does nothing.
+   * `connect` is only marked closed here (its factories refuse); the server and the proxies go
+   * on. Calling it again does nothing.
    */
   async shutdown(): Promise<void> {
     if (this.#closed) return
+    this.#closed = true
+    // A manager reached by `connect` shares this process's connection with every proxy of that
+    // manager here: leaving it open keeps their calls going.
+    if (!this.#process && !this.#server) return
     const client = ManagerClient.for(this.#address, this.#authkey)
     if (this.#process) {
       await client.call('', 'shutdown', []).catch((err) => {
@@ -295,10 +300,7 @@ export class Manager implements AsyncDisposable {
         this.#process.kill()
         await this.#process.join()
       }
-    } else if (this.#server) {
-      this.#server.stop()
-    }
-    this.#closed = true
+    } else this.#server?.stop()
     client.close()
   }
 
