@@ -357,9 +357,11 @@ test('wait() on sockets, queues, processes and a listener; [] on timeout', async
   await joined(p)
 })
 
-test('wait() with an aborted signal rejects with AbortError; an empty list resolves at once', async (t) => {
+test('wait() with an aborted signal rejects with AbortError; an empty list resolves at once; a negative timeout is 0', async (t) => {
   t.deepEqual(await wait([]), [])
   const [a, b] = Pipe()
+  t.deepEqual(await within(5000, wait([a], -1)), [])
+  t.deepEqual(await within(5000, wait([a], 0)), [])
   const ac = new AbortController()
   const w = wait([a], { signal: ac.signal })
   setTimeout(() => ac.abort(), 50)

@@ -355,6 +355,8 @@ test('a lock held by a process that dies is released', async (t) => {
 test('shutdown: the process exits 0; asyncDispose shuts down; twice is fine; calls after it fail', async (t) => {
   const m = await Manager.start()
   const d = await m.dict()
+  t.regex(m.process.name, /^Manager-\d+$/)
+  t.true(m.process.daemon)
   await m[Symbol.asyncDispose]()
   t.is(m.process.exitCode, 0)
   await m.shutdown()

@@ -76,6 +76,8 @@ function resolveTypes(types: Record<string, TypeRef> | undefined, modules: (stri
   return out
 }
 
+let started = 0
+
 function checkName(opts: NamedOptions | undefined): string | undefined {
   const o = checkOptions('options', opts)
   return o.name === undefined ? undefined : checkString('name', o.name)
@@ -109,7 +111,9 @@ export class Manager implements AsyncDisposable {
     const p = new Process({
       target: { module: new URL('./manager-server.js', import.meta.url), name: 'runManager' },
       args: [writer, { address, authkey, types }, theirs],
+      // A daemon: it dies with this process, never outlives it, and does not keep it alive.
       daemon: true,
+      name: `Manager-${++started}`,
     })
     try {
       await p.start()
