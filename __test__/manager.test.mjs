@@ -352,6 +352,20 @@ test('a lock held by a process that dies is released', async (t) => {
   await lock.release()
 })
 
+test('a lock held through a socket connection by a process that dies is released too', async (t) => {
+  const m = await started(t, { address: '127.0.0.1:0', authkey: 'k' })
+  const lock = await m.Lock({ name: 'lock' })
+  const held = await m.Event({ name: 'held' })
+  const p = guard(t, new Process({ target: peer('holdNamedLock'), args: [m.address, 'k'] }))
+  await p.start()
+  t.true(await within(30000, held.wait(30000)))
+  t.false(await lock.acquire({ timeout: 50 }))
+  p.kill()
+  await joined(p)
+  t.true(await within(20000, lock.acquire({ timeout: 20000 })))
+  await lock.release()
+})
+
 test('shutdown: the process exits 0; asyncDispose shuts down; twice is fine; calls after it fail', async (t) => {
   const m = await Manager.start()
   const d = await m.dict()

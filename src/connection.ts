@@ -31,9 +31,16 @@ interface EndSpec {
 export interface Borrower {
   isAlive(): boolean
   exited(): Promise<void>
+  /** Runs `release` once the child is spawned (it holds its own copies of what was passed), or failed to be. */
+  onSpawned(release: () => void): void
 }
 
 let lending: Borrower | undefined
+
+/** @internal The process the handles being packed now are for (inside `Process.start`), if any. */
+export function currentBorrower(): Borrower | undefined {
+  return lending
+}
 
 /** @internal Runs `pack` noting that the ends it packs are passed to `borrower` (`Process.start`). */
 export function lendWhile<T>(borrower: Borrower, pack: () => T): T {

@@ -8,9 +8,10 @@
  */
 import { randomBytes } from 'node:crypto'
 
-import type { Connection } from './connection.js'
+import { adoptChannel } from './channel.js'
+import { Connection } from './connection.js'
 import { InvalidStateError, typeError } from './errors.js'
-import { unpackHandles } from './handles.js'
+import { receiveFds, unpackHandles } from './handles.js'
 import { Listener } from './listener.js'
 import {
   type CallContext,
@@ -138,6 +139,8 @@ export class ManagerServer {
   readonly #clients = new Map<number, { conn: ServedLink }>()
   #nextClient = 1
   #stopping = false
+  /** The starter's side channel: the links of its children arrive on it. */
+  carrierFd: number | undefined
   #stopped!: () => void
   /** Resolves once the server has shut down. */
   readonly stopped: Promise<void>
@@ -273,6 +276,14 @@ export class ManagerServer {
           'Array',
           ...Object.keys(this.#types),
         ]
+      case 'attach': {
+        // A child's link: its descriptors were sent on the carrier before this request.
+        const [tag, spec] = a as [number, { recvRing: number; sendRing: number }]
+        if (this.carrierFd === undefined || typeof tag !== 'number') throw typeError('this manager takes no links')
+        const [seg, peer] = receiveFds(this.carrierFd, tag, 5000)
+        this.serve(new Connection<unknown>(adoptChannel(seg as number), spec, peer as number))
+        return true
+      }
       case 'shutdown':
         setImmediate(() => this.stop())
         return true
@@ -345,7 +356,12 @@ export interface ManagerBoot {
  * The manager process's target: serves until told to shut down, after telling the parent its
  * address (or why it could not start) through `ready`.
  */
-export async function runManager(ready: Connection<unknown>, boot: ManagerBoot, starter: Connection<unknown>): Promise<void> {
+export async function runManager(
+  ready: Connection<unknown>,
+  boot: ManagerBoot,
+  starter: Connection<unknown>,
+  carrierFd: number,
+): Promise<void> {
   let server: ManagerServer
   try {
     server = await ManagerServer.start({ address: boot.address, authkey: Buffer.from(boot.authkey), types: boot.types })
@@ -354,6 +370,7 @@ export async function runManager(ready: Connection<unknown>, boot: ManagerBoot, 
     ready.close()
     return
   }
+  server.carrierFd = carrierFd
   server.serve(starter)
   await ready.send({ address: server.address })
   ready.close()

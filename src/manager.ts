@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto'
 import { toAuthkey } from './authkey.js'
 import { Pipe } from './connection.js'
 import { ClosedError, ManagerError, ProcessError, typeError } from './errors.js'
+import { FdCarrier } from './handles.js'
 import { arbitraryAddress, parseAddress } from './listener.js'
 import { type Created, ManagerServer, type TypeSpec } from './manager-server.js'
 import { Process } from './process.js'
@@ -107,10 +108,12 @@ export class Manager implements AsyncDisposable {
     const types = resolveTypes(o.types, o.modules)
     // The starter's own calls go through shared memory; every other process connects by socket.
     const [mine, theirs] = Pipe({ capacityBytes: 1 << 20 })
+    // The links of children this process starts reach the manager over this side channel.
+    const carrier = new FdCarrier()
     const [reader, writer] = Pipe<{ address?: string; error?: Parameters<typeof fromRecord>[0] }>({ duplex: false, capacityBytes: 1 << 16 })
     const p = new Process({
       target: { module: new URL('./manager-server.js', import.meta.url), name: 'runManager' },
-      args: [writer, { address, authkey, types }, theirs],
+      args: [writer, { address, authkey, types }, theirs, carrier],
       // A daemon: it dies with this process, never outlives it, and does not keep it alive.
       daemon: true,
       name: `Manager-${++started}`,
@@ -119,6 +122,7 @@ export class Manager implements AsyncDisposable {
       await p.start()
       writer.close()
       theirs.close()
+      carrier.releaseTheirs()
       let said: Awaited<ReturnType<typeof reader.recv>>
       try {
         said = await reader.recv()
@@ -127,10 +131,13 @@ export class Manager implements AsyncDisposable {
         throw new ProcessError(`the manager process exited before it served (exit code ${p.exitCode})`, { cause: err })
       }
       if (said.error) throw fromRecord(said.error)
-      ManagerClient.for(said.address as string, authkey).adopt(mine)
+      const client = ManagerClient.for(said.address as string, authkey)
+      client.adopt(mine)
+      client.adoptCarrier(carrier)
       return new Manager(said.address as string, authkey, p)
     } catch (err) {
       mine.close()
+      carrier.close()
       if (p.pid !== null && p.isAlive()) {
         p.kill()
         await p.join()

@@ -272,8 +272,17 @@ export class Process<A extends unknown[] = any[]> {
     const o = this.#opts
     const target = describeTarget(o.target, o.modules)
     // Pipe ends passed here are noted: a parent's unused copy must not keep the other end waiting once this child is gone.
+    // What packing made for this child only (a manager link) is released here once it is spawned, or failed to.
+    const handedOver: (() => void)[] = []
+    const released = () => {
+      for (const release of handedOver.splice(0)) release()
+    }
     const packed = lendWhile(
-      { isAlive: () => this.#child !== undefined && !this.#poll(), exited: () => this.#exited ?? Promise.resolve() },
+      {
+        isAlive: () => this.#child !== undefined && !this.#poll(),
+        exited: () => this.#exited ?? Promise.resolve(),
+        onSpawned: (release) => handedOver.push(release),
+      },
       () => packHandles(o.args ?? []),
     )
     const boot: Boot = {
@@ -290,12 +299,14 @@ export class Process<A extends unknown[] = any[]> {
     try {
       payload = v8.serialize(boot)
     } catch (err) {
+      released()
       throw new SerializationError(`cannot send the arguments of ${this.name}: ${(err as Error)?.message ?? err}`, { cause: err })
     }
     let pair: [number, number]
     try {
       pair = native.socketPair() as [number, number]
     } catch (err) {
+      released()
       throw fromNative(err)
     }
     const [mine, theirs] = pair
@@ -322,6 +333,7 @@ export class Process<A extends unknown[] = any[]> {
       throw new ProcessError(`cannot start ${this.name}: ${(cause as Error).message}`, { cause: err })
     } finally {
       native.closeFd(theirs)
+      released()
     }
     active.add(this)
     const control = new net.Socket({ fd: mine, readable: true, writable: true })

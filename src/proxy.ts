@@ -6,8 +6,19 @@
  * there on first use. When the manager goes away every pending call rejects with
  * `ManagerError` (`ERR_MANAGER_GONE`).
  */
+import { adoptChannel } from './channel.js'
+import { type Borrower, Connection, currentBorrower, Pipe } from './connection.js'
 import { AbortError, AuthenticationError, ClosedError, ManagerError, SerializationError, TimeoutError, typeError } from './errors.js'
-import { type HandleDescriptor, holdsHandles, packHandles, registerHandle, type Transferable, toHandle, unpackHandles } from './handles.js'
+import {
+  type FdCarrier,
+  type HandleDescriptor,
+  holdsHandles,
+  packHandles,
+  registerHandle,
+  type Transferable,
+  toHandle,
+  unpackHandles,
+} from './handles.js'
 import { Client } from './listener.js'
 import { type ErrorRecord, fromRecord } from './remote-error.js'
 import { deadlineOf, type WaitOptions, waitOptions } from './wait.js'
@@ -41,6 +52,19 @@ interface Pending {
 
 const clients = new Map<string, ManagerClient>()
 
+function clientKey(address: string, authkey: Buffer): string {
+  return `${address}\n${authkey.toString('hex')}`
+}
+
+/** What a child needs to revive its shared-memory link to a manager. */
+interface LinkHandle {
+  data: Record<string, unknown>
+  fds: number[]
+}
+
+/** Bytes of ring each way of a child's link (larger messages stream through). */
+const LINK_CAPACITY = 1 << 18
+
 /** This process's connection to one manager. */
 export class ManagerClient {
   readonly address: string
@@ -60,7 +84,7 @@ export class ManagerClient {
 
   /** The client of this process for the manager at `address` (made on first use). */
   static for(address: string, authkey: Buffer): ManagerClient {
-    const key = `${address}\n${authkey.toString('hex')}`
+    const key = clientKey(address, authkey)
     let c = clients.get(key)
     if (!c || c.#closed) {
       c = new ManagerClient(address, authkey)
@@ -69,10 +93,56 @@ export class ManagerClient {
     return c
   }
 
-  /** @internal Uses `link` (the starter's shared-memory pipe to its manager) instead of a socket. */
-  adopt(link: Link): void {
+  /** The client of this process for that manager, if one was made. */
+  static existing(address: string, authkey: Buffer): ManagerClient | undefined {
+    const c = clients.get(clientKey(address, authkey))
+    return c && !c.#closed ? c : undefined
+  }
+
+  /** @internal Uses `link` (a shared-memory pipe to the manager) instead of a socket; false if one is in use. */
+  adopt(link: Link): boolean {
+    if (this.#conn) return false
     this.#conn = Promise.resolve(link)
     this.#link = link
+    return true
+  }
+
+  #carrier: FdCarrier | undefined
+  #nextTag = 1
+  readonly #linksFor = new WeakMap<Borrower, LinkHandle>()
+
+  /** @internal The starter's side channel to its manager process, for the links of its children. */
+  adoptCarrier(carrier: FdCarrier): void {
+    this.#carrier = carrier
+  }
+
+  /**
+   * A shared-memory link for a child about to be started (one per child and manager): one end
+   * goes to the manager over the carrier, the other in the child's handles; this process keeps
+   * neither once the child is spawned.
+   */
+  linkFor(child: Borrower): LinkHandle | undefined {
+    const carrier = this.#carrier
+    if (!carrier || this.#closed) return undefined
+    const made = this.#linksFor.get(child)
+    if (made) return made
+    const [toManager, forChild] = Pipe({ capacityBytes: LINK_CAPACITY })
+    const tag = this.#nextTag++
+    const theirs = toManager[toHandle]()
+    try {
+      carrier.send(tag, theirs.fds)
+    } catch {
+      toManager.close()
+      forChild.close()
+      return undefined
+    }
+    toManager.close()
+    this.call('', 'attach', [tag, theirs.data]).catch(() => {})
+    const h = forChild[toHandle]()
+    const link = { data: h.data, fds: h.fds }
+    this.#linksFor.set(child, link)
+    child.onSpawned(() => forChild.close())
+    return link
   }
 
   #connect(): Promise<Link> {
@@ -205,6 +275,8 @@ export class ManagerClient {
   close(): void {
     if (this.#closed) return
     this.#closed = true
+    this.#carrier?.close()
+    this.#carrier = undefined
     this.#gone(new ClosedError('the manager connection was closed'))
   }
 }
@@ -277,7 +349,13 @@ export class BaseProxy implements Transferable {
 
   [toHandle](): HandleDescriptor {
     const r = this.#ref
-    return { type: 'ManagerProxy', data: { address: r.address, authkey: r.authkey, id: r.id, typeid: r.typeid }, fds: [] }
+    const data: Record<string, unknown> = { address: r.address, authkey: r.authkey, id: r.id, typeid: r.typeid }
+    // A child started by the manager's starter gets a shared-memory link of its own.
+    const child = currentBorrower()
+    const link = child && ManagerClient.existing(r.address, r.authkey)?.linkFor(child)
+    if (!link) return { type: 'ManagerProxy', data, fds: [] }
+    data.link = link.data
+    return { type: 'ManagerProxy', data, fds: link.fds }
   }
 }
 
@@ -663,7 +741,25 @@ export function makeProxy(ref: ProxyRef): BaseProxy {
   return C ? new C(ref) : (customProxy(ref) as unknown as BaseProxy)
 }
 
-registerHandle('ManagerProxy', (data) => {
-  const { address, authkey, id, typeid } = data as { address: string; authkey: Uint8Array; id: string; typeid: string }
-  return makeProxy({ address, authkey: Buffer.from(authkey), id, typeid })
+/** Links revived in this process, by their descriptors: several proxies may come with one. */
+const revivedLinks = new Map<string, Connection<unknown>>()
+
+registerHandle('ManagerProxy', (data, fds) => {
+  const { address, authkey, id, typeid, link } = data as {
+    address: string
+    authkey: Uint8Array
+    id: string
+    typeid: string
+    link?: { recvRing: number; sendRing: number }
+  }
+  const key = Buffer.from(authkey)
+  if (link && fds.length === 2) {
+    const fdKey = fds.join(',')
+    if (!revivedLinks.has(fdKey)) {
+      const conn = new Connection<unknown>(adoptChannel(fds[0] as number), link, fds[1] as number)
+      revivedLinks.set(fdKey, conn)
+      if (!ManagerClient.for(address, key).adopt(conn)) conn.close()
+    }
+  }
+  return makeProxy({ address, authkey: key, id, typeid })
 })
