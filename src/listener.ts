@@ -18,6 +18,7 @@ import { deadlineOf, type WaitOptions, waitOptions } from './wait.js'
 /** A TCP address (`'host:port'`, `'[::1]:port'`) or a Unix socket path (`'\0name'`: abstract). */
 export type Address = string
 
+/** Options of {@link Listener}. */
 export interface ListenerOptions {
   /** `'host:port'` (port 0: any free port) or a Unix socket path. Default `'127.0.0.1:0'`. */
   address?: Address
@@ -25,6 +26,7 @@ export interface ListenerOptions {
   authkey?: Uint8Array | string
   /** Pending connections the system queues (Python's `backlog`). Default 511. */
   backlog?: number
+  /** Replaces the package's serialization for `send`/`recv` on the connections handed out. */
   serializer?: Serializer
   /** A message announced as longer than this drops the connection. Default 1 GiB. */
   maxMessageBytes?: number
@@ -32,10 +34,15 @@ export interface ListenerOptions {
   handshakeTimeout?: number
 }
 
+/** Options of {@link Client}. */
 export interface ClientOptions {
+  /** The listener's address: `'host:port'` or a Unix socket path. */
   address: Address
+  /** The listener's key; without one no handshake takes place (as Python's `authkey=None`). */
   authkey?: Uint8Array | string
+  /** Replaces the package's serialization for `send`/`recv`. */
   serializer?: Serializer
+  /** A message announced as longer than this drops the connection. Default 1 GiB. */
   maxMessageBytes?: number
   /** How long connecting and the handshake may take (ms). Default 20000. */
   timeout?: number
@@ -130,6 +137,7 @@ export class Listener<T = unknown> implements AsyncIterable<SocketConnection<T>>
     return this.#address
   }
 
+  /** Whether `close()` was called. */
   get closed(): boolean {
     return this.#closed
   }
@@ -255,6 +263,7 @@ export class Listener<T = unknown> implements AsyncIterable<SocketConnection<T>>
     if (this.#path) rmSync(this.#path, { force: true })
   }
 
+  /** Accepts connections until the listener is closed. */
   async *[Symbol.asyncIterator](): AsyncIterator<SocketConnection<T>> {
     for (;;) {
       try {
@@ -266,10 +275,12 @@ export class Listener<T = unknown> implements AsyncIterable<SocketConnection<T>>
     }
   }
 
+  /** `using listener = …`: closes it. */
   [Symbol.dispose](): void {
     this.close()
   }
 
+  /** `await using listener = …`: closes it. */
   async [Symbol.asyncDispose](): Promise<void> {
     this.close()
   }

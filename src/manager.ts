@@ -37,9 +37,17 @@ import { findExport, moduleHref } from './target.js'
 import { checkOptions, checkString } from './validate.js'
 
 /** A type to register: `{ module, name }` (a class or factory exported there), or a class exported from one of `modules`. */
-// biome-ignore lint/suspicious/noExplicitAny: any constructor or factory
-export type TypeRef = { module: string | URL; name: string } | (abstract new (...args: any[]) => object) | ((...args: any[]) => object)
+export type TypeRef =
+  | {
+      /** The module's URL or path. */
+      module: string | URL
+      /** The export's name. */
+      name: string
+    }
+  | (abstract new (...args: never[]) => object)
+  | ((...args: never[]) => object)
 
+/** Options of {@link Manager.start} (and {@link Manager.serve}). */
 export interface ManagerOptions {
   /** Where the server listens: `'host:port'` or a Unix socket path. Default: a private abstract socket. */
   address?: string
@@ -51,13 +59,17 @@ export interface ManagerOptions {
   modules?: (string | URL)[]
 }
 
+/** Options of {@link Manager.connect}. */
 export interface ConnectOptions {
+  /** Where the manager listens: `'host:port'` or a Unix socket path. */
   address: string
+  /** The manager's key. */
   authkey: Uint8Array | string
 }
 
 /** Options of every factory: a name under which the object is made, or found if it exists. */
 export interface NamedOptions {
+  /** Make the object under this name, or return a proxy of the one that has it (of the same type). */
   name?: string
 }
 
@@ -230,10 +242,12 @@ export class Manager implements AsyncDisposable {
     return this.namespace(opts)
   }
 
+  /** A shared queue (`maxsize`: 0 for no limit). */
   Queue<T = unknown>(opts: NamedOptions & { maxsize?: number } = {}): Promise<QueueProxy<T>> {
     return this.#make('Queue', [{ maxsize: opts?.maxsize ?? 0 }], opts)
   }
 
+  /** A shared JoinableQueue (`taskDone`, `join`). */
   JoinableQueue<T = unknown>(opts: NamedOptions & { maxsize?: number } = {}): Promise<JoinableQueueProxy<T>> {
     return this.#make('JoinableQueue', [{ maxsize: opts?.maxsize ?? 0 }], opts)
   }
@@ -248,14 +262,17 @@ export class Manager implements AsyncDisposable {
     return this.#make('RLock', [], opts)
   }
 
+  /** A shared semaphore with `value` units. */
   Semaphore(value = 1, opts?: NamedOptions): Promise<SemaphoreProxy> {
     return this.#make('Semaphore', [value], opts)
   }
 
+  /** A shared semaphore that refuses to be released above `value`. */
   BoundedSemaphore(value = 1, opts?: NamedOptions): Promise<SemaphoreProxy> {
     return this.#make('BoundedSemaphore', [value], opts)
   }
 
+  /** A shared event (a flag processes wait for). */
   Event(opts?: NamedOptions): Promise<EventProxy> {
     return this.#make('Event', [], opts)
   }
@@ -268,6 +285,7 @@ export class Manager implements AsyncDisposable {
     return this.#make('Condition', lock === undefined ? [] : [lock], opts)
   }
 
+  /** A shared barrier for `parties` parties (`timeout`: the default of each `wait`). */
   Barrier(parties: number, opts: NamedOptions & { timeout?: number } = {}): Promise<BarrierProxy> {
     return this.#make('Barrier', () => [parties, opts?.timeout === undefined ? {} : { timeout: opts.timeout }], opts)
   }
@@ -315,6 +333,7 @@ export class Manager implements AsyncDisposable {
     client.close()
   }
 
+  /** `await using manager = …`: shuts it down. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.shutdown()
   }

@@ -179,6 +179,7 @@ export class CurrentProcess {
     return true
   }
 
+  /** Python's `repr`. */
   toString(): string {
     return `<CurrentProcess name='${this.name}' parent=${parent?.pid ?? 'None'} started>`
   }

@@ -9,16 +9,7 @@
 import { adoptChannel } from './channel.js'
 import { type Borrower, Connection, currentBorrower, Pipe } from './connection.js'
 import { AbortError, AuthenticationError, ClosedError, ManagerError, SerializationError, TimeoutError, typeError } from './errors.js'
-import {
-  type FdCarrier,
-  type HandleDescriptor,
-  holdsHandles,
-  packHandles,
-  registerHandle,
-  type Transferable,
-  toHandle,
-  unpackHandles,
-} from './handles.js'
+import { type FdCarrier, type HandleDescriptor, holdsHandles, packHandles, registerHandle, toHandle, unpackHandles } from './handles.js'
 import { Client } from './listener.js'
 import { type ErrorRecord, fromRecord } from './remote-error.js'
 import { deadlineOf, type WaitOptions, waitOptions } from './wait.js'
@@ -301,7 +292,7 @@ function blocking(opts: unknown): [{ timeout?: number; block?: boolean }, AbortS
 }
 
 /** What every proxy has: the object's id and type, and how it travels. */
-export class BaseProxy implements Transferable {
+export class BaseProxy {
   readonly #ref: ProxyRef
   #client: ManagerClient | undefined
 
@@ -343,10 +334,12 @@ export class BaseProxy implements Transferable {
     return this.call(method, [...args, o[0]], o[1])
   }
 
+  /** Python's `repr` of a proxy: its class, typeid and id. */
   toString(): string {
     return `<${this.constructor.name} typeid='${this.#ref.typeid}' id='${this.#ref.id}'>`
   }
 
+  /** @internal How the proxy travels to another process. */
   [toHandle](): HandleDescriptor {
     const r = this.#ref
     const data: Record<string, unknown> = { address: r.address, authkey: r.authkey, id: r.id, typeid: r.typeid }
@@ -365,9 +358,11 @@ export class DictProxy<K = unknown, V = unknown> extends BaseProxy implements As
   get(key: K, dflt?: V): Promise<V | undefined> {
     return this.call('get', dflt === undefined ? [key] : [key, dflt]) as Promise<V | undefined>
   }
+  /** Sets `key` to `value`. */
   set(key: K, value: V): Promise<void> {
     return this.call('set', [key, value]) as Promise<void>
   }
+  /** Whether `key` is there. */
   has(key: K): Promise<boolean> {
     return this.call('has', [key]) as Promise<boolean>
   }
@@ -375,18 +370,23 @@ export class DictProxy<K = unknown, V = unknown> extends BaseProxy implements As
   delete(key: K): Promise<boolean> {
     return this.call('delete', [key]) as Promise<boolean>
   }
+  /** The keys, in insertion order. */
   keys(): Promise<K[]> {
     return this.call('keys') as Promise<K[]>
   }
+  /** The values, in insertion order. */
   values(): Promise<V[]> {
     return this.call('values') as Promise<V[]>
   }
+  /** The `[key, value]` pairs, in insertion order. */
   entries(): Promise<[K, V][]> {
     return this.call('entries') as Promise<[K, V][]>
   }
+  /** How many entries there are. */
   size(): Promise<number> {
     return this.call('size') as Promise<number>
   }
+  /** Removes every entry. */
   clear(): Promise<void> {
     return this.call('clear') as Promise<void>
   }
@@ -418,6 +418,7 @@ export class ListProxy<T = unknown> extends BaseProxy implements AsyncIterable<T
   at(index: number): Promise<T> {
     return this.call('at', [index]) as Promise<T>
   }
+  /** Sets the item at `index` (negative counts from the end); `RangeError` when out of range. */
   set(index: number, value: T): Promise<void> {
     return this.call('set', [index, value]) as Promise<void>
   }
@@ -429,18 +430,23 @@ export class ListProxy<T = unknown> extends BaseProxy implements AsyncIterable<T
   pop(index?: number): Promise<T> {
     return this.call('pop', index === undefined ? [] : [index]) as Promise<T>
   }
+  /** Inserts `value` before `index` (Python's `insert`: clamped to the ends). */
   insert(index: number, value: T): Promise<void> {
     return this.call('insert', [index, value]) as Promise<void>
   }
+  /** Appends every item of `values`; resolves with the new length. */
   extend(values: T[]): Promise<number> {
     return this.call('extend', [values]) as Promise<number>
   }
+  /** As `Array#splice`: removes `deleteCount` items from `start`, inserts `items`, resolves with the removed ones. */
   splice(start: number, deleteCount?: number, ...items: T[]): Promise<T[]> {
     return this.call('splice', deleteCount === undefined ? [start] : [start, deleteCount, ...items]) as Promise<T[]>
   }
+  /** How many items there are. */
   length(): Promise<number> {
     return this.call('length') as Promise<number>
   }
+  /** A copy of the items from `start` to `end`, as `Array#slice`. */
   slice(start?: number, end?: number): Promise<T[]> {
     return this.call('slice', [start, end]) as Promise<T[]>
   }
@@ -448,9 +454,11 @@ export class ListProxy<T = unknown> extends BaseProxy implements AsyncIterable<T
   indexOf(value: T): Promise<number> {
     return this.call('indexOf', [value]) as Promise<number>
   }
+  /** Whether an item deeply equal to `value` is there. */
   includes(value: T): Promise<boolean> {
     return this.call('includes', [value]) as Promise<boolean>
   }
+  /** How many items are deeply equal to `value`. */
   count(value: T): Promise<number> {
     return this.call('count', [value]) as Promise<number>
   }
@@ -458,6 +466,7 @@ export class ListProxy<T = unknown> extends BaseProxy implements AsyncIterable<T
   remove(value: T): Promise<void> {
     return this.call('remove', [value]) as Promise<void>
   }
+  /** Reverses the list in place. */
   reverse(): Promise<void> {
     return this.call('reverse') as Promise<void>
   }
@@ -465,6 +474,7 @@ export class ListProxy<T = unknown> extends BaseProxy implements AsyncIterable<T
   sort(opts?: { reverse?: boolean }): Promise<void> {
     return this.call('sort', opts ? [opts] : []) as Promise<void>
   }
+  /** Removes every item. */
   clear(): Promise<void> {
     return this.call('clear') as Promise<void>
   }
@@ -480,18 +490,23 @@ export class ListProxy<T = unknown> extends BaseProxy implements AsyncIterable<T
 
 /** A proxy of a manager's namespace (Python's `Namespace`): named attributes. */
 export class NamespaceProxy extends BaseProxy {
+  /** The attribute `name` (`undefined` when there is none). */
   get<T = unknown>(name: string): Promise<T> {
     return this.call('get', [name]) as Promise<T>
   }
+  /** Sets the attribute `name`. */
   set(name: string, value: unknown): Promise<void> {
     return this.call('set', [name, value]) as Promise<void>
   }
+  /** Whether the attribute `name` is set. */
   has(name: string): Promise<boolean> {
     return this.call('has', [name]) as Promise<boolean>
   }
+  /** Removes the attribute `name`; resolves whether it was there. */
   delete(name: string): Promise<boolean> {
     return this.call('delete', [name]) as Promise<boolean>
   }
+  /** The names of the attributes. */
   keys(): Promise<string[]> {
     return this.call('keys') as Promise<string[]>
   }
@@ -519,12 +534,15 @@ export class QueueProxy<T = unknown> extends BaseProxy {
   getNowait(): Promise<T> {
     return this.call('getNowait') as Promise<T>
   }
+  /** Items in the queue now. */
   qsize(): Promise<number> {
     return this.call('qsize') as Promise<number>
   }
+  /** Whether the queue is empty now. */
   empty(): Promise<boolean> {
     return this.call('empty') as Promise<boolean>
   }
+  /** Whether the queue is at its `maxsize` now. */
   full(): Promise<boolean> {
     return this.call('full') as Promise<boolean>
   }
@@ -532,6 +550,7 @@ export class QueueProxy<T = unknown> extends BaseProxy {
 
 /** A proxy of a manager's JoinableQueue. */
 export class JoinableQueueProxy<T = unknown> extends QueueProxy<T> {
+  /** Marks one item taken by `get` as handled; too many calls reject with `InvalidStateError`. */
   taskDone(): Promise<void> {
     return this.call('taskDone') as Promise<void>
   }
@@ -547,6 +566,7 @@ export class LockProxy extends BaseProxy {
   acquire(opts?: WaitOptions & { block?: boolean }): Promise<boolean> {
     return this.callBlocking('acquire', [], opts) as Promise<boolean>
   }
+  /** Releases the lock; `InvalidStateError` if it is not held (an RLock: not by this process). */
   release(): Promise<void> {
     return this.call('release') as Promise<void>
   }
@@ -568,9 +588,11 @@ export class LockProxy extends BaseProxy {
 
 /** A proxy of a manager's Semaphore or BoundedSemaphore. */
 export class SemaphoreProxy extends LockProxy {
+  /** Adds `n` units (default 1); a BoundedSemaphore over its start value rejects with `InvalidStateError`. */
   override release(n = 1): Promise<void> {
     return this.call('release', [n]) as Promise<void>
   }
+  /** The units free now. */
   getValue(): Promise<number> {
     return this.call('getValue') as Promise<number>
   }
@@ -578,12 +600,15 @@ export class SemaphoreProxy extends LockProxy {
 
 /** A proxy of a manager's Event. */
 export class EventProxy extends BaseProxy {
+  /** Sets the flag and wakes every waiter. */
   set(): Promise<void> {
     return this.call('set') as Promise<void>
   }
+  /** Clears the flag. */
   clear(): Promise<void> {
     return this.call('clear') as Promise<void>
   }
+  /** Whether the flag is set. */
   isSet(): Promise<boolean> {
     return this.call('isSet') as Promise<boolean>
   }
@@ -612,9 +637,11 @@ export class ConditionProxy extends LockProxy {
     }
     return result
   }
+  /** Wakes up to `n` waiters (default 1); the lock must be held by this process. */
   notify(n = 1): Promise<void> {
     return this.call('notify', [n]) as Promise<void>
   }
+  /** Wakes every waiter; the lock must be held by this process. */
   notifyAll(): Promise<void> {
     return this.call('notifyAll') as Promise<void>
   }
@@ -626,18 +653,23 @@ export class BarrierProxy extends BaseProxy {
   wait(opts?: WaitOptions | number): Promise<number> {
     return this.callBlocking('wait', [], opts) as Promise<number>
   }
+  /** Breaks the barrier: waiting and later parties reject with `BrokenBarrierError`. */
   abort(): Promise<void> {
     return this.call('abort') as Promise<void>
   }
+  /** Returns the barrier to its empty state (waiting parties reject with `BrokenBarrierError`). */
   reset(): Promise<void> {
     return this.call('reset') as Promise<void>
   }
+  /** How many parties must arrive. */
   parties(): Promise<number> {
     return this.call('parties') as Promise<number>
   }
+  /** How many parties are waiting now. */
   nWaiting(): Promise<number> {
     return this.call('nWaiting') as Promise<number>
   }
+  /** Whether the barrier is broken. */
   broken(): Promise<boolean> {
     return this.call('broken') as Promise<boolean>
   }
@@ -645,9 +677,11 @@ export class BarrierProxy extends BaseProxy {
 
 /** A proxy of a manager's Value. */
 export class ValueProxy<T = unknown> extends BaseProxy {
+  /** The value. */
   get(): Promise<T> {
     return this.call('get') as Promise<T>
   }
+  /** Sets the value (checked against the type code: an `i64` takes a bigint or an integer). */
   set(value: T): Promise<void> {
     return this.call('set', [value]) as Promise<void>
   }
@@ -655,35 +689,41 @@ export class ValueProxy<T = unknown> extends BaseProxy {
 
 /** A proxy of a manager's Array. */
 export class ArrayProxy<T = unknown> extends BaseProxy implements AsyncIterable<T> {
+  /** The element at `index` (negative counts from the end). */
   at(index: number): Promise<T> {
     return this.call('at', [index]) as Promise<T>
   }
+  /** Sets the element at `index` (checked against the type code). */
   set(index: number, value: T): Promise<void> {
     return this.call('set', [index, value]) as Promise<void>
   }
+  /** How many elements there are. */
   length(): Promise<number> {
     return this.call('length') as Promise<number>
   }
+  /** A copy of the elements from `start` to `end`. */
   slice(start?: number, end?: number): Promise<T[]> {
     return this.call('slice', [start, end]) as Promise<T[]>
   }
+  /** A copy of every element. */
   toArray(): Promise<T[]> {
     return this.call('toArray') as Promise<T[]>
   }
+  /** Iterates a snapshot of the elements taken when iteration starts. */
   async *[Symbol.asyncIterator](): AsyncIterator<T> {
     yield* await this.toArray()
   }
 }
-
-// biome-ignore lint/suspicious/noExplicitAny: any method signature
-type AnyFunction = (...args: any[]) => any
 
 /**
  * The proxy of a registered type `T`: each public method of `T` (not starting with `_`) as an
  * async call to the manager that resolves with its (awaited) result.
  */
 export type Proxied<T> = {
-  [K in keyof T as K extends `_${string}` ? never : T[K] extends AnyFunction ? K : never]: T[K] extends (...args: infer A) => infer R
+  // biome-ignore lint/suspicious/noExplicitAny: any method signature
+  [K in keyof T as K extends `_${string}` ? never : T[K] extends (...args: any[]) => any ? K : never]: T[K] extends (
+    ...args: infer A
+  ) => infer R
     ? (...args: A) => Promise<Awaited<R>>
     : never
 } & BaseProxy

@@ -28,7 +28,9 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 1 << 30
 /** How much a peer may send ahead of the reader before the socket is paused. */
 const HIGH_WATER_BYTES = 8 << 20
 
+/** @internal Options a socket connection is made with (by `Listener` and `Client`). */
 export interface SocketConnectionOptions {
+  /** Replaces the package's serialization for `send`/`recv`. */
   serializer?: Serializer | undefined
   /** A message announced as longer than this drops the connection (`ProtocolError`). */
   maxMessageBytes?: number | undefined
@@ -174,10 +176,12 @@ export class SocketConnection<T = unknown> implements AsyncIterable<T> {
     return true
   }
 
+  /** Socket connections always both send and receive. */
   get writable(): boolean {
     return true
   }
 
+  /** Whether `close()` was called here. */
   get closed(): boolean {
     return this.#closed
   }
@@ -351,6 +355,7 @@ export class SocketConnection<T = unknown> implements AsyncIterable<T> {
     this.#wakeAll()
   }
 
+  /** Receives values until the peer closes. */
   async *[Symbol.asyncIterator](): AsyncIterator<T> {
     for (;;) {
       try {
@@ -362,10 +367,12 @@ export class SocketConnection<T = unknown> implements AsyncIterable<T> {
     }
   }
 
+  /** `using conn = …`: closes it. */
   [Symbol.dispose](): void {
     this.close()
   }
 
+  /** `await using conn = …`: closes it. */
   async [Symbol.asyncDispose](): Promise<void> {
     this.close()
   }
