@@ -16,6 +16,7 @@ import {
   ListProxy,
   Manager,
   ManagerError,
+  OSError,
   Pool,
   Process,
   TimeoutError,
@@ -479,6 +480,9 @@ test('bad arguments are TypeErrors / RangeErrors', async (t) => {
   await t.throwsAsync(Manager.connect({ address: '127.0.0.1:1' }), { instanceOf: TypeError })
   await t.throwsAsync(Manager.connect({ address: '127.0.0.1:1', authkey: 'k' }), { instanceOf: ManagerError })
   const m = await started(t)
+  const taken = await started(t, { address: '127.0.0.1:0' })
+  const e = await t.throwsAsync(Manager.start({ address: taken.address }), { instanceOf: OSError, code: 'ERR_OS' })
+  t.regex(e.message, /EADDRINUSE/)
   await t.throwsAsync(m.dict({ name: 5 }), { instanceOf: TypeError })
   await t.throwsAsync(m.Semaphore(-1), { instanceOf: RangeError })
   await t.throwsAsync(m.Barrier(0), { instanceOf: RangeError })

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto'
 
 import { toAuthkey } from './authkey.js'
 import { Pipe } from './connection.js'
-import { ClosedError, ManagerError, ProcessError, typeError } from './errors.js'
+import { ClosedError, ManagerError, OSError, ProcessError, typeError } from './errors.js'
 import { FdCarrier } from './handles.js'
 import { arbitraryAddress, parseAddress } from './listener.js'
 import { type Created, ManagerServer, type TypeSpec } from './manager-server.js'
@@ -142,7 +142,12 @@ export class Manager implements AsyncDisposable {
         await p.join(5000)
         throw new ProcessError(`the manager process exited before it served (exit code ${p.exitCode})`, { cause: err })
       }
-      if (said.error) throw fromRecord(said.error)
+      if (said.error) {
+        const { name, code, message } = said.error
+        // Binding the address failed: the same OSError a Listener here would give.
+        if (name === 'OSError' && (code === 'ERR_OS' || code === 'ERR_SHARED_MEMORY')) throw new OSError(code, message)
+        throw fromRecord(said.error)
+      }
       const client = ManagerClient.for(said.address as string, authkey)
       client.adopt(mine)
       client.adoptCarrier(carrier)
