@@ -5,8 +5,9 @@
  * dict, measured in the same run on this machine.
  *
  * Rows: the process that started the manager (its calls go through a shared-memory pipe), a
- * child that received the proxy as an argument (it connects over the manager's Unix socket),
- * and CPython's `d[k] = v` / `d[k]` from the process that started its manager.
+ * child that received the proxy as a Process argument (it gets a shared-memory link of its own),
+ * a child that connected by address alone (the manager's Unix socket), and CPython's
+ * `d[k] = v` / `d[k]` from the process that started its manager.
  *
  * Prints a table and writes bench/results/manager-latest.md.
  */
@@ -51,6 +52,12 @@ export async function childMeasure(d, config, out) {
   await out.put(await measure(d, config))
 }
 
+/** In a child: the same loop over the named dict of the manager at `address`, reached by socket. */
+export async function childConnect(address, authkey, config, out) {
+  const m = await Manager.connect({ address, authkey })
+  await out.put(await measure(await m.dict({ name: 'bench' }), config))
+}
+
 const PY = `
 import json, sys, time, multiprocessing as mp
 cfg = json.loads(sys.argv[1])
@@ -93,15 +100,21 @@ const fmt = (x) => (x === undefined ? '—' : x < 10 ? x.toFixed(2) : x.toFixed(
 async function main() {
   const load0 = os.loadavg()
   const m = await Manager.start()
-  const d = await m.dict()
+  const d = await m.dict({ name: 'bench' })
   process.stderr.write('manager: the starting process …\n')
   const here = await measure(d, CONFIG)
-  process.stderr.write('manager: a child over the socket …\n')
   const out = new Queue()
-  const p = new Process({ target: childMeasure, args: [d, CONFIG, out], modules: [import.meta.url] })
-  await p.start()
-  const child = await out.get({ timeout: 120_000 })
-  await p.join()
+  const inChild = async (target, args) => {
+    const p = new Process({ target, args: [...args, CONFIG, out], modules: [import.meta.url] })
+    await p.start()
+    const r = await out.get({ timeout: 120_000 })
+    await p.join()
+    return r
+  }
+  process.stderr.write('manager: a child given the proxy …\n')
+  const child = await inChild(childMeasure, [d])
+  process.stderr.write('manager: a child connected by address …\n')
+  const socket = await inChild(childConnect, [m.address, m.authkey])
   out.close()
   await m.shutdown()
   process.stderr.write('CPython …\n')
@@ -109,7 +122,8 @@ async function main() {
   const load1 = os.loadavg()
   const rows = [
     ['multiproc Manager dict, starting process (shared-memory pipe)', here],
-    ['multiproc Manager dict, child process (Unix socket)', child],
+    ['multiproc Manager dict, child given the proxy as an argument (its own shared-memory link)', child],
+    ['multiproc Manager dict, child connected by address (Unix socket)', socket],
     ['CPython multiprocessing.Manager() dict', py.ok ? py : undefined],
   ]
   const ratio = (r) => (py.ok && r ? py.p50 / r.p50 : undefined)
