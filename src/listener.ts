@@ -190,7 +190,7 @@ export class Listener<T = unknown> implements AsyncIterable<SocketConnection<T>>
     }
   }
 
-  /** Whether `accept()` would resolve at once. */
+  /** How many authenticated connections wait to be accepted (`accept()` resolves at once when > 0). */
   get pending(): number {
     return this.#ready.length
   }
