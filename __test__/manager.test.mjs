@@ -136,6 +136,24 @@ test('nested proxies: a list in a dict, a dict in a list, a list in a list', asy
   t.is(await q.get(), 'through the nested queue')
 })
 
+// _TestContainers.test_list_proxy_in_list and test_dict_proxy_nested: proxies in the initial contents.
+test('proxies in the initial contents of a list and a dict stay proxies', async (t) => {
+  const m = await started(t)
+  const rows = await Promise.all([0, 1, 2].map((i) => m.list({ init: [i, i + 1, i + 2] })))
+  const a = await m.list({ init: rows })
+  const first = await a.at(0)
+  await first.set(-1, 55)
+  t.deepEqual(await rows[0].copy(), [0, 1, 55])
+  t.is(await (await a.at(2)).at(0), 2)
+  const pets = await m.dict({ init: { ferrets: 2, hamsters: 4 } })
+  const supplies = await m.dict({ init: { water: 10, feed: 3 } })
+  const d = await m.dict({ init: { pets, supplies } })
+  t.is(await (await d.get('pets')).get('ferrets'), 2)
+  await (await d.get('supplies')).set('water', 7)
+  t.is(await supplies.get('water'), 7)
+  t.deepEqual((await d.keys()).sort(), ['pets', 'supplies'])
+})
+
 // _TestNamespace.test_namespace
 test('namespace: attributes set, read, deleted; names starting with _ hidden from toObject()', async (t) => {
   const m = await started(t)
