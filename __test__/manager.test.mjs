@@ -397,6 +397,35 @@ test('shutdown: the process exits 0; asyncDispose shuts down; twice is fine; cal
   await t.throwsAsync(m.dict(), { name: 'ClosedError' })
 })
 
+test('objects no proxy can reach are freed; named ones and ones passed on stay (node --expose-gc)', async (t) => {
+  const out = await new Promise((resolve, reject) =>
+    execFile(
+      process.execPath,
+      ['--expose-gc', fileURLToPath(new URL('./fixtures/manager-gc.mjs', import.meta.url))],
+      { timeout: 60000, killSignal: 'SIGKILL' },
+      (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout)),
+    ),
+  )
+  const r = JSON.parse(out.trim().split('\n').pop())
+  t.is(r.base, 0)
+  // The one kept, and at most the last temporary while the engine still holds it.
+  t.true(r.afterTemporaries >= 1 && r.afterTemporaries <= 2, `after 200 temporaries: ${r.afterTemporaries}`)
+  t.is(r.afterPinned, r.afterTemporaries + 3, 'a named dict, a list stored in a dict and a dict put in a queue stay')
+  t.true(r.keptWorks)
+})
+
+test('objects made by a process that dies are freed unless they were passed on', async (t) => {
+  const m = await started(t)
+  const before = await m.objectCount()
+  const out = await m.list()
+  const p = guard(t, new Process({ target: peer('makeObjects'), args: [m.address, m.authkey, out] }))
+  await p.start()
+  t.is(await joined(p, 30000), 0)
+  const [kept] = await out.copy()
+  t.is(await kept.get('k'), 'passed on')
+  t.is(await m.objectCount(), before + 2, 'the list here and the dict the child passed on; its 50 others are gone')
+})
+
 // _TestMyManager: registered types, public methods only, errors revived, clean exit.
 test('registered types: a class and a factory from a module, typed proxies, errors, hidden methods', async (t) => {
   const m = await Manager.start({

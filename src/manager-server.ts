@@ -58,6 +58,13 @@ interface Entry {
   typeid: string
   obj: object
   name: string | undefined
+  /**
+   * Kept for the manager's life: named, or it travelled as a handle (stored in another object,
+   * passed to a process, put in a message), so references to it may be anywhere.
+   */
+  pinned: boolean
+  /** The proxies made by `create`, per client, not yet garbage collected there. */
+  readonly made: Map<number, number>
 }
 
 /** What `create` resolves with: enough for a proxy. */
@@ -198,7 +205,10 @@ export class ManagerServer {
       gone.abort()
       for (const ac of calls.values()) ac.abort()
       this.#clients.delete(client)
-      for (const e of this.#objects.values()) if (e.obj instanceof Shared) e.obj.dropClient(client)
+      for (const [id, e] of [...this.#objects]) {
+        if (e.obj instanceof Shared) e.obj.dropClient(client)
+        if (e.made.has(client)) this.#release(id, client, true)
+      }
     }
   }
 
@@ -239,7 +249,7 @@ export class ManagerServer {
   }
 
   #dispatch(o: string, m: string, a: unknown[], ctx: CallContext): unknown {
-    if (o === '') return this.#managerCall(m, a)
+    if (o === '') return this.#managerCall(m, a, ctx.client)
     const entry = this.#objects.get(o)
     if (!entry) throw new InvalidStateError(`the manager holds no object ${o}`)
     const obj = entry.obj as Record<string, unknown>
@@ -252,12 +262,22 @@ export class ManagerServer {
     return Promise.resolve((fn as (...args: unknown[]) => unknown).apply(obj, unpackHandles(a) as unknown[]))
   }
 
-  async #managerCall(m: string, a: unknown[]): Promise<unknown> {
+  async #managerCall(m: string, a: unknown[], client: number): Promise<unknown> {
     switch (m) {
       case 'ping':
         return true
+      case 'pin': {
+        const e = this.#objects.get(a[0] as string)
+        if (e) e.pinned = true
+        return true
+      }
+      case 'decref':
+        this.#release(a[0] as string, client)
+        return true
+      case 'objectCount':
+        return this.#objects.size
       case 'create':
-        return this.#create(a[0], (a[1] ?? []) as unknown[], a[2])
+        return this.#create(a[0], (a[1] ?? []) as unknown[], a[2], client)
       case 'types':
         return [
           'dict',
@@ -292,7 +312,7 @@ export class ManagerServer {
     }
   }
 
-  async #create(typeid: unknown, args: unknown[], name: unknown): Promise<Created> {
+  async #create(typeid: unknown, args: unknown[], name: unknown, client: number): Promise<Created> {
     if (typeof typeid !== 'string') throw typeError('a typeid must be a string')
     if (!Array.isArray(args)) throw typeError('the arguments must be an array')
     if (name !== undefined && typeof name !== 'string') throw typeError('name must be a string')
@@ -311,9 +331,11 @@ export class ManagerServer {
       obj = await this.#construct(typeid, spec, unpackHandles(args) as unknown[])
     }
     // A name may have been taken while the type's module loaded.
-    if (name !== undefined && this.#names.has(name)) return this.#create(typeid, args, name)
+    if (name !== undefined && this.#names.has(name)) return this.#create(typeid, args, name, client)
     const id = randomBytes(8).toString('hex')
-    this.#objects.set(id, { typeid, obj, name })
+    // Made for a client that went away meanwhile: nobody can reach it.
+    if (!this.#clients.has(client) && name === undefined) return { id, typeid }
+    this.#objects.set(id, { typeid, obj, name, pinned: name !== undefined, made: new Map([[client, 1]]) })
     if (name !== undefined) this.#names.set(name, id)
     return { id, typeid }
   }
@@ -333,6 +355,16 @@ export class ManagerServer {
     const obj = C.prototype ? new C(...args) : await (C as unknown as (...a: unknown[]) => object)(...args)
     if (typeof obj !== 'object' || obj === null) throw typeError(`${typeid}'s factory returned no object`)
     return obj
+  }
+
+  /** One proxy that `client` got from `create` was garbage collected (or the client went away: all). */
+  #release(id: string, client: number, all = false): void {
+    const e = this.#objects.get(id)
+    if (!e) return
+    const n = e.made.get(client) ?? 0
+    if (n <= 1 || all) e.made.delete(client)
+    else e.made.set(client, n - 1)
+    if (!e.pinned && e.made.size === 0) this.#objects.delete(id)
   }
 
   /** Stops serving: clients see the connection end, and their pending calls fail. */

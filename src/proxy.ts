@@ -291,10 +291,27 @@ function blocking(opts: unknown): [{ timeout?: number; block?: boolean }, AbortS
   return [out, o.signal]
 }
 
+/**
+ * The proxies a factory made here: when one is garbage collected the manager is told, and an
+ * object no proxy can reach any more (never passed on, unnamed) is freed, as Python's
+ * reference counting frees it.
+ */
+const made = new FinalizationRegistry<ProxyRef>((ref) => {
+  ManagerClient.existing(ref.address, ref.authkey)
+    ?.call('', 'decref', [ref.id])
+    .catch(() => {})
+})
+
+/** @internal Called by the factories: this proxy is the one `create` made. */
+export function trackMade(proxy: object, ref: ProxyRef): void {
+  made.register(proxy, ref)
+}
+
 /** What every proxy has: the object's id and type, and how it travels. */
 export class BaseProxy {
   readonly #ref: ProxyRef
   #client: ManagerClient | undefined
+  #pinned = false
 
   /** @internal Proxies are made by a `Manager`'s factories. */
   constructor(ref: ProxyRef) {
@@ -342,6 +359,14 @@ export class BaseProxy {
   /** @internal How the proxy travels to another process. */
   [toHandle](): HandleDescriptor {
     const r = this.#ref
+    // Passed on: references may now be anywhere, so the manager keeps the object for its life.
+    // Told before the handle can reach anyone, on the link any later release goes through.
+    if (!this.#pinned) {
+      this.#pinned = true
+      ManagerClient.for(r.address, r.authkey)
+        .call('', 'pin', [r.id])
+        .catch(() => {})
+    }
     const data: Record<string, unknown> = { address: r.address, authkey: r.authkey, id: r.id, typeid: r.typeid }
     // A child started by the manager's starter gets a shared-memory link of its own.
     const child = currentBorrower()
