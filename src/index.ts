@@ -6,7 +6,6 @@
 export type { PipeOptions } from './connection.js'
 export { Connection, Pipe } from './connection.js'
 export type { ResourceCode } from './errors.js'
-// Python's multiprocessing.connection (Listener, Client, wait) and managers.
 export {
   AbortError,
   AuthenticationError,
@@ -41,9 +40,8 @@ export type { ApplyOptions, CallOptions, MapAsyncOptions, MapOptions, PoolOption
 export { Pool } from './pool.js'
 export type { ResultCallbacks } from './pool-result.js'
 export { AsyncResult, IMapIterator } from './pool-result.js'
-export { activeChildren, CurrentProcess, cpuCount, currentProcess, Process, parentProcess } from './process.js'
 export type { ParentProcess, ProcessOptions, RequiredArgs } from './process.js'
-export { activeChildren, cpuCount, currentProcess, Process, parentProcess } from './process.js'
+export { activeChildren, CurrentProcess, cpuCount, currentProcess, Process, parentProcess } from './process.js'
 export type { Proxied } from './proxy.js'
 export {
   ArrayProxy,
