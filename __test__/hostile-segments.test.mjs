@@ -26,8 +26,11 @@ import { checkNoLeaks, fixtureUrl, isDead, within } from './helpers.mjs'
 checkNoLeaks(test)
 
 const VICTIM = fileURLToPath(fixtureUrl('hostile-parent.mjs'))
-/** No line from the victim for this long: it hangs in a blocking call. */
-const SILENCE_MS = 6000
+/**
+ * No line from the victim for this long: it hangs in a blocking call. Longer than the victim's
+ * own bound on starting a child (a Node boot, seconds on a loaded machine).
+ */
+const SILENCE_MS = 30000
 
 /** Runs the victim once; resolves with its lines, how it ended, and the tail of its stderr. */
 function runVictim(kind, group, from) {

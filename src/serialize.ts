@@ -94,7 +94,12 @@ function describe(value: unknown): string {
   if (typeof value === 'symbol') return 'a symbol'
   if (typeof value !== 'object' || value === null) return `a value of type ${typeof value}`
   const what = Array.isArray(value) ? 'an array' : 'an object'
-  const path = uncloneablePath(value, '', 0, { left: 1000 })
+  let path: ReturnType<typeof uncloneablePath>
+  try {
+    path = uncloneablePath(value, '', 0, { left: 1000 })
+  } catch {
+    // A getter that throws, a proxy that refuses: the message goes without the path.
+  }
   return path === undefined ? what : `${what} (${path.where || 'it'} is ${path.what}, which does not cross processes)`
 }
 
