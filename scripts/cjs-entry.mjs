@@ -1,11 +1,14 @@
-// Writes the CommonJS entry and its types. Node ≥ 20.19 can require() the ESM build directly, so
-// dist/index.cjs hands it over; CommonJS consumers get CommonJS declarations: a `.d.cts` beside
+// Writes the CommonJS entries and their types. Node ≥ 20.19 can require() the ESM build directly, so
+// dist/index.cjs (and dist/bullmq.cjs) hand it over; CommonJS consumers get CommonJS declarations: a `.d.cts` beside
 // each `.d.ts`, whose relative imports name `.cjs` files (resolved to those `.d.cts`).
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
 
 const dist = new URL('../dist/', import.meta.url)
 
-writeFileSync(new URL('index.cjs', dist), "'use strict'\nmodule.exports = require('./index.js')\n")
+// The package's entry points: the main one and `multiproc/bullmq`.
+for (const entry of ['index', 'bullmq']) {
+  writeFileSync(new URL(`${entry}.cjs`, dist), `'use strict'\nmodule.exports = require('./${entry}.js')\n`)
+}
 
 const relativeJs = /((?:from|import\()\s*['"])(\.{1,2}\/[^'"]*)\.js(['"])/g
 for (const file of readdirSync(dist, { recursive: true, encoding: 'utf8' })) {

@@ -80,6 +80,8 @@ export class ProcessError extends define('ERR_PROCESS') {}
 export class ClosedError extends define('ERR_CLOSED') {}
 /** Tasks still pending when a Pool was terminated. */
 export class TerminatedError extends define('ERR_TERMINATED') {}
+/** The job queue's server (Redis, for `multiproc/bullmq`) cannot be reached, or refused what was asked. */
+export class BrokerError extends define('ERR_BROKER') {}
 /** An operation not allowed in the object's current state. */
 export class InvalidStateError extends define('ERR_INVALID_STATE') {}
 

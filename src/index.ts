@@ -12,6 +12,7 @@ export {
   BootstrapError,
   BrokenBarrierError,
   BrokenPipeError,
+  BrokerError,
   BufferTooShort,
   ClosedError,
   Empty,
@@ -38,6 +39,7 @@ export type { ConnectOptions, ManagerOptions, NamedOptions, TypeRef } from './ma
 export { Manager } from './manager.js'
 export type { ApplyOptions, CallOptions, MapAsyncOptions, MapOptions, PoolOptions, Progress } from './pool.js'
 export { Pool } from './pool.js'
+export type { Backend } from './pool-link.js'
 export type { ResultCallbacks } from './pool-result.js'
 export { AsyncResult, IMapIterator } from './pool-result.js'
 export type { ParentProcess, ProcessOptions, RequiredArgs } from './process.js'

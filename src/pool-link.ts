@@ -134,6 +134,11 @@ export interface Backend {
    * started elsewhere, by `npx multiproc worker` say) makes the pool refuse those options.
    */
   readonly configuresProcesses: boolean
+  /**
+   * The least number of tasks `map` puts in a chunk when no `chunksize` is given (default 1):
+   * where sending a chunk costs a round trip to a server, a chunk must carry enough work.
+   */
+  readonly minChunksize?: number
   /** Starts one worker. Throws when it cannot even begin (no descriptors or memory left for it). */
   start(worker: LinkStart): WorkerLink
 }

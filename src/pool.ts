@@ -59,7 +59,7 @@ export interface PoolOptions {
    * `'auto'`: `processes` squared. Default: no limit.
    */
   maxQueue?: number | 'auto' | undefined
-  /** @internal Where the workers run and how chunks reach them; default: local processes. */
+  /** Where the workers run and how chunks reach them; default: local processes (`bullmq()` of `multiproc/bullmq`: remote ones). */
   backend?: Backend | undefined
 }
 
@@ -198,6 +198,8 @@ export class Pool extends EventEmitter {
   readonly maxQueue: number
   readonly #modules: (string | URL)[]
   readonly #scheduler: PoolScheduler
+  /** The backend's floor for `map`'s default chunk size. */
+  readonly #minChunksize: number
   readonly #targetIds = new Map<string, number>()
   readonly #functionIds = new WeakMap<object, number>()
   readonly #targets: TargetSpec[] = []
@@ -225,6 +227,7 @@ export class Pool extends EventEmitter {
     }
     const backend = opts.backend === undefined ? localProcesses : checkBackend(opts.backend)
     const processOptions = processOptionsOf(opts, backend)
+    this.#minChunksize = backend.minChunksize ?? 1
     this.#scheduler = new PoolScheduler({
       processes: this.processes,
       backend,
@@ -518,8 +521,8 @@ export class Pool extends EventEmitter {
         failed: (error) => settle({ ok: false, error }),
         completed: () => settle({ ok: true, value: out }),
       }
-      // Python: divmod(len, 4 * processes), rounded up.
-      const size = chunksize ?? Math.max(1, Math.ceil(items.length / (this.processes * 4)))
+      // Python: divmod(len, 4 * processes), rounded up; no less than the backend's floor.
+      const size = chunksize ?? Math.max(this.#minChunksize, Math.ceil(items.length / (this.processes * 4)))
       if (items.length === 0) {
         this.#checkAdmits(true)
         settle({ ok: true, value: [] })

@@ -65,7 +65,16 @@ export function moduleHref(m: string | URL): string {
   return pathToFileURL(isAbsolute(m) ? m : `${process.cwd()}/${m}`).href
 }
 
+/**
+ * Marks a target that is already described (a spec that arrived from elsewhere, as a remote
+ * worker host receives it): it is used as it is, neither looked up nor compiled here.
+ */
+export const describedTarget = Symbol('multiproc.describedTarget')
+
 export function describeTarget(target: Target, modules: (string | URL)[] = []): TargetSpec {
+  if (typeof target === 'object' && target !== null && describedTarget in target) {
+    return (target as unknown as { [describedTarget]: TargetSpec })[describedTarget]
+  }
   if (typeof target === 'function') {
     const source = Function.prototype.toString.call(target)
     if (/\{\s*\[native code\]\s*\}$/.test(source)) {
