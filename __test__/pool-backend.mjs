@@ -9,6 +9,17 @@ const BACKENDS = {
   local: async () => (await import('../dist/pool-local-link.js')).localProcesses,
   /** The local backend with only what the link interface promises (what a remote backend gives). */
   narrow: async () => (await import('./fixtures/pool-narrow-backend.mjs')).narrow,
+  /** Remote workers through BullMQ: a Redis and `multiproc worker` hosts, as `npm run test:bullmq` starts them. */
+  bullmq: async () => {
+    const url = process.env.MULTIPROC_TEST_REDIS
+    if (!url) {
+      throw new Error(
+        'MULTIPROC_TEST_POOL_BACKEND=bullmq needs MULTIPROC_TEST_REDIS and worker hosts serving it: run `npm run test:bullmq`',
+      )
+    }
+    const { bullmq } = await import('../dist/bullmq.js')
+    return bullmq({ connection: url, queue: process.env.MULTIPROC_TEST_QUEUE || 'multiproc-pool-suite' })
+  },
 }
 
 const name = process.env.MULTIPROC_TEST_POOL_BACKEND || 'local'

@@ -143,6 +143,10 @@ class WorkerHost {
       return
     }
     this.#stopping = true
+    const report = setInterval(() => {
+      this.#opts.log(`multiproc worker: still running ${this.#running.size} jobs (${[...this.#running.keys()].join(', ')})`)
+    }, 10_000)
+    report.unref()
     try {
       await this.#worker.close()
     } catch (err) {
@@ -151,6 +155,7 @@ class WorkerHost {
     for (const p of this.#pools.values()) p.pool.close()
     await Promise.all([...this.#pools.values()].map((p) => p.pool.join()))
     await Promise.all([this.#replies.quit().catch(() => {}), this.#subscriber.quit().catch(() => {})])
+    clearInterval(report)
     this.#markStopped(0)
   }
 

@@ -316,16 +316,27 @@ class BullmqLink implements WorkerLink {
       this.#markExited = resolve
     })
     const { initializer, initargs, maxTasks } = start.setup
+    let setupError: unknown
+    this.#setup = {}
     if (initializer || initargs.length > 0 || maxTasks > 0) {
-      const setup: RemoteSetup = { initializer, initargs, maxTasks }
-      const encoded = encodePayload(setup)
-      this.#setup = { u: encoded.base64, uk: encoded.kind }
-    } else {
-      this.#setup = {}
+      try {
+        const encoded = encodePayload({ initializer, initargs, maxTasks } satisfies RemoteSetup)
+        this.#setup = { u: encoded.base64, uk: encoded.kind }
+      } catch (err) {
+        setupError = err
+      }
     }
-    // A slot needs nothing to start: its jobs wait in Redis until a worker takes them.
+    // A slot needs nothing to start: its jobs wait in Redis until a worker takes them. One whose
+    // setup cannot be sent fails as a local worker that cannot start does: the calls reject.
     queueMicrotask(() => {
-      if (!this.#finished) start.events.ready()
+      if (setupError === undefined) {
+        if (!this.#finished) start.events.ready()
+        return
+      }
+      this.#finished = true
+      this.#session.release(this)
+      start.events.startFailed(setupError)
+      this.#markExited()
     })
   }
 
