@@ -12,6 +12,7 @@ import { basename } from 'node:path'
 import type { Worker as BullWorker, ConnectionOptions, Job } from 'bullmq'
 import type { Redis as IORedis } from 'ioredis'
 
+import type { RemoteChunk } from './bullmq-chunk.js'
 import { type Connection, connect, loadPeers } from './bullmq-peers.js'
 import {
   decodePayload,
@@ -55,6 +56,8 @@ const SETUP_IDLE_MS = 60_000
 /** How long a cancellation is remembered for a job this host has not started yet. */
 const CANCEL_MEMORY_MS = 10 * 60_000
 const INIT_FAILED = /^the pool's initializer failed/
+/** What the host's processes run for a job (bullmq-chunk.ts). */
+const CHUNK_RUNNER = { module: new URL('./bullmq-chunk.js', import.meta.url), name: 'runRemoteChunk' }
 
 interface LocalPool {
   pool: Pool
@@ -192,14 +195,23 @@ class WorkerHost {
     let local: LocalPool | undefined
     try {
       const setup = data.u === undefined ? DEFAULT_SETUP : (decodePayload(data.uk ?? 0, data.u) as RemoteSetup)
-      const target = this.#allowed(data.t)
+      const spec = this.#allowed(data.t)
       if (setup.initializer) setup.initializer = this.#allowed(setup.initializer)
       local = this.#poolFor(setup)
       local.running++
-      const items = decodePayload(data.k, data.p) as unknown[]
-      const call = data.s ? local.pool.starmap.bind(local.pool) : local.pool.map.bind(local.pool)
-      const values = await call(targetOf(target), items as unknown[][], { chunksize: Math.max(1, items.length), signal: stop.signal })
-      reply = this.#reply({ j: jobId, k: ReplyKind.Done }, values)
+      const chunk: RemoteChunk = {
+        connection: this.#opts.connection,
+        replyKey: data.r,
+        replyTtl: this.#opts.replyTtl,
+        jobId,
+        spec,
+        star: data.s,
+        kind: data.k,
+        payload: data.p,
+      }
+      // The process runs the task and sends the reply itself.
+      await local.pool.apply(CHUNK_RUNNER, [chunk], { signal: stop.signal })
+      return null
     } catch (err) {
       if (stop.signal.aborted) return null // the pool gave up on it
       if (err instanceof WorkerExitedError) {
@@ -209,7 +221,7 @@ class WorkerHost {
       } else if (err instanceof RemoteError && INIT_FAILED.test(err.message)) {
         reply = this.#reply({ j: jobId, k: ReplyKind.InitFailed }, recordOfRevived(err.cause))
       } else if (err instanceof RemoteError) {
-        reply = this.#reply({ j: jobId, k: ReplyKind.Failed }, { record: recordOfRevived(err.cause), wrapped: true } satisfies FailedBody)
+        reply = this.#reply({ j: jobId, k: ReplyKind.Failed }, { record: recordOfRevived(err.cause), wrapped: false } satisfies FailedBody)
       } else {
         reply = this.#reply({ j: jobId, k: ReplyKind.Failed }, { record: toRecord(err), wrapped: false } satisfies FailedBody)
       }
@@ -248,7 +260,10 @@ class WorkerHost {
 
   async #send(key: string, reply: Buffer): Promise<void> {
     try {
-      await this.#replies.multi().lpush(key, reply).expire(key, this.#opts.replyTtl).exec()
+      // A pipeline, not a transaction: the pool's blocking pop wakes at the push.
+      const results = await this.#replies.pipeline().lpush(key, reply).expire(key, this.#opts.replyTtl).exec()
+      const failed = results?.find(([err]) => err)?.[0]
+      if (failed) throw failed
     } catch (err) {
       this.#warn(`cannot send a reply to ${key}: ${(err as Error).message}`)
     }

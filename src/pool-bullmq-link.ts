@@ -191,19 +191,24 @@ class Session {
 
   /** Reads the pool's replies for as long as the session lives. */
   async #receive(): Promise<void> {
+    // After a blocking pop, what else is there is taken in one go; only an empty list blocks.
+    let drained = true
     while (!this.closing) {
-      const got: Buffer[] = []
+      let got: Buffer[]
       try {
-        const first = await this.#blocking.brpopBuffer(this.replyKey, 0)
-        if (!first) continue
-        got.push(first[1])
-        const more = (await this.#blocking.rpopBuffer(this.replyKey, DRAIN)) as Buffer[] | null
-        if (more) got.push(...more)
+        if (drained) {
+          const first = await this.#blocking.brpopBuffer(this.replyKey, 0)
+          got = first ? [first[1]] : []
+        } else {
+          got = ((await this.#blocking.rpopBuffer(this.replyKey, DRAIN)) as Buffer[] | null) ?? []
+        }
       } catch {
         if (this.closing) return
+        drained = true
         await new Promise((r) => setTimeout(r, 100).unref())
         continue
       }
+      drained = got.length === 0
       for (const buf of got) this.#reply(buf)
     }
   }
