@@ -1,6 +1,7 @@
 // The pool suites over the BullMQ backend (`npm run test:bullmq`): a Redis of its own (a Unix
 // socket, no persistence) and two `multiproc worker` hosts, then ava on the pool test files with
-// MULTIPROC_TEST_POOL_BACKEND=bullmq, then everything stopped. Extra arguments go to ava (a
+// MULTIPROC_TEST_POOL_BACKEND=bullmq (one test at a time: the files share one queue, which is
+// FIFO, and their watchdogs are set for a pool of their own), then everything stopped. Extra arguments go to ava (a
 // file list replaces the default one; `--match` narrows).
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
@@ -31,11 +32,15 @@ try {
       }),
     )
   }
-  const ava = spawn(process.execPath, [`${root}node_modules/ava/entrypoints/cli.mjs`, ...files, ...args], {
-    cwd: root,
-    stdio: 'inherit',
-    env: { ...process.env, MULTIPROC_TEST_POOL_BACKEND: 'bullmq', MULTIPROC_TEST_REDIS: redis.url, MULTIPROC_TEST_QUEUE: QUEUE },
-  })
+  const ava = spawn(
+    process.execPath,
+    [`${root}node_modules/ava/entrypoints/cli.mjs`, '--serial', '--concurrency', '1', ...files, ...args],
+    {
+      cwd: root,
+      stdio: 'inherit',
+      env: { ...process.env, MULTIPROC_TEST_POOL_BACKEND: 'bullmq', MULTIPROC_TEST_REDIS: redis.url, MULTIPROC_TEST_QUEUE: QUEUE },
+    },
+  )
   status = await new Promise((resolve) => ava.once('exit', (code) => resolve(code ?? 1)))
 } finally {
   for (const h of hosts) {
