@@ -8,7 +8,7 @@ import { createRequire } from 'node:module'
 import type * as Bullmq from 'bullmq'
 import type { Redis as IORedis, RedisOptions } from 'ioredis'
 
-import { MultiprocError } from './errors.js'
+import { MissingPeerError } from './errors.js'
 
 /** The peers, as this package uses them. */
 export interface Peers {
@@ -19,11 +19,6 @@ export interface Peers {
 
 /** A Redis server: a URL (`redis://host:port/db`, `rediss://…`, `unix:///path`), or ioredis options. */
 export type Connection = string | RedisOptions
-
-/** The peers are not installed: `code` `ERR_MISSING_PEER`. */
-class MissingPeerError extends MultiprocError {
-  override readonly code = 'ERR_MISSING_PEER'
-}
 
 let peers: Peers | undefined
 

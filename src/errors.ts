@@ -82,6 +82,8 @@ export class ClosedError extends define('ERR_CLOSED') {}
 export class TerminatedError extends define('ERR_TERMINATED') {}
 /** The job queue's server (Redis, for `multiproc/bullmq`) cannot be reached, or refused what was asked. */
 export class BrokerError extends define('ERR_BROKER') {}
+/** An optional peer dependency a feature needs is not installed (`bullmq` and `ioredis` for `multiproc/bullmq`). */
+export class MissingPeerError extends define('ERR_MISSING_PEER') {}
 /** An operation not allowed in the object's current state. */
 export class InvalidStateError extends define('ERR_INVALID_STATE') {}
 

@@ -20,6 +20,7 @@ export {
   Full,
   InvalidStateError,
   ManagerError,
+  MissingPeerError,
   MultiprocError,
   OSError,
   OwnerDiedError,
