@@ -71,6 +71,8 @@ export function bullmqBackend(options: Required<Omit<BullmqBackendOptions, 'pref
     carriesHandles: false,
     canTakeBack: false,
     localProcesses: false,
+    // The hosts start their processes; execArgv, env and maxOldSpaceSize are theirs to set.
+    configuresProcesses: false,
     minChunksize: options.minChunksize,
     start(worker: LinkStart): WorkerLink {
       if (worker.setup.serializer) {

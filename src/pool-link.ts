@@ -139,6 +139,9 @@ export interface Backend {
    * where sending a chunk costs a round trip to a server, a chunk must carry enough work.
    */
   readonly minChunksize?: number
-  /** Starts one worker. Throws when it cannot even begin (no descriptors or memory left for it). */
+  /**
+   * Starts one worker. Throws when it cannot even begin (no descriptors or memory left for it).
+   * @internal The pool calls it; a backend comes from `bullmq()` of `multiproc/bullmq`, or is the default.
+   */
   start(worker: LinkStart): WorkerLink
 }
