@@ -257,6 +257,10 @@ test('a custom serializer is refused at construction with ERR_NOT_REMOTE; bad ba
   t.throws(() => bullmq({ connection: redis.url, queue: 'q', minChunksize: 0 }), { instanceOf: RangeError })
   t.throws(() => bullmq({ connection: redis.url, queue: 'q', reconnectTimeout: -1 }), { instanceOf: RangeError })
   t.throws(() => bullmq(null), { instanceOf: TypeError })
+  // The hosts start their processes: options for processes the pool would start are refused.
+  for (const opts of [{ execArgv: [] }, { env: { A: '1' } }, { maxOldSpaceSize: 256 }]) {
+    t.is(t.throws(() => new Pool({ processes: 1, backend: backend(), ...opts }), { instanceOf: TypeError }).code, 'ERR_UNSUPPORTED_OPTION')
+  }
 })
 
 test('a 10 MiB result arrives whole; once delivered, neither its reply nor its job is left in Redis', async (t) => {
