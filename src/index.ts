@@ -5,6 +5,8 @@
 
 export type { PipeOptions } from './connection.js'
 export { Connection, Pipe } from './connection.js'
+export type { Context } from './context.js'
+export { getContext } from './context.js'
 export type { ResourceCode } from './errors.js'
 export {
   AbortError,
@@ -70,6 +72,8 @@ export type { ArrayOf, TypeCode, ValueOf } from './sharedctypes.js'
 export { RawArray, RawValue, SharedArray, SharedValue, SynchronizedArray, Value } from './sharedctypes.js'
 export type { SocketConnectionOptions } from './socket-connection.js'
 export { SocketConnection } from './socket-connection.js'
+export type { StartMethod } from './start-method.js'
+export { getAllStartMethods, getStartMethod, setForkserverPreload, setStartMethod } from './start-method.js'
 export type { AcquireSyncOptions, BarrierOptions } from './synchronize.js'
 export { Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore } from './synchronize.js'
 export type { ExportedFunctionName, ExportOf, ModuleTarget, Target, TargetFunction } from './target.js'

@@ -9,6 +9,7 @@ import type { WorkerSetup } from './pool-worker.js'
 import type { Process } from './process.js'
 import type { ErrorRecord } from './remote-error.js'
 import type { Serializer } from './serialize.js'
+import type { StartMethod } from './start-method.js'
 import type { TargetSpec } from './target.js'
 
 /** One chunk of one call, as the scheduler hands it to a link. */
@@ -80,6 +81,8 @@ export interface LinkStart {
   readonly serializer: Serializer | undefined
   /** How to start the worker's process (all undefined unless the backend `configuresProcesses`). */
   readonly processOptions: WorkerProcessOptions
+  /** How a worker that is a local process is started (default: the program's start method). */
+  readonly startMethod?: StartMethod | undefined
   readonly events: LinkEvents
   /**
    * Whether the scheduler wants this worker's replies now. A link receives only while it does

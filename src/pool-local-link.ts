@@ -83,6 +83,7 @@ class LocalLink implements WorkerLink {
       // The same filtering as any child's: the pool checked a given execArgv, the parent's is filtered.
       execArgv: execArgv || maxOldSpaceSize ? withHeapLimit(execArgv ?? inheritableExecArgv(), maxOldSpaceSize) : undefined,
       env: env ? { ...env } : undefined,
+      ...(start.startMethod ? { startMethod: start.startMethod } : {}),
     })
     this.#proc = proc
     const started = proc.start()

@@ -24,6 +24,7 @@ import type { Backend, ExitStatus, LinkEvents, WorkerConfig, WorkerLink, WorkerP
 import type { Process } from './process.js'
 import { fromRecord, remoteError } from './remote-error.js'
 import type { Serializer } from './serialize.js'
+import type { StartMethod } from './start-method.js'
 
 /** A worker may have this much of its typical work queued behind the chunk it runs. */
 const QUEUE_MS = 2
@@ -64,6 +65,8 @@ export interface SchedulerOptions {
   readonly processOptions: WorkerProcessOptions
   /** Calls that may wait for a worker before more are refused (`Infinity`: no limit). */
   readonly maxQueue: number
+  /** How local workers are started (default: the program's start method). */
+  readonly startMethod?: StartMethod | undefined
   /** Where `'progress'` and `'drain'` events go (the pool). */
   readonly emitter: Pick<EventEmitter, 'emit' | 'listenerCount'>
 }
@@ -602,6 +605,7 @@ export class PoolScheduler {
         setup: this.#opts.setup,
         serializer: this.#opts.serializer,
         processOptions: this.#opts.processOptions,
+        startMethod: this.#opts.startMethod,
         events: this.#eventsOf(() => w as Worker),
         wantsReplies: () => w !== undefined && this.#wantsReplies(w),
         busyWorkers: () => this.#busy,

@@ -16,6 +16,7 @@ import { NO_LIMIT_MS, PoolScheduler } from './pool-scheduler.js'
 import type { WorkerSetup } from './pool-worker.js'
 import { checkNotBootstrapping, cpuCount, type Process } from './process.js'
 import type { Serializer } from './serialize.js'
+import { checkStartMethod, type StartMethod } from './start-method.js'
 import { describeTarget, findExport, moduleHref, type Target, type TargetSpec } from './target.js'
 import { checkFunction, checkInteger, checkMaxQueue, checkOptions, checkStringRecord, MAX_OLD_SPACE_SIZE } from './validate.js'
 
@@ -59,6 +60,11 @@ export interface PoolOptions {
    * `'auto'`: `processes` squared. Default: no limit.
    */
   maxQueue?: number | 'auto' | undefined
+  /**
+   * How the worker processes are started; default {@link getStartMethod}. With `'forkserver'`
+   * a worker (and every replacement) is forked from a warm server in milliseconds.
+   */
+  startMethod?: StartMethod | undefined
   /** Where the workers run and how chunks reach them; default: local processes (`bullmq()` of `multiproc/bullmq`: remote ones). */
   backend?: Backend | undefined
 }
@@ -228,6 +234,7 @@ export class Pool extends EventEmitter {
     const backend = opts.backend === undefined ? localProcesses : checkBackend(opts.backend)
     const processOptions = processOptionsOf(opts, backend)
     this.#minChunksize = backend.minChunksize ?? 1
+    const startMethod = opts.startMethod == null ? undefined : checkStartMethod('startMethod', opts.startMethod)
     this.#scheduler = new PoolScheduler({
       processes: this.processes,
       backend,
@@ -241,6 +248,7 @@ export class Pool extends EventEmitter {
       taskTimeout,
       processOptions,
       maxQueue: this.maxQueue,
+      startMethod,
       emitter: this,
     })
     try {

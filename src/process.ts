@@ -19,9 +19,11 @@ import {
   typeError,
 } from './errors.js'
 import { checkExecArgv, inheritableExecArgv } from './exec-argv.js'
+import { type ForkHeader, forkChild, serverFor, startEnv } from './forkserver.js'
 import { packHandles } from './handles.js'
 import { native } from './native.js'
 import { trackerInheritance } from './resource-tracker.js'
+import { checkStartMethod, getStartMethod, type StartMethod, startMethodChosen } from './start-method.js'
 import { describeTarget, moduleHref, type Target } from './target.js'
 import { checkBoolean, checkString, checkStringRecord } from './validate.js'
 import { deadlineOf, type WaitOptions, waitOptions } from './wait.js'
@@ -56,6 +58,20 @@ export interface ProcessOptions<A extends unknown[] = any[]> {
   execArgv?: string[]
   /** Modules whose exports a function target may be found among (by name and source). */
   modules?: (string | URL)[]
+  /**
+   * How the child is started; default {@link getStartMethod}. A `'forkserver'` child whose
+   * `execArgv` differs from the fork server's is spawned instead.
+   */
+  startMethod?: StartMethod
+}
+
+/** What `Process` needs of a started child, however it was started. */
+interface ChildHandle {
+  readonly pid: number
+  /** The exit code (negative signal number when killed), or null while it runs. */
+  tryWait(): number | null | undefined
+  waitSync(timeoutMs: number): number | null | undefined
+  signal(signal: number): void
 }
 
 /** `args` may be left out only when the target can be called without arguments. */
@@ -129,6 +145,8 @@ export interface ParentProcess {
 
 /** @internal Called by the child's entry point before anything of the user's runs. */
 export function setIdentity(name: string, identity: number[], daemon: boolean, parentPid: number, parentName: string): void {
+  // A forked child was imported in the fork server: its pid is its own only from now on.
+  self.pid = process.pid
   self.name = name
   self.identity = identity
   self.daemon = daemon
@@ -219,7 +237,9 @@ export class Process<A extends unknown[] = any[]> {
   readonly name: string
   /** Whether the child dies with its parent and does not keep the parent alive. */
   readonly daemon: boolean
-  #child: InstanceType<typeof native.NativeChild> | undefined
+  #child: ChildHandle | undefined
+  #starting = false
+  readonly #startMethod: StartMethod | undefined
   #control: net.Socket | undefined
   /** The child said it runs (its one byte came): from then on its socket is only a hang-up signal. */
   #attached = false
@@ -236,6 +256,7 @@ export class Process<A extends unknown[] = any[]> {
     if (opts.daemon !== undefined) checkBoolean('daemon', opts.daemon)
     if (opts.env !== undefined) checkStringRecord('env', opts.env)
     if (opts.execArgv !== undefined) checkExecArgv(opts.execArgv)
+    this.#startMethod = opts.startMethod === undefined ? undefined : checkStartMethod('startMethod', opts.startMethod)
     if (opts.modules !== undefined) {
       if (!Array.isArray(opts.modules)) throw typeError('modules must be an array of URLs or paths')
       for (const m of opts.modules) moduleHref(m)
@@ -268,7 +289,7 @@ export class Process<A extends unknown[] = any[]> {
   /** Starts the child; resolves once it runs and has attached to the handles in its arguments. */
   async start(): Promise<void> {
     if (this.#closed) throw new ClosedError('start() on a closed Process')
-    if (this.#child) throw new InvalidStateError('a process can be started only once')
+    if (this.#child || this.#starting) throw new InvalidStateError('a process can be started only once')
     checkNotBootstrapping(`${this.name} was started`)
     const o = this.#opts
     const target = describeTarget(o.target, o.modules)
@@ -303,6 +324,9 @@ export class Process<A extends unknown[] = any[]> {
       released()
       throw new SerializationError(`cannot send the arguments of ${this.name}: ${(err as Error)?.message ?? err}`, { cause: err })
     }
+    const method = this.#startMethod ?? getStartMethod()
+    const execArgv = o.execArgv ?? inheritableExecArgv()
+    const server = method === 'forkserver' ? serverFor(execArgv) : null
     let pair: [number, number]
     try {
       pair = native.socketPair() as [number, number]
@@ -312,19 +336,39 @@ export class Process<A extends unknown[] = any[]> {
     }
     const [mine, theirs] = pair
     const tracker = trackerInheritance()
-    const env = { ...process.env, ...o.env, ...tracker.env, MULTIPROC_CONTROL_FD: String(theirs) }
+    const passed = method === 'forkserver' || startMethodChosen() ? startEnv(getStartMethod()) : {}
+    const env = { ...process.env, ...o.env, ...tracker.env, ...passed }
+    // The boot message goes first: the child reads it as soon as it runs (a forked one at once).
+    const control = new net.Socket({ fd: mine, readable: true, writable: true })
+    const header = Buffer.alloc(4)
+    header.writeUInt32LE(payload.length)
+    control.write(Buffer.concat([header, payload]))
+    this.#starting = true
     try {
-      this.#child = native.NativeChild.spawn({
-        program: process.execPath,
-        args: [...(o.execArgv ?? inheritableExecArgv()), CHILD_MAIN.pathname],
-        env: Object.entries(env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`])),
-        // Node marks its stdio close-on-exec, so stdout and stderr are listed to be shared;
-        // stdin is /dev/null in the child, as in Python.
-        inherit: [1, 2, theirs, ...packed.fds, ...tracker.fds],
-        daemon: this.daemon,
-      })
+      if (server) {
+        const header: ForkHeader = {
+          ppid: process.pid,
+          env: Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined)),
+          cwd: process.cwd(),
+          execArgv,
+          fds: [...packed.fds, ...tracker.fds],
+          lifeline: this.daemon,
+        }
+        this.#child = await forkChild(server, header, [1, 2, theirs, ...packed.fds, ...tracker.fds])
+      } else {
+        this.#child = native.NativeChild.spawn({
+          program: process.execPath,
+          args: [...execArgv, CHILD_MAIN.pathname],
+          env: Object.entries({ ...env, MULTIPROC_CONTROL_FD: String(theirs) }).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`])),
+          // Node marks its stdio close-on-exec, so stdout and stderr are listed to be shared;
+          // stdin is /dev/null in the child, as in Python.
+          inherit: [1, 2, theirs, ...packed.fds, ...tracker.fds],
+          daemon: this.daemon,
+        })
+      }
     } catch (err) {
-      native.closeFd(mine)
+      control.on('error', () => {})
+      control.destroy()
       const cause = fromNative(err)
       // Running out of processes or descriptors keeps its own class and code.
       if (cause instanceof MultiprocError && cause.code !== 'ERR_OS') {
@@ -333,15 +377,12 @@ export class Process<A extends unknown[] = any[]> {
       }
       throw new ProcessError(`cannot start ${this.name}: ${(cause as Error).message}`, { cause: err })
     } finally {
+      this.#starting = false
       native.closeFd(theirs)
       released()
     }
     active.add(this)
-    const control = new net.Socket({ fd: mine, readable: true, writable: true })
     this.#control = control
-    const header = Buffer.alloc(4)
-    header.writeUInt32LE(payload.length)
-    control.write(Buffer.concat([header, payload]))
     let ready!: () => void
     let never!: (err: Error) => void
     const started = new Promise<void>((resolve, reject) => {

@@ -69,6 +69,11 @@ export function unregister(name: string): void {
   send('U', name)
 }
 
+/** @internal Registers through the tracker pipe `fd` from now on (a forked child's, renumbered). */
+export function adoptTracker(fd: number): void {
+  writeFd = fd
+}
+
 /** What a child process must inherit to register through the same tracker. */
 export function trackerInheritance(): { env: Record<string, string>; fds: number[] } {
   if (writeFd === undefined) return { env: {}, fds: [] }

@@ -1,6 +1,7 @@
 //! multiproc's core: shared-memory channels, futex waits, process-owned locks, synchronisation
 //! primitives, named shared memory and child processes, for Linux. Knows nothing of JavaScript; `crates/node` binds it.
 
+pub mod forkserver;
 pub mod lock;
 pub mod ring;
 pub mod segment;

@@ -16,6 +16,7 @@ mod child;
 pub mod descriptors;
 pub mod error;
 mod fast;
+mod fork;
 pub mod shared_memory;
 pub mod sync;
 mod view;

@@ -2,6 +2,7 @@
 //! (apart from the shared-memory accessors in `segment`).
 
 pub mod fd;
+pub mod fork;
 pub mod futex;
 pub mod memfd;
 pub mod process;
