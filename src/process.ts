@@ -336,7 +336,8 @@ export class Process<A extends unknown[] = any[]> {
     }
     const [mine, theirs] = pair
     const tracker = trackerInheritance()
-    const passed = method === 'forkserver' || startMethodChosen() ? startEnv(getStartMethod()) : {}
+    // A child starts its own children the way it was started (and through the same server).
+    const passed = method === 'forkserver' || startMethodChosen() ? startEnv(method) : {}
     const env = { ...process.env, ...o.env, ...tracker.env, ...passed }
     // The boot message goes first: the child reads it as soon as it runs (a forked one at once).
     const control = new net.Socket({ fd: mine, readable: true, writable: true })

@@ -18,8 +18,9 @@ const CHILD_MAIN = new URL('./main.js', import.meta.url)
 /**
  * Node's own exit tears down its platform, which waits for worker threads that only the
  * server has: a forked child would hang there for ever. Every way out ends in `_exit` instead:
- * `process.exit` (through `reallyExit`), the loop running dry and a fatal exception or
- * rejection (both through the `'exit'` event, after every listener ran). Standard output and
+ * `process.exit` (through `reallyExit`), the loop running dry (watched natively, see
+ * `fork_loop.rs`) and a fatal exception or rejection (both through the `'exit'` event, after
+ * every listener ran). Standard output and
  * error are synchronous for files, pipes and terminals on Linux: nothing is left to flush.
  */
 function exitThroughExitNow(): void {
@@ -43,6 +44,17 @@ function exitThroughExitNow(): void {
     return handled
   } as typeof process.emit
   ;(process as unknown as { reallyExit: (code: number) => void }).reallyExit = (code: number) => native.exitNow(code)
+  // The loop running dry: Node's own ending would drain the platform's worker tasks and hang,
+  // so the native watch keeps the loop alive and calls here instead, as Node would emit.
+  native.watchForkedLoop(() => {
+    const stage = native.forkedLoopStage()
+    const code = typeof process.exitCode === 'number' ? process.exitCode : 0
+    if (stage === 1) process.emit('beforeExit', code)
+    else if (stage === 2) {
+      ;(process as unknown as { _exiting: boolean })._exiting = true
+      process.emit('exit', code)
+    }
+  })
 }
 
 /**

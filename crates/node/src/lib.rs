@@ -17,6 +17,7 @@ pub mod descriptors;
 pub mod error;
 mod fast;
 mod fork;
+mod fork_loop;
 pub mod shared_memory;
 pub mod sync;
 mod view;
