@@ -237,22 +237,19 @@ test('a child whose execArgv differs from the server’s is spawned', async (t) 
   q.close()
 })
 
-test.serial(
-  'daemon children of a SIGKILLed requester die, also when the requester is itself a forked child',
-  async (t) => {
-    const q = new Queue()
-    const middle = new Process({ target: target('startSleepingGrandchild'), args: [q], startMethod: 'forkserver' })
-    await within(30000, middle.start(), 'start')
-    const r = await within(30000, q.get(), 'the middle child')
-    t.false(isDead(r.grandchild))
-    middle.kill()
-    t.is(await joined(middle, 30000), -9)
-    const since = performance.now()
-    while (!isDead(r.grandchild) && performance.now() - since < 5000) await delay(20)
-    t.true(isDead(r.grandchild), 'the daemon grandchild died with its SIGKILLed requester')
-    q.close()
-  },
-)
+test.serial('daemon children of a SIGKILLed requester die, also when the requester is itself a forked child', async (t) => {
+  const q = new Queue()
+  const middle = new Process({ target: target('startSleepingGrandchild'), args: [q], startMethod: 'forkserver' })
+  await within(30000, middle.start(), 'start')
+  const r = await within(30000, q.get(), 'the middle child')
+  t.false(isDead(r.grandchild))
+  middle.kill()
+  t.is(await joined(middle, 30000), -9)
+  const since = performance.now()
+  while (!isDead(r.grandchild) && performance.now() - since < 5000) await delay(20)
+  t.true(isDead(r.grandchild), 'the daemon grandchild died with its SIGKILLed requester')
+  q.close()
+})
 
 test.serial(
   'SIGKILL of a program with busy forked workers: the server and every daemon child are gone within a second; a non-daemon child runs on',
