@@ -1149,7 +1149,8 @@ test('terminate() while maxTasksPerChild successors are starting: join() resolve
   const m = settle(
     pool.map(
       sleepPid,
-      range(30).map(() => 5),
+      // Enough that successors are still starting at 300 ms when workers are forked in milliseconds.
+      range(200).map(() => 5),
       { chunksize: 1 },
     ),
   )

@@ -150,6 +150,12 @@ export declare function condSleepSync(s: Sync, observed: number, timeoutMs: numb
 
 export declare function condTakeToken(s: Sync): boolean
 
+/** This process's pid, asked of the kernel (a forked child's `process.pid` is the server's). */
+export declare function currentPid(): number
+
+/** Kills this process as soon as `fd` (a pidfd of the requester) becomes readable. */
+export declare function dieWithLifeline(lifeline: number): void
+
 /** Kills the calling process with SIGKILL when its parent thread exits, and checks at once. */
 export declare function dieWithParent(expectedParent: number): void
 
@@ -160,6 +166,51 @@ export declare function eventDisarm(s: Sync, key: number): void
 export declare function eventSet(s: Sync): void
 
 export declare function eventWaitSync(s: Sync, timeoutMs: number): boolean
+
+/** Ends the process at once with `code` (`_exit`): a forked child's only safe way out. */
+export declare function exitNow(code: number): void
+
+/** What the loop watch asks of JavaScript now: 1 emit `'beforeExit'`, 2 exit, 0 nothing. */
+export declare function forkedLoopStage(): number
+
+/**
+ * Puts a forked child's standard streams in place: `stdout` and `stderr` (descriptors the
+ * requester sent, closed here) onto 1 and 2, `/dev/null` onto 0, as a spawned child has them.
+ */
+export declare function forkedStdio(stdout: number, stderr: number): void
+
+/** What a forked child was asked to be: the requester's header and descriptors. */
+export interface ForkRequest {
+  header: Buffer
+  fds: Array<number>
+}
+
+/** The message of an errno the server answered with, as a spawn failure would read. */
+export declare function forkserverFailure(errno: number): void
+
+export declare function forkserverListen(): ForkserverListener
+
+/** A listening socket for a new fork server and its address: `{ fd, address }`. */
+export interface ForkserverListener {
+  fd: number
+  address: string
+}
+
+/**
+ * The next answer on a request's connection, within `timeout_ms` (0: only if there is one):
+ * `[1, pid, pidfd]` started, `[2, code]` exited, `[3, errno]` fork failed, `[0]` the server
+ * is gone; `null` when none came in time.
+ */
+export declare function forkserverReceive(conn: number, timeoutMs: number): Array<number> | null
+
+/** Sends a request to the server at `address`; returns the connection its answers come on. */
+export declare function forkserverRequest(address: string, header: Uint8Array, fds: Array<number>): number
+
+/**
+ * Runs the fork server on `listener` until `lifeline` ends (then returns `null`). Returns in
+ * every forked child too, with its request, once the child's event loop is its own.
+ */
+export declare function forkserverServe(listener: number, lifeline: number): ForkRequest | null
 
 /** Adds the per-message calls (see `fast.rs`) to `target`, the binding's exports object. */
 export declare function installFastPaths(target: object): void
@@ -180,11 +231,20 @@ export declare function lockRestoreDepth(s: Sync, depth: number): void
 /** Non-blocking acquire that also takes over a dead owner's lock: 0, 1, or -1 (held). */
 export declare function lockTryRecover(s: Sync): number
 
+/** A pidfd of this process (close-on-exec): readable once it has exited. */
+export declare function ownPidfd(): number
+
 /** A pair of packet sockets for passing descriptors: `[ours, theirs]`. */
 export declare function packetPair(): Array<number>
 
 /** True when every copy of the peer end of a stream socket is closed. */
 export declare function peerHungUp(raw: number): boolean
+
+/** Whether the process behind a pidfd JavaScript owns has exited, waiting up to `timeout_ms`. */
+export declare function pidfdExited(pidfd: number, timeoutMs: number): boolean
+
+/** Sends `signal` through a pidfd JavaScript owns (a gone process is not an error). */
+export declare function pidfdSignal(pidfd: number, signal: number): void
 
 /** True while the process `pid` runs (and, with `start > 0`, is the one started then). */
 export declare function processAlive(pid: number, start: number): boolean
@@ -281,3 +341,9 @@ export declare function wakerDoorbell(): number
 
 /** Keys of armed waits that fired since the last call. */
 export declare function wakerTakeFired(): Array<number>
+
+/**
+ * Starts watching this (forked) process's loop; `on_dry` is called with no arguments when it
+ * runs dry and asks `forkedLoopStage()` what to do.
+ */
+export declare function watchForkedLoop(onDry: () => void): void

@@ -344,7 +344,9 @@ export class Process<A extends unknown[] = any[]> {
     const header = Buffer.alloc(4)
     header.writeUInt32LE(payload.length)
     control.write(Buffer.concat([header, payload]))
+    // Started from now on, as a spawned child is at once: alive, and among activeChildren().
     this.#starting = true
+    active.add(this)
     try {
       if (server) {
         const header: ForkHeader = {
@@ -368,6 +370,7 @@ export class Process<A extends unknown[] = any[]> {
         })
       }
     } catch (err) {
+      active.delete(this)
       control.on('error', () => {})
       control.destroy()
       const cause = fromNative(err)
@@ -452,6 +455,7 @@ export class Process<A extends unknown[] = any[]> {
   /** Whether the child was started and has not been seen to exit. */
   isAlive(): boolean {
     this.#checkOpen()
+    if (this.#starting) return true
     return this.#child !== undefined && !this.#poll()
   }
 
