@@ -16,6 +16,7 @@ import { caseMain, fmt, machineInfo, pythonInfo, runIsolated, table, writeResult
 const SELF = fileURLToPath(import.meta.url)
 const PY = fileURLToPath(new URL('./py_start.py', import.meta.url))
 const TASKS = new URL('./pool-tasks.mjs', import.meta.url)
+const START_TASKS = new URL('./start-tasks.mjs', import.meta.url)
 
 function quantile(xs, q) {
   const s = [...xs].sort((a, b) => a - b)
@@ -28,16 +29,6 @@ function memoryOf(pid) {
   return { rssMiB: kb('Rss') / 1024, pssMiB: kb('Pss') / 1024 }
 }
 
-export async function echoFirst(q) {
-  await q.put(1)
-}
-
-export function idle(q) {
-  q.putSync(process.pid)
-  setInterval(() => {}, 1 << 30)
-  return new Promise(() => {})
-}
-
 const CASES = {
   /** Process start → first message through a Queue, `n` times, the server (if any) up and warm. */
   async first(method, { n }) {
@@ -46,7 +37,7 @@ const CASES = {
     const q = new Queue()
     const one = async () => {
       const t0 = performance.now()
-      const p = new Process({ target: echoFirst, args: [q], modules: [import.meta.url] })
+      const p = new Process({ target: { module: START_TASKS, name: 'echoFirst' }, args: [q] })
       await p.start()
       await q.get({ timeout: 60000 })
       const ms = performance.now() - t0
@@ -65,7 +56,7 @@ const CASES = {
     const q = new Queue()
     const ps = []
     for (let i = 0; i < 3; i++) {
-      const p = new Process({ target: idle, args: [q], modules: [import.meta.url], daemon: true })
+      const p = new Process({ target: { module: START_TASKS, name: 'idle' }, args: [q], daemon: true })
       await p.start()
       await q.get({ timeout: 60000 })
       ps.push(p)
@@ -128,7 +119,10 @@ const CASES = {
   },
 }
 
-if (process.argv[2] === '--case') {
+const { parentProcess } = await import('../dist/index.js')
+if (parentProcess()) {
+  // Never in a child: the targets live in start-tasks.mjs. A guard all the same.
+} else if (process.argv[2] === '--case') {
   const [name, method, config] = process.argv.slice(3)
   await caseMain(() => CASES[name](method, JSON.parse(config ?? '{}')))
 } else {
