@@ -201,6 +201,8 @@ export function fromNative(err: unknown, closed: 'eof' | 'closed' | 'broken' = '
     case 'ERR_SHARED_MEMORY':
       return new OSError(code, errno ? `${errno}: ${message}` : message, { cause: err, errno })
     case 'ERR_INTERNAL':
+    case 'ERR_FORKSERVER':
+    case 'ERR_FORKSERVER_DOWN':
       return new ProcessError(message, { cause: err })
     default:
       // Node-API's own refusals (a value of the wrong type reached the binding): the package

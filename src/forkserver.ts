@@ -215,7 +215,7 @@ export async function forkChild(s: ServerInfo, header: ForkHeader, fds: number[]
     try {
       conn = native.forkserverRequest(s.address, payload, sent)
     } catch (err) {
-      if (!String((err as Error).message).startsWith('ERR_FORKSERVER_DOWN') || attempt > 0) throw serverError(err)
+      if (!isServerDown(err) || attempt > 0) throw serverError(err)
       s = replaceServer(s)
       continue
     }
@@ -247,9 +247,12 @@ function replaceServer(dead: ServerInfo): ServerInfo {
   return fresh
 }
 
+function isServerDown(err: unknown): boolean {
+  return (err as { code?: unknown })?.code === 'ERR_FORKSERVER_DOWN'
+}
+
 function serverError(err: unknown): ProcessError {
   const message = (err as Error)?.message ?? String(err)
-  if (message.startsWith('ERR_FORKSERVER_DOWN'))
-    return new ProcessError('the fork server is not running and could not be restarted', { cause: err })
+  if (isServerDown(err)) return new ProcessError('the fork server is not running and could not be restarted', { cause: err })
   return new ProcessError(`cannot reach the fork server: ${message}`, { cause: err })
 }

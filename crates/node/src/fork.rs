@@ -6,15 +6,10 @@ use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use multiproc_core::forkserver::{self, Reply, Served};
 use multiproc_core::sys::{fd, fork as sys_fork, process};
 use napi::bindgen_prelude::Buffer;
-use napi::{Env, Error, Result, Status};
+use napi::Env;
 use napi_derive::napi;
 
-use crate::{os_error, spawn_error};
-
-/// An error whose message starts with its stable code, as every error of the binding.
-fn fail(code: &str, msg: impl std::fmt::Display) -> Error {
-    Error::new(Status::GenericFailure, format!("{code}: {msg}"))
-}
+use crate::error::{fail, os_error, spawn_error, Result};
 
 extern "C" {
     /// libuv's own reset for a forked child (exported by the Node binary).

@@ -9,7 +9,7 @@ use std::cell::{Cell, RefCell};
 use std::os::raw::{c_int, c_void};
 
 use napi::bindgen_prelude::Function;
-use napi::{Env, Error, JsValue, Result, Status};
+use napi::{Env, JsValue};
 use napi_derive::napi;
 
 type Loop = napi::sys::uv_loop_s;
@@ -42,8 +42,10 @@ thread_local! {
     static WATCH: RefCell<Option<Watch>> = const { RefCell::new(None) };
 }
 
-fn fail(msg: &str) -> Error {
-    Error::new(Status::GenericFailure, format!("ERR_FORKSERVER: {msg}"))
+use crate::error::Result;
+
+fn fail(msg: &'static str) -> crate::error::Error {
+    crate::error::fail("ERR_FORKSERVER", msg)
 }
 
 /// A handle's memory for the process's lifetime (libuv handles must not move or be freed
