@@ -855,6 +855,7 @@ module.exports.channelArmSend = nativeBinding.channelArmSend
 module.exports.channelCanRecv = nativeBinding.channelCanRecv
 module.exports.channelClose = nativeBinding.channelClose
 module.exports.channelContinueSend = nativeBinding.channelContinueSend
+module.exports.channelCorruptForTest = nativeBinding.channelCorruptForTest
 module.exports.channelCreate = nativeBinding.channelCreate
 module.exports.channelDisarmRecv = nativeBinding.channelDisarmRecv
 module.exports.channelDisarmSend = nativeBinding.channelDisarmSend

@@ -92,6 +92,12 @@ export declare function channelClose(ch: Chan, ring: number): void
 /** Streams more of a large message (pass the same bytes); true once it is all in the ring. */
 export declare function channelContinueSend(ch: Chan, ring: number, data: Uint8Array): boolean
 
+/**
+ * Overwrites bytes of the segment: for tests of corrupt shared memory only (not in release
+ * builds: the `test-hooks` feature).
+ */
+export declare function channelCorruptForTest(ch: Chan, offset: number, bytes: Uint8Array): void
+
 export declare function channelCreate(rings: number, capacity: number, maxMessage: number, maxsize: number): Chan
 
 /** Ends an armed receive wait (fired or cancelled); `waited_ms` teaches the spinner. */

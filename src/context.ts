@@ -14,29 +14,51 @@ import { Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore } f
 
 /** The API bound to one start method: its `Process` and `Pool` start children that way. */
 export interface Context {
+  /** The start method this context's processes and pools use. */
   readonly startMethod: StartMethod
   /** The context's start method, as Python's `ctx.get_start_method()`. */
   getStartMethod(): StartMethod
+  /** `Process`, started with this context's method unless its options name another. */
   readonly Process: typeof Process
+  /** `Pool`, whose workers start with this context's method unless its options name another. */
   readonly Pool: typeof Pool
+  /** The package's `Queue` (queues do not depend on the start method). */
   readonly Queue: typeof Queue
+  /** The package's `SimpleQueue`. */
   readonly SimpleQueue: typeof SimpleQueue
+  /** The package's `JoinableQueue`. */
   readonly JoinableQueue: typeof JoinableQueue
+  /** The package's `Pipe`. */
   readonly Pipe: typeof Pipe
+  /** The package's `Lock`. */
   readonly Lock: typeof Lock
+  /** The package's `RLock`. */
   readonly RLock: typeof RLock
+  /** The package's `Semaphore`. */
   readonly Semaphore: typeof Semaphore
+  /** The package's `BoundedSemaphore`. */
   readonly BoundedSemaphore: typeof BoundedSemaphore
+  /** The package's `Event`. */
   readonly Event: typeof Event
+  /** The package's `Condition`. */
   readonly Condition: typeof Condition
+  /** The package's `Barrier`. */
   readonly Barrier: typeof Barrier
+  /** The package's `Value`. */
   readonly Value: typeof Value
+  /** The package's `RawArray`. */
   readonly RawArray: typeof RawArray
+  /** The package's `SharedArray`. */
   readonly SharedArray: typeof SharedArray
+  /** The package's `SharedMemory`. */
   readonly SharedMemory: typeof SharedMemory
+  /** The package's `activeChildren()`. */
   readonly activeChildren: typeof activeChildren
+  /** The package's `currentProcess()`. */
   readonly currentProcess: typeof currentProcess
+  /** The package's `parentProcess()`. */
   readonly parentProcess: typeof parentProcess
+  /** The package's `cpuCount()`. */
   readonly cpuCount: typeof cpuCount
 }
 
