@@ -166,23 +166,8 @@ pub fn recv_fds(sock: RawFd, timeout_ms: i32) -> io::Result<Option<(u32, Vec<Own
     msg.msg_controllen = CMSG_SPACE;
     // SAFETY: `msg` points at live buffers of the sizes it states.
     let n = check(unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) } as libc::c_int)?;
-    let mut fds = Vec::new();
-    // SAFETY: the kernel filled `control` with `msg_controllen` bytes of well-formed headers;
-    // CMSG_FIRSTHDR/NXTHDR stay inside it, and each SCM_RIGHTS payload holds whole descriptors
-    // that are now ours.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let payload = (*cmsg).cmsg_len - libc::CMSG_LEN(0) as usize;
-                let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
-                for i in 0..payload / std::mem::size_of::<RawFd>() {
-                    fds.push(OwnedFd::from_raw_fd(data.add(i).read_unaligned()));
-                }
-            }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-        }
-    }
+    // SAFETY: `msg` was just filled by a successful recvmsg.
+    let fds = unsafe { received_rights(&msg) };
     if n == 0 {
         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the sending end is closed"));
     }
@@ -192,6 +177,31 @@ pub fn recv_fds(sock: RawFd, timeout_ms: i32) -> io::Result<Option<(u32, Vec<Own
         return Err(io::Error::new(io::ErrorKind::InvalidData, "a descriptor message arrived damaged or truncated"));
     }
     Ok(Some((tag, fds)))
+}
+
+/// The descriptors an `SCM_RIGHTS` message carried, now owned by the caller.
+///
+/// # Safety
+/// `msg` must have just been filled by a successful `recvmsg`: its control buffer then holds
+/// `msg_controllen` bytes of well-formed headers.
+pub(crate) unsafe fn received_rights(msg: &libc::msghdr) -> Vec<OwnedFd> {
+    let mut fds = Vec::new();
+    // SAFETY: (the caller's guarantee) CMSG_FIRSTHDR/NXTHDR stay inside the control buffer, and
+    // each SCM_RIGHTS payload holds whole descriptors that the kernel gave to this process.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let payload = (*cmsg).cmsg_len - libc::CMSG_LEN(0) as usize;
+                let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+                for i in 0..payload / std::mem::size_of::<RawFd>() {
+                    fds.push(OwnedFd::from_raw_fd(data.add(i).read_unaligned()));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(msg, cmsg);
+        }
+    }
+    fds
 }
 
 #[cfg(test)]

@@ -247,23 +247,8 @@ pub fn recv_message(sock: RawFd, buf: &mut [u8]) -> io::Result<(usize, Vec<Owned
             return Err(err);
         }
     };
-    let mut fds = Vec::new();
-    // SAFETY: the kernel filled `control` with `msg_controllen` bytes of well-formed headers;
-    // CMSG_FIRSTHDR/NXTHDR stay inside it, and each SCM_RIGHTS payload holds whole descriptors
-    // that are now ours.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let payload = (*cmsg).cmsg_len - libc::CMSG_LEN(0) as usize;
-                let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
-                for i in 0..payload / std::mem::size_of::<RawFd>() {
-                    fds.push(OwnedFd::from_raw_fd(data.add(i).read_unaligned()));
-                }
-            }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-        }
-    }
+    // SAFETY: `msg` was just filled by a successful recvmsg.
+    let fds = unsafe { super::fd::received_rights(&msg) };
     if msg.msg_flags & libc::MSG_CTRUNC != 0 {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "a message carried more descriptors than allowed"));
     }
