@@ -65,6 +65,9 @@ interface LocalPool {
   idle: NodeJS.Timeout | undefined
 }
 
+/** How long a draining host waits for its connections to close once no job runs. */
+const STUCK_AFTER_IDLE_MS = 10_000
+
 /** Runs a host until SIGTERM or SIGINT; resolves with the exit code. */
 export async function runWorkerHost(opts: WorkerHostOptions): Promise<number> {
   const host = new WorkerHost(opts)
@@ -150,15 +153,34 @@ class WorkerHost {
       this.#opts.log(`multiproc worker: still running ${this.#running.size} jobs (${[...this.#running.keys()].join(', ')})`)
     }, 10_000)
     report.unref()
-    try {
-      await this.#worker.close()
-    } catch (err) {
-      this.#warn(`closing the worker: ${(err as Error).message}`)
-    }
-    for (const p of this.#pools.values()) p.pool.close()
-    await Promise.all([...this.#pools.values()].map((p) => p.pool.join()))
-    await Promise.all([this.#replies.quit().catch(() => {}), this.#subscriber.quit().catch(() => {})])
+    const graceful = (async () => {
+      try {
+        await this.#worker.close()
+      } catch (err) {
+        this.#warn(`closing the worker: ${(err as Error).message}`)
+      }
+      for (const p of this.#pools.values()) p.pool.close()
+      await Promise.all([...this.#pools.values()].map((p) => p.pool.join()))
+      await Promise.all([this.#replies.quit().catch(() => {}), this.#subscriber.quit().catch(() => {})])
+    })()
+    // Once no job runs, nothing is left to lose: a close that still has not returned after
+    // STUCK_AFTER_IDLE_MS (a connection that does not answer) must not keep the host alive.
+    let idleSince: number | undefined
+    let watch: NodeJS.Timeout | undefined
+    const stuck = new Promise<'stuck'>((resolve) => {
+      watch = setInterval(() => {
+        if (this.#running.size > 0) idleSince = undefined
+        else if ((idleSince ??= Date.now()) + STUCK_AFTER_IDLE_MS <= Date.now()) resolve('stuck')
+      }, 500)
+      watch.unref()
+    })
+    const how = await Promise.race([graceful.then(() => 'done' as const), stuck])
+    clearInterval(watch)
     clearInterval(report)
+    if (how === 'stuck') {
+      this.#opts.log('multiproc worker: no job runs, but closing does not end: exiting anyway')
+      for (const p of this.#pools.values()) p.pool.terminate()
+    }
     this.#markStopped(0)
   }
 
