@@ -25,7 +25,7 @@ import {
   WIRE_VERSION,
   WireKeys,
 } from './bullmq-wire.js'
-import { RemoteError, TargetError, WorkerExitedError } from './errors.js'
+import { ProtocolError, RemoteError, TargetError, WorkerExitedError } from './errors.js'
 import { Pool } from './pool.js'
 import { type ErrorRecord, toRecord } from './remote-error.js'
 import { describedTarget, moduleHref, type Target, type TargetSpec } from './target.js'
@@ -208,7 +208,7 @@ class WorkerHost {
     const data = job.data as JobData
     const jobId = job.id as string
     if (data?.v !== WIRE_VERSION || typeof data.r !== 'string') {
-      throw new Error(`job ${jobId} is not a multiproc ${WIRE_VERSION} chunk`)
+      throw new ProtocolError(`job ${jobId} is not a multiproc ${WIRE_VERSION} chunk`)
     }
     if (this.#cancelled.delete(jobId)) return null
     const stop = new AbortController()

@@ -2,6 +2,8 @@
  * The showcase: count the primes below a bound on every core, with a live progress bar, and
  * report the speed-up over one process: `Pool.map` over ranges, progress from `onProgress`.
  */
+
+import { InvalidStateError } from './errors.js'
 import { Pool } from './pool.js'
 import { countPrimesIn } from './primes.js'
 import { cpuCount } from './process.js'
@@ -65,7 +67,7 @@ export async function demo(limit = 12_000_000): Promise<void> {
   console.log(`Counting the primes below ${limit.toLocaleString('en')} in ${ranges.length} ranges of ${chunk.toLocaleString('en')}.\n`)
   const one = await runHere(ranges)
   const all = await runOnPool(cores, ranges)
-  if (one.primes !== all.primes) throw new Error(`results differ: ${one.primes} vs ${all.primes}`)
+  if (one.primes !== all.primes) throw new InvalidStateError(`results differ: ${one.primes} vs ${all.primes}`)
   console.log(`\n${all.primes.toLocaleString('en')} primes.`)
   console.log(`1 process:  ${one.seconds.toFixed(2)} s`)
   console.log(`${cores} processes: ${all.seconds.toFixed(2)} s  → ${(one.seconds / all.seconds).toFixed(2)}× faster`)

@@ -6,6 +6,7 @@
  * or cyclic references, class instances, proxies, lone surrogates) is left to structured clone.
  */
 import { types } from 'node:util'
+import { SerializationError } from './errors.js'
 
 enum Tag {
   Undefined = 0,
@@ -207,7 +208,7 @@ let srcView: DataView<ArrayBufferLike> = new DataView(new ArrayBuffer(0))
 let at = 0
 
 function need(n: number): void {
-  if (at + n > src.length) throw new Error('truncated plain-data message')
+  if (at + n > src.length) throw new SerializationError('truncated plain-data message')
 }
 
 function readU32(): number {
@@ -226,7 +227,7 @@ function readStr(): string {
 }
 
 function read(depth: number): unknown {
-  if (depth > MAX_DEPTH) throw new Error('plain-data message nested too deep')
+  if (depth > MAX_DEPTH) throw new SerializationError('plain-data message nested too deep')
   need(1)
   const t = src[at++]
   switch (t) {
@@ -289,7 +290,7 @@ function read(depth: number): unknown {
       return o
     }
     default:
-      throw new Error(`unknown plain-data tag ${t}`)
+      throw new SerializationError(`unknown plain-data tag ${t}`)
   }
 }
 
@@ -300,7 +301,7 @@ export function decodePlain(bytes: Buffer): unknown {
   at = 0
   try {
     const v = read(0)
-    if (at !== bytes.length) throw new Error('trailing bytes after a plain-data message')
+    if (at !== bytes.length) throw new SerializationError('trailing bytes after a plain-data message')
     return v
   } finally {
     src = EMPTY

@@ -152,11 +152,11 @@ export function decode(kind: number, bytes: Buffer, serializer: Serializer | und
       case Kind.Handles:
         return unpackHandles(v8.deserialize(owned ? bytes : copyOf(bytes)))
       case Kind.Custom:
-        if (!serializer) throw new Error('the message was encoded by a custom serializer, and none is set here')
+        if (!serializer) throw new SerializationError('the message was encoded by a custom serializer, and none is set here')
         // Its own copy: user code may receive again (into the shared scratch buffer) meanwhile.
         return serializer.deserialize(owned ? bytes : copyOf(bytes))
       default:
-        throw new Error(`unknown message kind ${kind}`)
+        throw new SerializationError(`unknown message kind ${kind}`)
     }
   } catch (err) {
     throw new SerializationError(`cannot deserialize a message: ${(err as Error)?.message ?? err}`, { cause: err })
