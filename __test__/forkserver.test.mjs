@@ -314,9 +314,11 @@ test.serial('a killed server is replaced at the next start; a child it left runn
 test.serial('500 forked starts and joins leave the descriptor counts of the program and the server flat, and no zombie', async (t) => {
   const { seen } = await describeChild()
   const server = seen.osParent
+  const started = new Set()
   const run = async () => {
     const p = new Process({ target: target('exitBy'), args: ['return'], startMethod: 'forkserver', daemon: true })
     await p.start()
+    started.add(p.pid)
     await p.join()
     return p.exitCode
   }
@@ -329,7 +331,13 @@ test.serial('500 forked starts and joins leave the descriptor counts of the prog
   t.log(`descriptors before ${JSON.stringify(before)}, after ${JSON.stringify(after)}`)
   t.true(after.mine <= before.mine, 'the program holds no more descriptors than before')
   t.true(after.server <= before.server, 'the server holds no more descriptors than before')
-  t.deepEqual(childPids(server), [], 'the server reaped every child')
+  // What is left is the spare the server forked for the next request, never one it handed out.
+  const left = childPids(server)
+  t.true(left.length <= 1, `the server has one spare at most (${left})`)
+  t.false(
+    left.some((pid) => started.has(pid)),
+    'the server reaped every child',
+  )
 })
 
 test('a Pool on forkserver: results, recycled workers (maxTasksPerChild) forked by the server', async (t) => {

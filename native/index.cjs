@@ -890,6 +890,7 @@ module.exports.forkserverListen = nativeBinding.forkserverListen
 module.exports.forkserverReceive = nativeBinding.forkserverReceive
 module.exports.forkserverRequest = nativeBinding.forkserverRequest
 module.exports.forkserverServe = nativeBinding.forkserverServe
+module.exports.forkserverTakeRequest = nativeBinding.forkserverTakeRequest
 module.exports.installFastPaths = nativeBinding.installFastPaths
 module.exports.lockAcquireSync = nativeBinding.lockAcquireSync
 module.exports.lockArm = nativeBinding.lockArm

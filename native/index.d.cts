@@ -208,9 +208,16 @@ export declare function forkserverRequest(address: string, header: Uint8Array, f
 
 /**
  * Runs the fork server on `listener` until `lifeline` ends (then returns `null`). Returns in
- * every forked child too, with its request, once the child's event loop is its own.
+ * every spare child too, once its event loop is its own, with the descriptor its request
+ * comes on (see `forkserverTakeRequest`).
  */
-export declare function forkserverServe(listener: number, lifeline: number): ForkRequest | null
+export declare function forkserverServe(listener: number, lifeline: number): number | null
+
+/**
+ * In a spare child: blocks until the server hands over its request (`null`: the server is
+ * gone). Takes the descriptor `forkserverServe` returned.
+ */
+export declare function forkserverTakeRequest(conn: number): ForkRequest | null
 
 /** Adds the per-message calls (see `fast.rs`) to `target`, the binding's exports object. */
 export declare function installFastPaths(target: object): void

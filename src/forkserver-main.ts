@@ -1,13 +1,14 @@
 /**
  * The fork server process (see `forkserver.ts`): imports the package and the preload list,
- * then serves requests until the program that started it ends. `forkserverServe` returns in
- * every forked child, which then becomes the child it was asked for.
+ * rehearses a child's start (see `child/rehearsal.ts`), then serves requests until the program that started it ends. `forkserverServe` returns in
+ * every forked child, a spare: it warms up, waits for its request and becomes that child.
  */
 import { writeSync } from 'node:fs'
 
 import './index.js'
 import './pool-worker.js'
-import { becomeForkedChild } from './child/forked.js'
+import { becomeForkedChild, prepareSpare } from './child/forked.js'
+import { rehearseInServer } from './child/rehearsal.js'
 import { native } from './native.js'
 
 const [listener, lifeline, ...preload] = process.argv.slice(2)
@@ -23,8 +24,21 @@ async function warm(): Promise<void> {
   }
 }
 
-warm().then(() => {
-  const request = native.forkserverServe(Number(listener), Number(lifeline))
-  if (request === null) native.exitNow(0)
-  else becomeForkedChild(request)
-})
+async function main(): Promise<void> {
+  await warm()
+  try {
+    await rehearseInServer()
+  } catch (err) {
+    // Only slower children without it.
+    writeSync(2, `multiproc fork server: the rehearsal failed: ${(err as Error)?.stack ?? err}\n`)
+  }
+  const spare = native.forkserverServe(Number(listener), Number(lifeline))
+  // The server returns here when its program is gone; a spare, with the descriptor its request comes on.
+  if (spare === null) return native.exitNow(0)
+  await prepareSpare()
+  const request = native.forkserverTakeRequest(spare)
+  if (request === null) return native.exitNow(0)
+  becomeForkedChild(request)
+}
+
+main()

@@ -5,6 +5,7 @@
  */
 import { randomFillSync } from 'node:crypto'
 import { writeSync } from 'node:fs'
+import { access } from 'node:fs/promises'
 import { inspect } from 'node:util'
 
 import type { ForkHeader } from '../forkserver.js'
@@ -86,21 +87,29 @@ function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0
 }
 
-/** Turns this fresh fork into the child the request asked for, and runs it. */
-export function becomeForkedChild(request: { header: Buffer; fds: number[] }): void {
-  const header = JSON.parse(request.header.toString()) as ForkHeader
-  const [stdout, stderr, control, ...rest] = request.fds as [number, number, number, ...number[]]
-  // Both are native data properties that ignore a plain redefinition: delete them first.
-  delete (process as { pid?: number }).pid
-  delete (process as { ppid?: number }).ppid
+/**
+ * What a spare does before it has a request (while nobody waits for it): its own pid, the exit
+ * path, a generator of its own, and libuv's thread pool (started by one file operation: the
+ * module loader reads files through it, and starting its threads would fall on the request).
+ * More than that (a rehearsal of the child's start in the spare itself) was measured slower:
+ * it competes for the CPU with the child started just before.
+ */
+export async function prepareSpare(): Promise<void> {
   // Both are native data properties that ignore a plain redefinition: delete them first.
   delete (process as { pid?: number }).pid
   delete (process as { ppid?: number }).ppid
   Object.defineProperty(process, 'pid', { value: native.currentPid(), enumerable: true, configurable: true, writable: false })
-  // A spawned child's ppid is its requester; so is this one's (its OS parent is the server).
-  Object.defineProperty(process, 'ppid', { value: header.ppid, enumerable: true, configurable: true, writable: true })
   exitThroughExitNow()
   reseedMathRandom()
+  await access(CHILD_MAIN)
+}
+
+/** Turns a spare into the child the request asked for, and runs it. */
+export function becomeForkedChild(request: { header: Buffer; fds: number[] }): void {
+  const header = JSON.parse(request.header.toString()) as ForkHeader
+  const [stdout, stderr, control, ...rest] = request.fds as [number, number, number, ...number[]]
+  // A spawned child's ppid is its requester; so is this one's (its OS parent is the server).
+  Object.defineProperty(process, 'ppid', { value: header.ppid, enumerable: true, configurable: true, writable: true })
   native.forkedStdio(stdout, stderr)
   const fdMap = new Map<number, number>()
   for (const [i, theirs] of header.fds.entries()) fdMap.set(theirs, rest[i] as number)

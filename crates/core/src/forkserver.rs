@@ -3,9 +3,10 @@
 //!
 //! A requester connects to the server's abstract Unix address and sends one request: a length
 //! and an opaque header, with the descriptors the child needs attached (SCM_RIGHTS). The server
-//! forks; in the child [`serve`] returns the request, in the server it answers `Started` with
-//! the child's pid and a pidfd of it, watches the child, reaps it, and answers `Exited` with its
-//! status on the same connection. The server ends when its lifeline (a pipe whose write end only
+//! keeps one child forked ahead of need, a spare: in it [`serve`] returns, and the runtime above
+//! warms up, then blocks in [`take_request`]. The server hands the request to the spare, answers
+//! `Started` with its pid and a pidfd of it, forks the next spare, watches the child, reaps it,
+//! and answers `Exited` with its status on the same connection. The server ends when its lifeline (a pipe whose write end only
 //! the program that started it holds) reaches end-of-file.
 
 use std::io;
@@ -33,8 +34,8 @@ pub struct Request {
 
 /// How [`serve`] returned.
 pub enum Served {
-    /// This is a forked child, and this is what it was asked to be.
-    Child(Request),
+    /// This is a spare child: its request comes on this connection ([`take_request`]).
+    Spare(OwnedFd),
     /// The program that started the server is gone: the server should exit.
     LifelineEnded,
 }
@@ -162,26 +163,132 @@ impl Pending {
     }
 }
 
-/// Runs the server until its lifeline ends, forking a child per request. Returns in each child
-/// (with its request) and in the server once the lifeline has ended; every descriptor of the
-/// server's is closed in the child before it returns.
+/// A forked child that waits for a request (see [`take_request`]), and the connection its
+/// request is handed over on.
+struct Spare {
+    pid: i32,
+    pidfd: OwnedFd,
+    conn: OwnedFd,
+}
+
+/// A request being handed to a spare, a part at a time when its socket is full (the server
+/// never blocks on a spare). The descriptors go with the first part.
+struct Handoff {
+    conn: OwnedFd,
+    data: Vec<u8>,
+    sent: usize,
+    fds: Vec<OwnedFd>,
+}
+
+impl Handoff {
+    /// Sends what fits now; true once all of it went (or the spare died, which is reported as
+    /// its exit).
+    fn progress(&mut self) -> bool {
+        let raw: Vec<RawFd> = self.fds.iter().map(|f| f.as_raw_fd()).collect();
+        match sys::send_some(self.conn.as_raw_fd(), &self.data[self.sent..], &raw) {
+            Ok(0) => {}
+            Ok(n) => {
+                self.sent += n;
+                self.fds.clear();
+            }
+            Err(_) => self.sent = self.data.len(),
+        }
+        self.sent == self.data.len()
+    }
+}
+
+/// How forking a spare came out.
+enum Forked {
+    Server(Spare),
+    /// This is the spare: the connection its request will come on.
+    Spare(OwnedFd),
+}
+
+/// Forks a spare child. Forking in a `fork_all_mappings` failure would give a child without
+/// its heap, so that failure fails the fork.
+fn fork_spare() -> io::Result<Forked> {
+    let (ours, theirs) = crate::sys::fd::socket_pair()?;
+    sys::fork_all_mappings()?;
+    match sys::fork()? {
+        0 => {
+            drop(ours);
+            Ok(Forked::Spare(theirs))
+        }
+        pid => {
+            drop(theirs);
+            match process::pidfd_open(pid) {
+                Ok(pidfd) => Ok(Forked::Server(Spare { pid, pidfd, conn: ours })),
+                Err(e) => {
+                    // Without a pidfd nobody could watch it: end it now, and reap it so that no
+                    // zombie stays.
+                    let _ = process::kill(pid, libc::SIGKILL);
+                    let _ = wait_pid(pid);
+                    Err(e)
+                }
+            }
+        }
+    }
+}
+
+/// Runs the server until its lifeline ends. The server keeps one spare child forked ahead of
+/// need (its runtime warms up while nobody waits) and hands each request to the spare, then
+/// forks the next. Returns in each spare (with the connection its request comes on, see
+/// [`take_request`]) and in the server once the lifeline has ended; every descriptor of the
+/// server's is closed in the spare before it returns.
 pub fn serve(listener: OwnedFd, lifeline: OwnedFd) -> io::Result<Served> {
     let uid = sys::effective_uid();
     let mut pending: Vec<Pending> = Vec::new();
     let mut children: Vec<Watched> = Vec::new();
+    let mut handoffs: Vec<Handoff> = Vec::new();
+    let mut spare: Option<Spare> = None;
     loop {
-        let mut fds = Vec::with_capacity(2 + pending.len() + children.len());
+        if spare.is_none() {
+            match fork_spare() {
+                Ok(Forked::Spare(conn)) => {
+                    drop((listener, lifeline, pending, children, handoffs));
+                    return Ok(Served::Spare(conn));
+                }
+                Ok(Forked::Server(s)) => spare = Some(s),
+                // Out of processes or memory: answer the next request with the error.
+                Err(_) => {}
+            }
+        }
+        let mut fds = Vec::with_capacity(3 + pending.len() + children.len() + handoffs.len());
         fds.push(libc::pollfd { fd: lifeline.as_raw_fd(), events: libc::POLLIN, revents: 0 });
         fds.push(libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+        let spare_fd = spare.as_ref().map_or(-1, |s| s.pidfd.as_raw_fd());
+        fds.push(libc::pollfd { fd: spare_fd, events: libc::POLLIN, revents: 0 });
         fds.extend(pending.iter().map(|p| libc::pollfd { fd: p.conn.as_raw_fd(), events: libc::POLLIN, revents: 0 }));
         fds.extend(children.iter().map(|c| libc::pollfd { fd: c.pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 }));
-        let timeout = if pending.is_empty() { -1 } else { 1000 };
+        fds.extend(handoffs.iter().map(|h| libc::pollfd { fd: h.conn.as_raw_fd(), events: libc::POLLOUT, revents: 0 }));
+        // Without a spare (forking failed) or with a request half read, look again in a second.
+        let timeout = if pending.is_empty() && spare.is_some() { -1 } else { 1000 };
         sys::poll(&mut fds, timeout)?;
         if fds[0].revents != 0 {
+            // The program is gone: so is a spare that nobody asked for.
+            if let Some(s) = spare.take() {
+                let _ = process::pidfd_signal(&s.pidfd, libc::SIGKILL);
+                let _ = wait_pid(s.pid);
+            }
             return Ok(Served::LifelineEnded);
         }
+        if fds[2].revents != 0 {
+            // The spare died unasked (killed by somebody): reap it; the next turn forks another.
+            if let Some(s) = spare.take() {
+                let _ = wait_pid(s.pid);
+            }
+        }
         // Children first: an exit is reported before anything new is started.
-        let first_child = 2 + pending.len();
+        let first_child = 3 + pending.len();
+        let first_handoff = first_child + children.len();
+        for i in (0..handoffs.len()).rev() {
+            if fds[first_handoff + i].revents == 0 {
+                continue;
+            }
+            if handoffs[i].progress() {
+                handoffs.swap_remove(i);
+            }
+        }
         for i in (0..children.len()).rev() {
             if fds[first_child + i].revents == 0 {
                 continue;
@@ -197,7 +304,7 @@ pub fn serve(listener: OwnedFd, lifeline: OwnedFd) -> io::Result<Served> {
         }
         let mut ready = Vec::new();
         for i in (0..pending.len()).rev() {
-            let revents = fds[2 + i].revents;
+            let revents = fds[3 + i].revents;
             if revents != 0 {
                 match pending[i].read() {
                     Progress::More => {}
@@ -218,37 +325,57 @@ pub fn serve(listener: OwnedFd, lifeline: OwnedFd) -> io::Result<Served> {
                 }
             }
         }
-        for req in ready {
-            // Forking in a `fork_all_mappings` failure would give a child without its heap.
-            let forked = sys::fork_all_mappings().and_then(|()| sys::fork());
-            match forked {
-                Ok(0) => {
-                    drop(listener);
-                    drop(lifeline);
-                    drop(pending);
-                    drop(children);
-                    sys::ignore_interrupts(false);
-                    let Pending { conn, buf, fds, .. } = req;
-                    drop(conn);
-                    return Ok(Served::Child(Request { header: buf[4..].to_vec(), fds }));
-                }
-                Ok(pid) => {
-                    drop(req.fds);
-                    match process::pidfd_open(pid) {
-                        Ok(pidfd) => {
-                            answer(&req.conn, STARTED, pid, &[pidfd.as_raw_fd()]);
-                            children.push(Watched { pidfd, conn: req.conn });
-                        }
-                        Err(e) => {
-                            // Without a pidfd nobody could watch it: end it now.
-                            let _ = process::kill(pid, libc::SIGKILL);
-                            // The pid is our unreaped child: reap it so that no zombie stays.
-                            let _ = wait_pid(pid);
-                            answer(&req.conn, FAILED, e.raw_os_error().unwrap_or(libc::EIO), &[]);
-                        }
+        let mut ready = ready.into_iter();
+        while let Some(req) = ready.next() {
+            let s = match spare.take() {
+                Some(s) => s,
+                None => match fork_spare() {
+                    Ok(Forked::Server(s)) => s,
+                    Ok(Forked::Spare(conn)) => {
+                        drop((listener, lifeline, pending, children, handoffs, req, ready));
+                        return Ok(Served::Spare(conn));
                     }
-                }
-                Err(e) => answer(&req.conn, FAILED, e.raw_os_error().unwrap_or(libc::EIO), &[]),
+                    Err(e) => {
+                        answer(&req.conn, FAILED, e.raw_os_error().unwrap_or(libc::EIO), &[]);
+                        continue;
+                    }
+                },
+            };
+            let Pending { conn, buf, fds, .. } = req;
+            let mut handoff = Handoff { conn: s.conn, data: buf, sent: 0, fds };
+            if !handoff.progress() {
+                handoffs.push(handoff);
+            }
+            answer(&conn, STARTED, s.pid, &[s.pidfd.as_raw_fd()]);
+            children.push(Watched { pidfd: s.pidfd, conn });
+        }
+    }
+}
+
+/// In a spare: waits for the server to hand it its request. `None` when the server went away
+/// first (the spare should then exit). Interrupts are the default again once it has one.
+pub fn take_request(conn: OwnedFd) -> io::Result<Option<Request>> {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut fds = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let (n, more) = sys::recv_message(conn.as_raw_fd(), &mut chunk)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        fds.extend(more);
+        if buf.len() >= 4 {
+            let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+            if len > MAX_HEADER || buf.len() > 4 + len {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the fork server handed over a malformed request",
+                ));
+            }
+            if buf.len() == 4 + len {
+                sys::ignore_interrupts(false);
+                return Ok(Some(Request { header: buf.split_off(4), fds }));
             }
         }
     }
@@ -310,7 +437,10 @@ mod tests {
                 // The server, in a child of the test: forks one child that exits 7.
                 drop(life_w);
                 match serve(listener, life_r) {
-                    Ok(Served::Child(req)) => exit_now(if req.header == b"hi" && req.fds.len() == 1 { 7 } else { 1 }),
+                    Ok(Served::Spare(conn)) => match take_request(conn) {
+                        Ok(Some(req)) => exit_now(if req.header == b"hi" && req.fds.len() == 1 { 7 } else { 1 }),
+                        _ => exit_now(3),
+                    },
                     _ => exit_now(0),
                 }
             }

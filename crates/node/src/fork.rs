@@ -55,20 +55,31 @@ pub struct ForkRequest {
 }
 
 /// Runs the fork server on `listener` until `lifeline` ends (then returns `null`). Returns in
-/// every forked child too, with its request, once the child's event loop is its own.
+/// every spare child too, once its event loop is its own, with the descriptor its request
+/// comes on (see `forkserverTakeRequest`).
 #[napi]
-pub fn forkserver_serve(env: Env, listener: i32, lifeline: i32) -> Result<Option<ForkRequest>> {
+pub fn forkserver_serve(env: Env, listener: i32, lifeline: i32) -> Result<Option<i32>> {
     let listener = fd::adopt(listener).map_err(os_error)?;
     let lifeline = fd::adopt(lifeline).map_err(os_error)?;
     forkserver::prepare_server();
     match forkserver::serve(listener, lifeline).map_err(os_error)? {
         Served::LifelineEnded => Ok(None),
-        Served::Child(req) => {
+        Served::Spare(conn) => {
             reset_event_loop(&env)?;
-            let fds = req.fds.into_iter().map(|f| f.into_raw_fd()).collect();
-            Ok(Some(ForkRequest { header: req.header.into(), fds }))
+            Ok(Some(conn.into_raw_fd()))
         }
     }
+}
+
+/// In a spare child: blocks until the server hands over its request (`null`: the server is
+/// gone). Takes the descriptor `forkserverServe` returned.
+#[napi]
+pub fn forkserver_take_request(conn: i32) -> Result<Option<ForkRequest>> {
+    let conn = fd::adopt(conn).map_err(os_error)?;
+    Ok(forkserver::take_request(conn).map_err(os_error)?.map(|req| ForkRequest {
+        header: req.header.into(),
+        fds: req.fds.into_iter().map(|f| f.into_raw_fd()).collect(),
+    }))
 }
 
 /// Sends a request to the server at `address`; returns the connection its answers come on.
