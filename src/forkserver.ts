@@ -10,6 +10,8 @@
  * status on the same connection. The server ends when the program that started it does (its
  * lifeline pipe reaches end-of-file); a server found dead is replaced at the next start.
  */
+import { availableParallelism } from 'node:os'
+
 import { ProcessError } from './errors.js'
 import { inheritableExecArgv } from './exec-argv.js'
 import { native } from './native.js'
@@ -45,6 +47,8 @@ let server: ServerInfo | null = null
 let ownsServer = false
 /** The write end of the lifeline of the server we started: the server ends when it closes. */
 let lifelineWrite: number | undefined
+/** The read end of the started server's ready pipe while it boots (it hangs up once the server serves). */
+let bootingServer: number | undefined
 /** A pidfd of this process, sent with every daemon request. */
 let selfPidfd: number | undefined
 
@@ -61,13 +65,16 @@ function startServer(): ServerInfo {
   const execArgv = inheritableExecArgv()
   let listener: { fd: number; address: string }
   let lifeline: [number, number]
+  let ready: [number, number]
   try {
     listener = native.forkserverListen()
     lifeline = native.trackerPipe() as [number, number]
+    ready = native.trackerPipe() as [number, number]
   } catch (err) {
     throw new ProcessError(`cannot start the fork server: ${(err as Error).message}`, { cause: err })
   }
   const [lifeRead, lifeWrite] = lifeline
+  const [readyRead, readyWrite] = ready
   try {
     const env = Object.entries(process.env).flatMap(([k, v]) => (v === undefined || k.startsWith('MULTIPROC_') ? [] : [`${k}=${v}`]))
     const shell = native.NativeChild.spawn({
@@ -83,20 +90,26 @@ function startServer(): ServerInfo {
         SERVER_MAIN.pathname,
         String(listener.fd),
         String(lifeRead),
+        String(readyWrite),
         ...forkserverPreload(),
       ],
       env,
-      inherit: [2, listener.fd, lifeRead],
+      inherit: [2, listener.fd, lifeRead, readyWrite],
       daemon: false,
     })
     shell.waitSync(10_000)
   } catch (err) {
     native.closeFd(lifeWrite)
+    native.closeFd(readyRead)
     throw new ProcessError(`cannot start the fork server: ${(err as Error).message}`, { cause: err })
   } finally {
     native.closeFd(listener.fd)
     native.closeFd(lifeRead)
+    native.closeFd(readyWrite)
   }
+  if (bootingServer !== undefined) native.closeFd(bootingServer)
+  bootingServer = readyRead
+  bootSpawns = 0
   // Held for the rest of this process's life: the server ends when it closes.
   if (lifelineWrite !== undefined) native.closeFd(lifelineWrite)
   lifelineWrite = lifeWrite
@@ -110,6 +123,29 @@ export function serverFor(execArgv: readonly string[]): ServerInfo | null {
   const s = current() ?? startServer()
   const same = s.execArgv.length === execArgv.length && s.execArgv.every((a, i) => a === execArgv[i])
   return same ? s : null
+}
+
+/** Spawned while the server booted, and how many may be: one CPU is left to the server's boot. */
+let bootSpawns = 0
+const MAX_BOOT_SPAWNS = Math.max(1, availableParallelism() - 1)
+
+/**
+ * @internal Whether a pool worker should be spawned rather than wait for the server this
+ * process started, which is still booting (a Node start, its imports and its rehearsal: about
+ * 150 ms here). A pool made meanwhile spawns workers at once, as many as there are CPUs beside
+ * the one the server boots on, so that its first result comes no later than with `spawn`; the
+ * others, and every later start, are forked.
+ */
+export function spawnWhileBooting(): boolean {
+  if (bootingServer === undefined) return false
+  if (native.peerHungUp(bootingServer)) {
+    native.closeFd(bootingServer)
+    bootingServer = undefined
+    return false
+  }
+  if (bootSpawns >= MAX_BOOT_SPAWNS) return false
+  bootSpawns += 1
+  return true
 }
 
 /** @internal What a child must be told so that its own children use the same method and server. */

@@ -11,7 +11,7 @@ import { inheritableExecArgv, withHeapLimit } from './exec-argv.js'
 import { FdCarrier, holdsHandles, packHandles } from './handles.js'
 import type { Backend, ChunkMessage, ExitStatus, LinkEvents, LinkStart, WorkerLink } from './pool-link.js'
 import { Reply, type ReplyMessage, type TaskMessage, type WorkerSetup } from './pool-worker.js'
-import { Process, whenExited } from './process.js'
+import { Process, spawnWhileServerBoots, whenExited } from './process.js'
 import { Queue } from './queue.js'
 import { fromRecord } from './remote-error.js'
 
@@ -85,6 +85,8 @@ class LocalLink implements WorkerLink {
       env: env ? { ...env } : undefined,
       ...(start.startMethod ? { startMethod: start.startMethod } : {}),
     })
+    // A pool's first result must not wait for a fork server's boot: workers started meanwhile are spawned.
+    spawnWhileServerBoots(proc)
     this.#proc = proc
     const started = proc.start()
     started.finally(() => this.#carrier.releaseTheirs()).catch(() => {})

@@ -19,7 +19,7 @@ import {
   typeError,
 } from './errors.js'
 import { checkExecArgv, inheritableExecArgv } from './exec-argv.js'
-import { type ForkHeader, forkChild, serverFor, startEnv } from './forkserver.js'
+import { type ForkHeader, forkChild, serverFor, spawnWhileBooting, startEnv } from './forkserver.js'
 import { packHandles } from './handles.js'
 import { native } from './native.js'
 import { trackerInheritance } from './resource-tracker.js'
@@ -92,6 +92,15 @@ export interface Boot {
   target: ReturnType<typeof describeTarget>
   args: unknown
   fds: number[]
+}
+
+/** Processes that are spawned rather than kept waiting while the fork server boots (pool workers). */
+const spawnedWhileServerBoots = new WeakSet<Process>()
+
+/** @internal Marks `p` to be spawned if its fork server is still booting when it starts. */
+export function spawnWhileServerBoots(p: Process): Process {
+  spawnedWhileServerBoots.add(p)
+  return p
 }
 
 const SIGNALS: Record<string, number> = { SIGTERM: 15, SIGKILL: 9 }
@@ -326,7 +335,8 @@ export class Process<A extends unknown[] = any[]> {
     }
     const method = this.#startMethod ?? getStartMethod()
     const execArgv = o.execArgv ?? inheritableExecArgv()
-    const server = method === 'forkserver' ? serverFor(execArgv) : null
+    let server = method === 'forkserver' ? serverFor(execArgv) : null
+    if (server && spawnedWhileServerBoots.has(this) && spawnWhileBooting()) server = null
     let pair: [number, number]
     try {
       pair = native.socketPair() as [number, number]
