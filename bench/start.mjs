@@ -99,6 +99,22 @@ const CASES = {
     await pool.join()
     return { tasksPerSec: n / s, n }
   },
+  /** The CPU-bound job of bench:pool (primes below 8,000,000 in ranges of 50,000) on 2 workers. */
+  async cpu(method) {
+    const { Pool, setStartMethod } = await import('../dist/index.js')
+    const { primes } = await import(TASKS)
+    setStartMethod(method)
+    const work = []
+    for (let from = 0; from < 8_000_000; from += 50_000) work.push([from, from + 50_000])
+    const pool = new Pool({ processes: 2, modules: [TASKS] })
+    await pool.map(primes, work.slice(0, 4), { chunksize: 1 }) // warm-up
+    const t0 = performance.now()
+    const counts = await pool.map(primes, work, { chunksize: 1 })
+    const seconds = (performance.now() - t0) / 1000
+    pool.close()
+    await pool.join()
+    return { seconds, primes: counts.reduce((a, b) => a + b, 0) }
+  },
   /** The first map of 200,000 tiny tasks in a fresh pool, after one warm-up map of 20,000. */
   async firstMap(method) {
     const { Pool, setStartMethod } = await import('../dist/index.js')
@@ -132,7 +148,7 @@ if (parentProcess()) {
     python ? runIsolated('python3', [PY, name, method, JSON.stringify(config)], 180_000) : { ok: false, error: 'python3 not found' }
   const rows = []
   const results = {}
-  const show = (r, f) => (r.ok ? f(r) : `failed: ${r.error}`)
+  const show = (r, f) => (r.skipped ? '—' : r.ok ? f(r) : `failed: ${r.error}`)
   for (const [label, name, config, f] of [
     ['Process start → first message, p50 / p90 (ms)', 'first', { n: 20 }, (r) => `${fmt(r.p50)} / ${fmt(r.p90)}`],
     ['Idle child RSS / PSS (MiB)', 'memory', {}, (r) => `${fmt(r.rssMiB)} / ${fmt(r.pssMiB)}`],
@@ -140,6 +156,7 @@ if (parentProcess()) {
     ['Pool(2) start → first result, cold (ms)', 'pool', { warm: false }, (r) => fmt(r.ms)],
     ['maxTasksPerChild: 1, tasks/s', 'recycle', { n: 60 }, (r) => fmt(r.tasksPerSec)],
     ['First map of 200,000 tiny tasks, tasks/s', 'firstMap', {}, (r) => fmt(r.tasksPerSec)],
+    ['CPU-bound job (primes below 8,000,000), 2 workers (s)', 'cpu', {}, (r) => fmt(r.seconds)],
   ]) {
     process.stderr.write(`${label}\n`)
     const cells = {}
@@ -148,6 +165,11 @@ if (parentProcess()) {
       cells[`multiproc ${method}`] = await run(name, method, cfg)
     }
     for (const method of ['fork', 'forkserver', 'spawn']) {
+      // The CPU-bound row compares multiproc's two methods with each other (bench:pool has CPython's).
+      if (name === 'cpu') {
+        cells[`CPython ${method}`] = { ok: true, skipped: true }
+        continue
+      }
       const cfg = name === 'recycle' ? { n: method === 'spawn' ? 60 : 200 } : config
       cells[`CPython ${method}`] = await py(name, method, cfg)
     }

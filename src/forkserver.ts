@@ -118,8 +118,28 @@ function startServer(): ServerInfo {
   return server
 }
 
-/** @internal The server a child with these Node flags is forked by, or null when it must be spawned. */
+/** Whether this kernel gives pidfds (Linux 5.3+, not refused by a seccomp profile): the server watches and reaps its children through them, and daemon children watch their requester. */
+let pidfds: boolean | undefined
+
+function pidfdsWork(): boolean {
+  if (pidfds === undefined) {
+    try {
+      selfPidfd ??= native.ownPidfd()
+      pidfds = true
+    } catch {
+      pidfds = false
+    }
+  }
+  return pidfds
+}
+
+/**
+ * @internal The server a child with these Node flags is forked by, or null when it must be
+ * spawned: its flags differ from the server's, or this system gives no pidfds (then every
+ * child is spawned, as `spawn` would).
+ */
 export function serverFor(execArgv: readonly string[]): ServerInfo | null {
+  if (!pidfdsWork()) return null
   const s = current() ?? startServer()
   const same = s.execArgv.length === execArgv.length && s.execArgv.every((a, i) => a === execArgv[i])
   return same ? s : null
