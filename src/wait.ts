@@ -54,9 +54,15 @@ let doorbell: net.Socket | undefined
 const armed = new Map<number, () => void>()
 let nextKey = 1
 
+let doorbellFd = -1
+
 function ensureDoorbell(): void {
-  if (doorbell) return
-  doorbell = new net.Socket({ fd: native.wakerDoorbell(), readable: true, writable: false })
+  // A child forked off a process that had a waker (a fork server's) gets a waker of its own, with
+  // another doorbell: the inherited socket would watch the old one.
+  const fd = native.wakerDoorbell()
+  if (doorbell && fd === doorbellFd) return
+  doorbellFd = fd
+  doorbell = new net.Socket({ fd, readable: true, writable: false })
   doorbell.on('data', () => {
     for (const key of native.wakerTakeFired()) {
       const wake = armed.get(key)

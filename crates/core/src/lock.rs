@@ -14,7 +14,9 @@
 //! A waiter sleeps in bounded slices and, between them, checks that the owner still lives; if
 //! not, it takes the lock over and says so ([`Acquired::OwnerDied`], like `EOWNERDEAD`).
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::thread::LocalKey;
 use std::time::{Duration, Instant};
 
 use crate::sys::{futex, process};
@@ -50,14 +52,27 @@ impl Owner {
 
     /// The calling process: locks of the JavaScript API are owned by processes.
     pub fn process() -> Owner {
-        static SELF: std::sync::OnceLock<Owner> = std::sync::OnceLock::new();
-        *SELF.get_or_init(|| Owner::of(process::current_pid()))
+        thread_local! { static SELF: Cell<Option<(u64, Owner)>> = const { Cell::new(None) }; }
+        Owner::cached(&SELF, process::current_pid)
     }
 
     /// The calling thread: ring locks, and the in-process twins' tests.
     pub fn thread() -> Owner {
-        thread_local! { static SELF: Owner = Owner::of(process::current_tid()); }
-        SELF.with(|o| *o)
+        thread_local! { static SELF: Cell<Option<(u64, Owner)>> = const { Cell::new(None) }; }
+        Owner::cached(&SELF, process::current_tid)
+    }
+
+    /// Computed once per fork generation: a child forked off this process is someone else.
+    fn cached(cell: &'static LocalKey<Cell<Option<(u64, Owner)>>>, id: fn() -> i32) -> Owner {
+        let generation = process::fork_generation();
+        cell.with(|c| match c.get() {
+            Some((g, owner)) if g == generation => owner,
+            _ => {
+                let owner = Owner::of(id());
+                c.set(Some((generation, owner)));
+                owner
+            }
+        })
     }
 }
 

@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::segment::Segment;
-use crate::sys::{fd, futex};
+use crate::sys::{fd, futex, process};
 
 /// The most words one `futex_waitv` takes, one of which is our control word.
 const MAX_WORDS: usize = 128;
@@ -38,29 +38,36 @@ pub struct Waker {
     doorbell_write: OwnedFd,
 }
 
-static WAKER: OnceLock<io::Result<Arc<Waker>>> = OnceLock::new();
+/// The waker of this fork generation (see [`process::fork_generation`]).
+static WAKER: Mutex<Option<(u64, Arc<Waker>)>> = Mutex::new(None);
 
 impl Waker {
-    /// The process-wide waker, started on first use.
+    /// The process-wide waker, started on first use. A child forked off a process that had one
+    /// (a fork server's) starts its own: the thread did not come through the fork.
     pub fn get() -> io::Result<Arc<Waker>> {
-        match WAKER.get_or_init(|| {
-            let (r, w) = fd::doorbell_pipe()?;
-            let waker = Arc::new(Waker {
-                state: Mutex::default(),
-                control: AtomicU32::new(0),
-                doorbell_read: r,
-                doorbell_write: w,
-            });
-            let runner = waker.clone();
-            std::thread::Builder::new()
-                .name("multiproc-waker".into())
-                .stack_size(64 * 1024)
-                .spawn(move || runner.run())?;
-            Ok(waker)
-        }) {
-            Ok(w) => Ok(w.clone()),
-            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+        let generation = process::fork_generation();
+        let mut current = WAKER.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((g, waker)) = current.as_ref() {
+            if *g == generation {
+                return Ok(waker.clone());
+            }
         }
+        let (r, w) = fd::doorbell_pipe()?;
+        let waker = Arc::new(Waker {
+            state: Mutex::default(),
+            control: AtomicU32::new(0),
+            doorbell_read: r,
+            doorbell_write: w,
+        });
+        let runner = waker.clone();
+        std::thread::Builder::new().name("multiproc-waker".into()).stack_size(64 * 1024).spawn(move || runner.run())?;
+        // The forked-off waker is left as it is: its doorbell may still be watched by the event
+        // loop (closing it under a watcher would be worse than one idle descriptor), and its
+        // state lock may have been held by its thread at the fork.
+        if let Some(old) = current.replace((generation, waker.clone())) {
+            std::mem::forget(old);
+        }
+        Ok(waker)
     }
 
     /// The read end of the doorbell: readable when some armed word has fired.

@@ -107,6 +107,25 @@ pub fn kill(pid: i32, signal: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// Forks this process has come out of as the child, counted by a `pthread_atfork` handler.
+static FORKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+extern "C" fn count_fork_in_child() {
+    FORKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Changes in a child forked off this process (a fork server's): what is cached about "this
+/// process" or "this thread" (its id and start time, the waker thread) is valid only for the
+/// generation that computed it. The first call installs the counting handler.
+pub fn fork_generation() -> u64 {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        // SAFETY: registers a handler that only increments an atomic, safe in a forked child.
+        unsafe { libc::pthread_atfork(None, None, Some(count_fork_in_child)) };
+    });
+    FORKS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 pub fn current_pid() -> i32 {
     // SAFETY: getpid cannot fail.
     unsafe { libc::getpid() }
