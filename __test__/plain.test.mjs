@@ -191,3 +191,57 @@ test('arrays of numbers (packed as int32 or float64) round-trip exactly, through
   const withNegZero = q.putSync(Array.from({ length: 10 }, () => -0)) ?? q.getSync({ timeout: 5000 })
   t.true(withNegZero.every((x) => Object.is(x, -0)))
 })
+
+test('long arrays of numbers round-trip exactly at every alignment, and near the plain size limit', async (t) => {
+  const q = new Queue({ capacityBytes: 4 << 20 })
+  const ints = Array.from({ length: 30_000 }, (_, i) => (i % 2 ? -(2 ** 31) + i : 2 ** 31 - 1 - i))
+  const doubles = Array.from({ length: 30_000 }, (_, i) => NUMBERS[i % NUMBERS.length] * (i % 3 ? 1 : -1))
+  const same = (a, b) => Array.isArray(b) && a.length === b.length && a.every((v, i) => Object.is(v, b[i]))
+  // A prefix of 0–8 bytes puts the packed numbers at every offset modulo 8 within the message.
+  for (let shift = 0; shift <= 8; shift++) {
+    for (const v of [ints, doubles]) {
+      q.putSync(['x'.repeat(shift), v])
+      const [prefix, got] = q.getSync({ timeout: 5000 })
+      t.is(prefix.length, shift)
+      t.true(same(v, got), `shift ${shift}, ${v === ints ? 'int32' : 'float64'}`)
+    }
+  }
+  // 131,072 float64 numbers fill the plain encoding's 1 MiB; more go by structured clone, as exactly.
+  for (const n of [131_000, 140_000, 300_000]) {
+    const v = Array.from({ length: n }, (_, i) => (i % 5 === 0 ? -0 : i / 3))
+    await q.put(v)
+    t.true(same(v, await q.get({ timeout: 5000 })), `${n} numbers`)
+  }
+})
+
+test('arrays that only look packed fall back exactly: a late string, object, hole, -0 among int32, a subclass', (t) => {
+  const q = new Queue()
+  class Numbers extends Array {}
+  const base = () => Array.from({ length: 5000 }, (_, i) => i)
+  const cases = [
+    Object.assign(base(), { 4999: 'last' }),
+    Object.assign(base(), { 2500: { n: 1 } }),
+    Object.assign(base(), { 4000: undefined }),
+    Object.assign(base(), { 3000: -0 }),
+    Object.assign(base(), { 10: 2 ** 31 }),
+    (() => {
+      const a = base()
+      delete a[4998]
+      return a
+    })(),
+    (() => {
+      const a = base()
+      a.length = 5005
+      return a
+    })(),
+    Numbers.from(base()),
+  ]
+  for (const v of cases) {
+    q.putSync(v)
+    const got = q.getSync({ timeout: 5000 })
+    const expected = v8.deserialize(v8.serialize(v))
+    t.true(same(got, expected), JSON.stringify(v.slice(0, 3)))
+    t.is(Object.keys(got).length, Object.keys(expected).length)
+    t.true(got.every((x, i) => typeof x === 'object' || Object.is(x, expected[i])))
+  }
+})

@@ -1021,6 +1021,65 @@ test('values of many kinds travel both ways (structured-clone-like)', async (t) 
   )
 })
 
+test('large maps of numbers come back exact both ways: -0, NaN, ±Infinity, int32 limits, mixed and holey inputs', async (t) => {
+  const pool = shared()
+  const specials = [0, -0, Number.NaN, Infinity, -Infinity, 2 ** 31 - 1, -(2 ** 31), 2 ** 31, 2 ** 53 + 2, Number.MIN_VALUE, -1.5]
+  // Default chunks of 2,500 items: each chunk and its results go packed (int32 or float64).
+  const xs = Array.from({ length: 20_000 }, (_, i) => (i % 97 === 0 ? specials[(i / 97) % specials.length] : i - 10_000))
+  const same = (a, b) => a.length === b.length && a.every((v, i) => Object.is(v, b[i]))
+  t.true(
+    same(
+      await within(
+        W,
+        pool.map((x) => x, xs),
+        'identity map',
+      ),
+      xs,
+    ),
+  )
+  t.true(
+    same(
+      await within(
+        W,
+        pool.map((x) => x * 0.5, xs),
+        'halving map',
+      ),
+      xs.map((x) => x * 0.5),
+    ),
+  )
+  // Results that are not all numbers (a string in each chunk, undefined, objects) fall back exactly.
+  const mixed = await within(
+    W,
+    pool.map((x) => (x % 1000 === 0 ? `s${x}` : x % 777 === 0 ? undefined : x % 555 === 0 ? { x } : -x), xs),
+    'mixed results',
+  )
+  t.deepEqual(
+    mixed,
+    xs.map((x) => (x % 1000 === 0 ? `s${x}` : x % 777 === 0 ? undefined : x % 555 === 0 ? { x } : -x)),
+  )
+  t.is(mixed[1], 9999)
+  // An input with holes: each hole is an undefined item, as in Python's list of the iterable.
+  const holey = Array.from({ length: 5000 }, (_, i) => i)
+  delete holey[1234]
+  const back = await within(
+    W,
+    pool.map((x) => (x === undefined ? 'hole' : x + 1), holey),
+    'holey input',
+  )
+  t.is(back[1234], 'hole')
+  t.is(back[4999], 5000)
+  // Strings with surrogate pairs and lone surrogates, in long arrays both ways.
+  const strings = Array.from({ length: 3000 }, (_, i) => ['a', '😀', '\ud800', 'x\udc00y', 'é'.repeat(i % 5)][i % 5] + i)
+  t.deepEqual(
+    await within(
+      W,
+      pool.map((s) => s, strings),
+      'strings',
+    ),
+    strings,
+  )
+})
+
 test('large arguments and results (9 MB, larger than the queues) go through', async (t) => {
   const pool = shared()
   const big = Buffer.alloc(9 << 20, 7)

@@ -5,7 +5,7 @@
  * later. The scheduler reaches workers through nothing else, so every backend runs the same pool.
  */
 import type { SerializationError } from './errors.js'
-import type { WorkerSetup } from './pool-worker.js'
+import type { WorkerSetup } from './pool-messages.js'
 import type { Process } from './process.js'
 import type { ErrorRecord } from './remote-error.js'
 import type { Serializer } from './serialize.js'

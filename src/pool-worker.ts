@@ -2,65 +2,20 @@
  * The loop a pool worker runs: take a chunk of tasks from its own inbox, run them in order,
  * send one message with the chunk's results (or the error that stopped it) to the pool's shared
  * result queue. It exits after `maxTasks` chunks (Python's `maxtasksperchild`) or when the pool
- * closes its inbox.
+ * closes its inbox. Only workers (and the fork server, which forks them) import this module: it
+ * warms the map path as it loads.
  */
 import { EOFError, ProtocolError, SerializationError, TargetError } from './errors.js'
 import { holdsHandles, receiveFds, UnknownHandle, unpackHandles } from './handles.js'
 import { native } from './native.js'
 import { trustArray } from './plain.js'
+import { Reply, type ReplyMessage, type TaskMessage, type WorkerSetup } from './pool-messages.js'
+import { warmMapPath } from './pool-warmup.js'
 import { whileBootstrapping } from './process.js'
 import type { Queue } from './queue.js'
-import { type ErrorRecord, toRecord } from './remote-error.js'
+import { toRecord } from './remote-error.js'
 import type { Serializer } from './serialize.js'
 import { resolveTarget, type TargetFunction, type TargetSpec } from './target.js'
-
-/**
- * parent → worker: `[chunkId, targetId, items, star, spec, handles]`. `spec` comes the first time
- * a target is used; `handles` is null unless the items hold handles, else the parent's numbers of
- * the descriptors sent for them over the carrier socket just before (empty: all sent earlier).
- */
-export type TaskMessage = [
-  chunkId: number,
-  targetId: number,
-  items: unknown[],
-  star: boolean,
-  spec: TargetSpec | null,
-  handles: number[] | null,
-]
-
-/** worker → parent, tagged by the first element. */
-export enum Reply {
-  Ready = 0,
-  Done = 1,
-  Failed = 2,
-  InitFailed = 3,
-  /** The worker lacks the chunk's target or a handle (the message that brought it was taken back): send it again. */
-  Unknown = 5,
-  /** Put by the pool itself after it saw the worker exit: everything the worker sent is before it. */
-  Exited = 4,
-  /** A task message taken whole that the worker cannot decode: it answers the oldest chunk it holds. */
-  Undecodable = 6,
-}
-export type ReplyMessage =
-  | [Reply.Ready, worker: number, pid: number]
-  | [Reply.Done, worker: number, chunkId: number, values: unknown[]]
-  | [Reply.Failed, worker: number, chunkId: number, error: ErrorRecord, wrapped: boolean]
-  | [Reply.InitFailed, worker: number, error: ErrorRecord]
-  | [Reply.Exited, worker: number]
-  | [Reply.Unknown, worker: number, chunkId: number]
-  | [Reply.Undecodable, worker: number, error: ErrorRecord]
-
-export interface WorkerSetup {
-  index: number
-  initializer: TargetSpec | null
-  initargs: unknown[]
-  /** Chunks to run before exiting; 0: no limit. */
-  maxTasks: number
-  /** Where the pool's serializer is exported, if it has one. */
-  serializer: { module: string; name: string } | null
-  /** The worker's end of the descriptor socket (an `FdCarrier` in the parent). */
-  carrier: unknown
-}
 
 /** How long a worker waits for descriptors that the parent sent before the task itself. */
 const FDS_TIMEOUT_MS = 5_000
@@ -113,6 +68,18 @@ async function runChunk(fn: TargetFunction, items: unknown[], star: boolean): Pr
     out[i] = await settled(out[i] as PromiseLike<unknown>)
   return out
 }
+
+/** The task the worker's loop is warmed with. */
+function warmTask(x: unknown): unknown {
+  return (x as number) * (x as number)
+}
+
+// At load, before the worker says it is ready (in the fork server: once, before any fork).
+warmMapPath((items) => {
+  const out = trustArray(new Array<unknown>(items.length))
+  runUntilPromise(warmTask, items, false, out, 0)
+  return out
+})
 
 /** Pool workers leave SIGINT to their parent. */
 function ignoreInterrupt(): void {}

@@ -11,9 +11,10 @@ import { checkExecArgv, setsHeapLimit } from './exec-argv.js'
 import type { Call, CallRequest, Chunk, Input, Sink } from './pool-call.js'
 import type { Backend, WorkerProcessOptions } from './pool-link.js'
 import { localProcesses } from './pool-local-link.js'
+import type { WorkerSetup } from './pool-messages.js'
 import { AsyncResult, IMapIterator, IMapResults, type IMapSource, type ResultCallbacks } from './pool-result.js'
 import { NO_LIMIT_MS, PoolScheduler } from './pool-scheduler.js'
-import type { WorkerSetup } from './pool-worker.js'
+import { warmMapPathSoon } from './pool-warmup.js'
 import { checkNotBootstrapping, cpuCount, type Process } from './process.js'
 import type { Serializer } from './serialize.js'
 import { checkStartMethod, type StartMethod } from './start-method.js'
@@ -269,6 +270,8 @@ export class Pool extends EventEmitter {
       this.terminate()
       throw err
     }
+    // While the workers start, this process has time to warm its side of the map path.
+    warmMapPathSoon()
   }
 
   /** The live worker processes (none when the workers are not processes of this machine). */

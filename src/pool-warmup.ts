@@ -1,0 +1,65 @@
+/**
+ * V8 runs a loop in its interpreter until the loop has run a while, and only then compiles it
+ * (in the background, taking over the running loop once done). A fresh pool's per-item loops —
+ * looking for handles in a chunk, checking, packing and unpacking its numbers, calling the task
+ * once per item — would otherwise run interpreted through most of the first large map, at a
+ * fraction of their later speed. Warming runs them over synthetic chunks of numbers, once per
+ * process, so that V8 has compiled them before real work arrives: in the parent while its
+ * workers start, in a worker before it says it is ready (in the fork server, before it forks
+ * any worker, so that forked workers start warm).
+ */
+import { holdsHandles } from './handles.js'
+import { decodePlain, encodePlain, trustArray } from './plain.js'
+
+/** Items per synthetic chunk, and chunks of each kind: enough for V8 to choose to compile each loop. */
+const WARM_ITEMS = 2048
+const WARM_ROUNDS = 4
+
+let warmed = false
+
+/** The synthetic chunks: int32 numbers (results int32 too) and float64 ones. */
+function warmSources(): number[][] {
+  const ints = Array.from({ length: WARM_ITEMS }, (_, i) => i)
+  return [ints, ints.map((i) => i * 0.5)]
+}
+
+/** One chunk's trip: the parent's checks and encoding, the worker's decoding, tasks and reply, the parent's decoding. */
+function warmChunk(source: number[], round: number, runTasks: ((items: unknown[]) => unknown[]) | undefined): void {
+  const items = trustArray(source.slice())
+  if (holdsHandles(items)) return
+  const bytes = encodePlain([round, 0, items, false, null, null], true)
+  if (!bytes) return
+  const sent = decodePlain(bytes) as [number, number, unknown[]]
+  const values = trustArray(runTasks ? runTasks(sent[2]) : sent[2].slice())
+  if (holdsHandles(values)) return
+  const reply = encodePlain([1, 0, round, values], true)
+  if (reply) decodePlain(reply)
+}
+
+/**
+ * Warms the map path now, once per process: in a worker, with `runTasks` its task loop (running
+ * a synthetic task).
+ */
+export function warmMapPath(runTasks: (items: unknown[]) => unknown[]): void {
+  if (warmed) return
+  warmed = true
+  const sources = warmSources()
+  for (let round = 0; round < WARM_ROUNDS; round++) for (const source of sources) warmChunk(source, round, runTasks)
+}
+
+/**
+ * Warms the parent's side of the map path, once per process, a synthetic chunk per turn of the
+ * event loop (about a millisecond each): what arrives meanwhile, a worker's first reply say,
+ * waits for one chunk at most. Holds nothing open.
+ */
+export function warmMapPathSoon(): void {
+  if (warmed) return
+  warmed = true
+  const sources = warmSources()
+  let step = 0
+  const next = (): void => {
+    warmChunk(sources[step % sources.length] as number[], Math.floor(step / sources.length), undefined)
+    if (++step < WARM_ROUNDS * sources.length) setImmediate(next).unref()
+  }
+  setImmediate(next).unref()
+}
