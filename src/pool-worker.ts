@@ -69,15 +69,18 @@ async function runChunk(fn: TargetFunction, items: unknown[], star: boolean): Pr
   return out
 }
 
-/** The task the worker's loop is warmed with. */
-function warmTask(x: unknown): unknown {
-  return (x as number) * (x as number)
-}
+/**
+ * The tasks the worker's loop is warmed with: five different functions, so that V8 compiles the
+ * loop's call as one to any function. Compiled after one task only, it would call that one
+ * directly, and drop its compiled code at the first item of the real task.
+ */
+const WARM_TASKS: ((x: number) => number)[] = [(x) => x * x, (x) => x + 1, (x) => x * 0.5, (x) => -x, (x) => x - 1]
 
 // At load, before the worker says it is ready (in the fork server: once, before any fork).
+let warmRound = 0
 warmMapPath((items) => {
   const out = trustArray(new Array<unknown>(items.length))
-  runUntilPromise(warmTask, items, false, out, 0)
+  runUntilPromise(WARM_TASKS[warmRound++ % WARM_TASKS.length] as TargetFunction, items, false, out, 0)
   return out
 })
 
