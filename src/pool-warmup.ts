@@ -14,6 +14,12 @@ import { decodePlain, encodePlain, trustArray } from './plain.js'
 /** Items per synthetic chunk, and chunks of each kind: enough for V8 to choose to compile each loop. */
 const WARM_ITEMS = 2048
 const WARM_ROUNDS = 4
+/**
+ * Numbers in one last message each way, once the loops are compiled: more than compiled code
+ * makes an array of in place (about 16,000), so that the slower path is learnt here and not at
+ * the first large chunk (which would drop the compiled code), and the encoder's buffers grow here.
+ */
+const WARM_LONG_ITEMS = 20_000
 
 let warmed = false
 
@@ -36,6 +42,15 @@ function warmChunk(source: number[], round: number, runTasks: ((items: unknown[]
   if (reply) decodePlain(reply)
 }
 
+/** A long array of int32 and one of float64 numbers, each encoded and decoded. */
+function warmLong(): void {
+  const ints = trustArray(Array.from({ length: WARM_LONG_ITEMS }, (_, i) => i))
+  for (const v of [ints, trustArray(ints.map((i) => i * 0.5))]) {
+    const bytes = encodePlain(v, true)
+    if (bytes) decodePlain(bytes)
+  }
+}
+
 /**
  * Warms the map path now, once per process: in a worker, with `runTasks` its task loop (running
  * a synthetic task).
@@ -45,6 +60,7 @@ export function warmMapPath(runTasks: (items: unknown[]) => unknown[]): void {
   warmed = true
   const sources = warmSources()
   for (let round = 0; round < WARM_ROUNDS; round++) for (const source of sources) warmChunk(source, round, runTasks)
+  warmLong()
 }
 
 /**
@@ -57,9 +73,11 @@ export function warmMapPathSoon(): void {
   warmed = true
   const sources = warmSources()
   let step = 0
+  const steps = WARM_ROUNDS * sources.length
   const next = (): void => {
-    warmChunk(sources[step % sources.length] as number[], Math.floor(step / sources.length), undefined)
-    if (++step < WARM_ROUNDS * sources.length) setImmediate(next).unref()
+    if (step < steps) warmChunk(sources[step % sources.length] as number[], Math.floor(step / sources.length), undefined)
+    else warmLong()
+    if (++step <= steps) setImmediate(next).unref()
   }
   setImmediate(next).unref()
 }
