@@ -11,6 +11,12 @@
 import { holdsHandles } from './handles.js'
 import { decodePlain, encodePlain, trustArray } from './plain.js'
 
+/**
+ * Items of the first, short chunks: they show each loop every kind of array it will meet (packed
+ * and holey, of int32 and of float64 numbers) before V8 compiles it, so that the compiled code
+ * takes them all rather than being dropped and made again at each new kind.
+ */
+const SHOW_ITEMS = 16
 /** Items per synthetic chunk, and chunks of each kind: enough for V8 to choose to compile each loop. */
 const WARM_ITEMS = 2048
 const WARM_ROUNDS = 4
@@ -59,6 +65,7 @@ export function warmMapPath(runTasks: (items: unknown[]) => unknown[]): void {
   if (warmed) return
   warmed = true
   const sources = warmSources()
+  for (const source of sources) warmChunk(source.slice(0, SHOW_ITEMS), 0, runTasks)
   for (let round = 0; round < WARM_ROUNDS; round++) for (const source of sources) warmChunk(source, round, runTasks)
   warmLong()
 }
@@ -72,6 +79,7 @@ export function warmMapPathSoon(): void {
   if (warmed) return
   warmed = true
   const sources = warmSources()
+  for (const source of sources) warmChunk(source.slice(0, SHOW_ITEMS), 0, undefined)
   let step = 0
   const steps = WARM_ROUNDS * sources.length
   const next = (): void => {
