@@ -57,12 +57,17 @@ function numbersKind(v: unknown[]): 0 | 1 | 2 {
  */
 const NATIVE_ORDER = endianness() === 'LE'
 
-/** Aligned room for packed numbers whose place in a message is not aligned. */
-let bulk = new ArrayBuffer(64 * 1024)
+/**
+ * Aligned room for packed numbers whose place in a message is not aligned: one for the encoder,
+ * one for the decoder (an index getter run while an array is copied may itself decode a message).
+ */
+const bulk = { encoding: new ArrayBuffer(16 * 1024), decoding: new ArrayBuffer(16 * 1024) }
 
-function bulkOf(bytes: number): ArrayBuffer {
-  if (bulk.byteLength < bytes) bulk = new ArrayBuffer(Math.max(bytes, bulk.byteLength * 2))
-  return bulk
+function bulkOf(which: keyof typeof bulk, bytes: number): ArrayBuffer {
+  const b = bulk[which]
+  if (b.byteLength >= bytes) return b
+  bulk[which] = new ArrayBuffer(Math.max(bytes, b.byteLength * 2))
+  return bulk[which]
 }
 
 /** Values that encode larger than this are left to structured clone (it copes well with bulk). */
@@ -189,7 +194,7 @@ function packNumbers(v: unknown[], int32: boolean): void {
   if (NATIVE_ORDER) {
     const at = out.byteOffset + pos
     const direct = at % size === 0
-    const buffer = direct ? out.buffer : bulkOf(size * n)
+    const buffer = direct ? out.buffer : bulkOf('encoding', size * n)
     const offset = direct ? at : 0
     // TypedArray#set copies a JS array of numbers in native code.
     if (int32) new Int32Array(buffer, offset, n).set(v as number[])
@@ -325,7 +330,7 @@ function unpackNumbers(int32: boolean): number[] {
     if (at0 % size === 0) {
       numbers = int32 ? new Int32Array(src.buffer, at0, n) : new Float64Array(src.buffer, at0, n)
     } else {
-      const buffer = bulkOf(size * n)
+      const buffer = bulkOf('decoding', size * n)
       new Uint8Array(buffer, 0, size * n).set(src.subarray(at, at + size * n))
       numbers = int32 ? new Int32Array(buffer, 0, n) : new Float64Array(buffer, 0, n)
     }

@@ -4,9 +4,9 @@
  * looking for handles in a chunk, checking, packing and unpacking its numbers, calling the task
  * once per item — would otherwise run interpreted through most of the first large map, at a
  * fraction of their later speed. Warming runs them over synthetic chunks of numbers, once per
- * process, so that V8 has compiled them before real work arrives: in the parent while its
- * workers start, in a worker before it says it is ready (in the fork server, before it forks
- * any worker, so that forked workers start warm).
+ * process, so that V8 compiles them before the real chunks run: in the parent before it sends
+ * the first chunk of `WARM_FROM` items or more, in a worker before it runs such a chunk, and in
+ * the fork server before it forks any worker (so that forked workers start warm).
  */
 import { holdsHandles } from './handles.js'
 import { decodePlain, encodePlain, trustArray } from './plain.js'
@@ -58,34 +58,20 @@ function warmLong(): void {
 }
 
 /**
- * Warms the map path now, once per process: in a worker, with `runTasks` its task loop (running
- * a synthetic task).
+ * The least items in a chunk that warm the path first: chunks of fewer do not run long enough
+ * for warming to pay (a pool that only ever runs small chunks never warms).
  */
-export function warmMapPath(runTasks: (items: unknown[]) => unknown[]): void {
+export const WARM_FROM = 1000
+
+/**
+ * Warms the map path now, once per process: in a worker with `runTasks`, its task loop (running
+ * synthetic tasks); in the parent without.
+ */
+export function warmMapPath(runTasks?: (items: unknown[]) => unknown[]): void {
   if (warmed) return
   warmed = true
   const sources = warmSources()
   for (const source of sources) warmChunk(source.slice(0, SHOW_ITEMS), 0, runTasks)
   for (let round = 0; round < WARM_ROUNDS; round++) for (const source of sources) warmChunk(source, round, runTasks)
   warmLong()
-}
-
-/**
- * Warms the parent's side of the map path, once per process, a synthetic chunk per turn of the
- * event loop (about a millisecond each): what arrives meanwhile, a worker's first reply say,
- * waits for one chunk at most. Holds nothing open.
- */
-export function warmMapPathSoon(): void {
-  if (warmed) return
-  warmed = true
-  const sources = warmSources()
-  for (const source of sources) warmChunk(source.slice(0, SHOW_ITEMS), 0, undefined)
-  let step = 0
-  const steps = WARM_ROUNDS * sources.length
-  const next = (): void => {
-    if (step < steps) warmChunk(sources[step % sources.length] as number[], Math.floor(step / sources.length), undefined)
-    else warmLong()
-    if (++step <= steps) setImmediate(next).unref()
-  }
-  setImmediate(next).unref()
 }

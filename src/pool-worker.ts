@@ -2,15 +2,16 @@
  * The loop a pool worker runs: take a chunk of tasks from its own inbox, run them in order,
  * send one message with the chunk's results (or the error that stopped it) to the pool's shared
  * result queue. It exits after `maxTasks` chunks (Python's `maxtasksperchild`) or when the pool
- * closes its inbox. Only workers (and the fork server, which forks them) import this module: it
- * warms the map path as it loads.
+ * closes its inbox. Only workers (and the fork server, which forks them) load this module.
  */
+import { fileURLToPath } from 'node:url'
+
 import { EOFError, ProtocolError, SerializationError, TargetError } from './errors.js'
 import { holdsHandles, receiveFds, UnknownHandle, unpackHandles } from './handles.js'
 import { native } from './native.js'
 import { trustArray } from './plain.js'
 import { Reply, type ReplyMessage, type TaskMessage, type WorkerSetup } from './pool-messages.js'
-import { warmMapPath } from './pool-warmup.js'
+import { WARM_FROM, warmMapPath } from './pool-warmup.js'
 import { whileBootstrapping } from './process.js'
 import type { Queue } from './queue.js'
 import { toRecord } from './remote-error.js'
@@ -76,13 +77,15 @@ async function runChunk(fn: TargetFunction, items: unknown[], star: boolean): Pr
  */
 const WARM_TASKS: ((x: number) => number)[] = [(x) => x * x, (x) => x + 1, (x) => x * 0.5, (x) => -x, (x) => x - 1]
 
-// At load, before the worker says it is ready (in the fork server: once, before any fork).
 let warmRound = 0
-warmMapPath((items) => {
+function warmTasks(items: unknown[]): unknown[] {
   const out = trustArray(new Array<unknown>(items.length))
   runUntilPromise(WARM_TASKS[warmRound++ % WARM_TASKS.length] as TargetFunction, items, false, out, 0)
   return out
-})
+}
+
+// The fork server loads this module before it forks any worker: it warms once, for all of them.
+if (process.argv[1] === fileURLToPath(new URL('./forkserver-main.js', import.meta.url))) warmMapPath(warmTasks)
 
 /** Pool workers leave SIGINT to their parent. */
 function ignoreInterrupt(): void {}
@@ -154,6 +157,7 @@ export async function poolWorker(taskQueue: Queue<TaskMessage | null>, replyQueu
     }
     let reply: ReplyMessage
     try {
+      if (items.length >= WARM_FROM) warmMapPath(warmTasks)
       const values = await runChunk(fn, items, star)
       // Structured clone would turn a handle into an empty object without a word.
       if (holdsHandles(values)) throw new SerializationError('a task cannot return a Queue, Connection or other handle (yet)')

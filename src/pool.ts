@@ -14,7 +14,7 @@ import { localProcesses } from './pool-local-link.js'
 import type { WorkerSetup } from './pool-messages.js'
 import { AsyncResult, IMapIterator, IMapResults, type IMapSource, type ResultCallbacks } from './pool-result.js'
 import { NO_LIMIT_MS, PoolScheduler } from './pool-scheduler.js'
-import { warmMapPathSoon } from './pool-warmup.js'
+import { WARM_FROM, warmMapPath } from './pool-warmup.js'
 import { checkNotBootstrapping, cpuCount, type Process } from './process.js'
 import type { Serializer } from './serialize.js'
 import { checkStartMethod, type StartMethod } from './start-method.js'
@@ -270,8 +270,6 @@ export class Pool extends EventEmitter {
       this.terminate()
       throw err
     }
-    // While the workers start, this process has time to warm its side of the map path.
-    warmMapPathSoon()
   }
 
   /** The live worker processes (none when the workers are not processes of this machine). */
@@ -552,6 +550,7 @@ export class Pool extends EventEmitter {
         settle({ ok: true, value: [] })
         return
       }
+      if (size >= WARM_FROM) warmMapPath()
       this.#submit(fn, { array: items }, star, size, opts, sink, undefined, true)
     }
     start()
