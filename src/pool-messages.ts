@@ -33,6 +33,7 @@ export enum Reply {
   /** A task message taken whole that the worker cannot decode: it answers the oldest chunk it holds. */
   Undecodable = 6,
 }
+/** A worker's reply (and the pool's own `Exited` marker), by its `Reply` tag. */
 export type ReplyMessage =
   | [Reply.Ready, worker: number, pid: number]
   | [Reply.Done, worker: number, chunkId: number, values: unknown[]]
@@ -42,6 +43,7 @@ export type ReplyMessage =
   | [Reply.Unknown, worker: number, chunkId: number]
   | [Reply.Undecodable, worker: number, error: ErrorRecord]
 
+/** What a worker is started with (its argument beside its inbox and reply channel). */
 export interface WorkerSetup {
   index: number
   initializer: TargetSpec | null
