@@ -27,12 +27,18 @@ const MARK = '__multiproc_handle__'
 
 /** A name for each shared object this process passes on, unique across processes. */
 const keys = new WeakMap<object, string>()
-const KEY_PREFIX = `${process.pid}.${Date.now().toString(36)}.`
+// Made again when `process.pid` changes: a child forked by the fork server starts with the server's.
+let keyPrefix = ''
+let keyPid = -1
 let nextKey = 0
 function keyOf(v: object): string {
   let key = keys.get(v)
   if (key === undefined) {
-    key = KEY_PREFIX + nextKey++
+    if (keyPid !== process.pid) {
+      keyPid = process.pid
+      keyPrefix = `${process.pid}.${Date.now().toString(36)}.`
+    }
+    key = keyPrefix + nextKey++
     keys.set(v, key)
   }
   return key

@@ -51,8 +51,23 @@ export interface AcquireSyncOptions {
   timeout?: number
 }
 
-const [OWNER_ID, RECORD_HI, RECORD_LO] = native.syncOwner() as [number, number, number]
-const OWNER_RECORD = (BigInt(RECORD_HI) << 32n) | BigInt(RECORD_LO)
+/**
+ * This process as a lock owner: its id and its record (id and start time). Looked up again when
+ * `process.pid` changes: a child forked by the fork server starts with the server's module state.
+ */
+let ownerPid = -1
+let ownerId = 0
+let ownerRecord = 0n
+
+function owner(): number {
+  if (ownerPid !== process.pid) {
+    const [id, hi, lo] = native.syncOwner() as [number, number, number]
+    ownerId = id
+    ownerRecord = (BigInt(hi) << 32n) | BigInt(lo)
+    ownerPid = process.pid
+  }
+  return ownerId
+}
 
 /**
  * Learns how long a spin on a shared word pays, as the core's `wait::Spinner` (same budgets, from
@@ -229,12 +244,12 @@ abstract class LockBase extends SyncObject {
   /** One compare-and-swap when free (and, for an RLock, a counter bump when already ours). */
   #tryFast(): boolean {
     const w = this.words
-    if (Atomics.compareExchange(w, STATE, 0, OWNER_ID) === 0) {
+    if (Atomics.compareExchange(w, STATE, 0, owner()) === 0) {
       Atomics.store(w, COUNT, 1)
-      Atomics.store(this.#record, RECORD, OWNER_RECORD)
+      Atomics.store(this.#record, RECORD, ownerRecord)
       return true
     }
-    if (this.recursive && (Atomics.load(w, STATE) & ID_MASK) === OWNER_ID) {
+    if (this.recursive && (Atomics.load(w, STATE) & ID_MASK) === owner()) {
       Atomics.store(w, COUNT, Atomics.load(w, COUNT) + 1)
       return true
     }
@@ -281,7 +296,7 @@ abstract class LockBase extends SyncObject {
           // Not while this process holds it: its release is this thread's to make (it then wakes us
           // directly), and spinning would only delay it.
           spin: () =>
-            (Atomics.load(this.words, STATE) & ID_MASK) !== OWNER_ID &&
+            (Atomics.load(this.words, STATE) & ID_MASK) !== owner() &&
             this.#spinner.spin(() => (Atomics.load(this.words, STATE) & ID_MASK) === 0),
           ...this.sleeper(
             this.#spinner,
@@ -304,7 +319,7 @@ abstract class LockBase extends SyncObject {
   release(): void {
     const w = this.words
     if (this.recursive) {
-      if (Atomics.load(w, STATE) === OWNER_ID) {
+      if (Atomics.load(w, STATE) === owner()) {
         const depth = Atomics.load(w, COUNT)
         if (depth > 1) {
           Atomics.store(w, COUNT, depth - 1)
@@ -312,7 +327,7 @@ abstract class LockBase extends SyncObject {
         }
       }
     }
-    if (Atomics.compareExchange(w, STATE, OWNER_ID, 0) === OWNER_ID) return
+    if (Atomics.compareExchange(w, STATE, owner(), 0) === owner()) return
     call(() => native.lockRelease(this.handle))
     this.wakeLocal()
   }
@@ -351,7 +366,7 @@ abstract class LockBase extends SyncObject {
 
   /** True while this process holds the lock. */
   isMine(): boolean {
-    return (Atomics.load(this.words, STATE) & ID_MASK) === OWNER_ID
+    return (Atomics.load(this.words, STATE) & ID_MASK) === owner()
   }
 
   /** True while some process holds the lock. */
@@ -406,8 +421,8 @@ abstract class LockBase extends SyncObject {
   }
 
   override toString(): string {
-    const owner = Atomics.load(this.words, STATE) & ID_MASK
-    return `<${this.kind}(owner=${owner === 0 ? 'None' : owner === OWNER_ID ? 'this process' : owner})>`
+    const holder = Atomics.load(this.words, STATE) & ID_MASK
+    return `<${this.kind}(owner=${holder === 0 ? 'None' : holder === owner() ? 'this process' : holder})>`
   }
 }
 

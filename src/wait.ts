@@ -56,6 +56,16 @@ let nextKey = 1
 
 let doorbellFd = -1
 
+/**
+ * @internal In a child forked by the fork server: forgets the waits the server had armed (their
+ * waker thread did not come through the fork) and its doorbell.
+ */
+export function forgetInheritedWaits(): void {
+  armed.clear()
+  doorbell = undefined
+  doorbellFd = -1
+}
+
 function ensureDoorbell(): void {
   // A child forked off a process that had a waker (a fork server's) gets a waker of its own, with
   // another doorbell: the inherited socket would watch the old one.

@@ -12,6 +12,7 @@ import type { ForkHeader } from '../forkserver.js'
 import { native } from '../native.js'
 import { adoptTracker } from '../resource-tracker.js'
 import { reloadInherited } from '../start-method.js'
+import { forgetInheritedWaits } from '../wait.js'
 import { runChild } from './run.js'
 
 const CHILD_MAIN = new URL('./main.js', import.meta.url)
@@ -101,6 +102,7 @@ export async function prepareSpare(): Promise<void> {
   Object.defineProperty(process, 'pid', { value: native.currentPid(), enumerable: true, configurable: true, writable: false })
   exitThroughExitNow()
   reseedMathRandom()
+  forgetInheritedWaits()
   await access(CHILD_MAIN)
 }
 
