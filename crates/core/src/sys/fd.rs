@@ -96,13 +96,20 @@ const CMSG_SPACE: usize = 8 * 256 + 64;
 
 /// Sends `fds` (copies of them) with a 4-byte tag as one message over a Unix socket.
 pub fn send_fds(sock: RawFd, tag: u32, fds: &[RawFd]) -> io::Result<()> {
-    if fds.len() > MAX_FDS_PER_MESSAGE {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors for one message"));
-    }
     let mut data = [0u8; 8];
     data[..4].copy_from_slice(&tag.to_le_bytes());
     data[4..].copy_from_slice(&(fds.len() as u32).to_le_bytes());
-    let mut iov = libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: data.len() };
+    // A packet socket takes the 8 bytes whole or not at all.
+    send_part(sock, &data, fds, 0).map(|_| ())
+}
+
+/// One `sendmsg` of `data` (not empty) with copies of `fds` attached; retried when interrupted.
+/// Returns how many bytes went.
+pub fn send_part(sock: RawFd, data: &[u8], fds: &[RawFd], flags: i32) -> io::Result<usize> {
+    if fds.len() > MAX_FDS_PER_MESSAGE {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors for one message"));
+    }
+    let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
     let mut control = [0u64; CMSG_SPACE / 8];
     // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -126,9 +133,9 @@ pub fn send_fds(sock: RawFd, tag: u32, fds: &[RawFd]) -> io::Result<()> {
     }
     loop {
         // SAFETY: `msg` points at live buffers for the duration of the call.
-        let rc = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) };
+        let rc = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL | flags) };
         if rc >= 0 {
-            return Ok(());
+            return Ok(rc as usize);
         }
         let err = io::Error::last_os_error();
         if err.kind() != io::ErrorKind::Interrupted {

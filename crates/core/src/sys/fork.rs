@@ -168,7 +168,7 @@ const CONTROL_BYTES: usize = 8 * 256 + 64;
 pub fn send_message(sock: RawFd, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
     let mut sent = 0;
     while sent < data.len() {
-        sent += send_part(sock, &data[sent..], if sent == 0 { fds } else { &[] }, 0)?;
+        sent += super::fd::send_part(sock, &data[sent..], if sent == 0 { fds } else { &[] }, 0)?;
     }
     Ok(())
 }
@@ -176,49 +176,9 @@ pub fn send_message(sock: RawFd, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
 /// Sends what fits of `data` now without blocking (`fds` attached to its first byte); returns
 /// how many bytes went, 0 when none could.
 pub fn send_some(sock: RawFd, data: &[u8], fds: &[RawFd]) -> io::Result<usize> {
-    match send_part(sock, data, fds, libc::MSG_DONTWAIT) {
+    match super::fd::send_part(sock, data, fds, libc::MSG_DONTWAIT) {
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
         other => other,
-    }
-}
-
-/// One `sendmsg` of `data` (not empty) with `fds` attached; retried when interrupted.
-fn send_part(sock: RawFd, data: &[u8], fds: &[RawFd], flags: i32) -> io::Result<usize> {
-    if fds.len() > MAX_FDS {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors for one message"));
-    }
-    let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
-    let mut control = [0u64; CONTROL_BYTES / 8];
-    // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    if !fds.is_empty() {
-        let bytes = std::mem::size_of_val(fds);
-        // SAFETY: CMSG_SPACE/CMSG_LEN only compute sizes.
-        let (space, len) = unsafe { (libc::CMSG_SPACE(bytes as u32) as usize, libc::CMSG_LEN(bytes as u32) as usize) };
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = space;
-        // SAFETY: the control buffer is aligned (u64) and large enough for MAX_FDS descriptors,
-        // so the first header and its payload fit inside it.
-        unsafe {
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
-            (*cmsg).cmsg_level = libc::SOL_SOCKET;
-            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = len;
-            std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast::<RawFd>(), fds.len());
-        }
-    }
-    loop {
-        // SAFETY: `msg` points at live buffers for the duration of the call.
-        let rc = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL | flags) };
-        if rc >= 0 {
-            return Ok(rc as usize);
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
-        }
     }
 }
 
