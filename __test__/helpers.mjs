@@ -111,20 +111,47 @@ export function checkNoLeaks(test, { graceMs = 3000 } = {}) {
   })
 }
 
+/** Watchdog ticks; a tick that comes much later than this means the machine stalled. */
+const TICK_MS = 250
+
 /**
- * Races `promise` against a timer; the timer rejects with a message naming what hung.
+ * Races `promise` against a watchdog that rejects with a message naming what hung. The watchdog
+ * counts time in ticks and counts no more than a second for a late one: a machine that stops
+ * every process for a while (a loaded CI host) delays the child and the watchdog alike, and is not
+ * a hang. `diagnose` adds what was seen at the moment it fired.
  * @template T
  * @param {number} ms
  * @param {Promise<T>} promise
  * @param {string} [what]
+ * @param {() => unknown} [diagnose]
  * @returns {Promise<T>}
  */
-export async function within(ms, promise, what = 'operation') {
+export async function within(ms, promise, what = 'operation', diagnose) {
   /** @type {NodeJS.Timeout | undefined} */
   let timer
+  let counted = 0
+  let stalledMs = 0
+  let last = performance.now()
   /** @type {Promise<never>} */
   const watchdog = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`watchdog: ${what} did not finish within ${ms} ms`)), ms)
+    const tick = () => {
+      const now = performance.now()
+      const gap = now - last
+      last = now
+      counted += Math.min(gap, 1000)
+      if (gap > 1000) stalledMs += gap - 1000
+      if (counted < ms) {
+        timer = setTimeout(tick, Math.min(TICK_MS, ms - counted + 1))
+        return
+      }
+      let seen = ''
+      try {
+        seen = diagnose ? ` (${JSON.stringify(diagnose())})` : ''
+      } catch {}
+      const stalls = stalledMs > 0 ? `; ${Math.round(stalledMs)} ms of stalls not counted` : ''
+      reject(new Error(`watchdog: ${what} did not finish within ${ms} ms${stalls}${seen}`))
+    }
+    timer = setTimeout(tick, Math.min(TICK_MS, ms))
   })
   try {
     return await Promise.race([promise, watchdog])
@@ -134,12 +161,40 @@ export async function within(ms, promise, what = 'operation') {
 }
 
 /**
+ * What a process is doing, from /proc: state, kernel wait channel and syscall of each thread.
+ * @param {number | null | undefined} pid
+ */
+export function whatIsItDoing(pid) {
+  if (pid === undefined || pid === null) return null
+  const st = procStat(pid)
+  if (!st) return { pid, gone: true }
+  /** @type {string[]} */
+  let tids = []
+  try {
+    tids = readdirSync(`/proc/${pid}/task`)
+  } catch {}
+  const read = (/** @type {string} */ f) => {
+    try {
+      return readFileSync(f, 'utf8').trim()
+    } catch {
+      return '?'
+    }
+  }
+  const threads = tids.slice(0, 12).map((tid) => {
+    const stat = read(`/proc/${pid}/task/${tid}/stat`)
+    const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]
+    return `${tid} ${read(`/proc/${pid}/task/${tid}/comm`)} ${state} ${read(`/proc/${pid}/task/${tid}/wchan`)} [${read(`/proc/${pid}/task/${tid}/syscall`).split(' ').slice(0, 3).join(' ')}]`
+  })
+  return { pid, state: st.state, children: childPids(pid), threads }
+}
+
+/**
  * Joins a process with a watchdog and returns its exit code (fails if it is still running).
  * @param {import('../dist/index.js').Process} p
  * @param {number} [ms]
  */
 export async function joined(p, ms = 10000) {
-  await within(ms, p.join(), `join of ${p.name}`)
+  await within(ms, p.join(), `join of ${p.name}`, () => whatIsItDoing(p.pid))
   return p.exitCode
 }
 

@@ -77,6 +77,14 @@ const typedOrDocumented = (kind, e) => e.typed || (kind === 'SharedMemory' && /^
  * Runs every case of `kind` in `group` (resuming after a stop); returns the problems found, one
  * line each, and the pids of every child the victim started.
  */
+/** The error a dead victim printed: its first line that names one, and where it was thrown. */
+function lastError(stderr) {
+  const lines = stderr.trim().split('\n')
+  const first = lines.findIndex((l) => /^\w*(Error|Exception)\b|^Uncaught|^node:/.test(l.trim()))
+  const picked = first === -1 ? lines.slice(-3) : lines.slice(first, first + 3)
+  return picked.join(' | ').slice(0, 600)
+}
+
 async function attack(t, kind, group) {
   const problems = []
   const children = []
@@ -115,7 +123,7 @@ async function attack(t, kind, group) {
     if (run.lines.some((l) => l.done) && run.code === 0) break
     const how = run.hung
       ? `hung (no progress for ${SILENCE_MS} ms)`
-      : `the victim died (exit ${run.code}, signal ${run.signal}): ${run.stderr.trim().split('\n').slice(-3).join(' | ')}`
+      : `the victim died (exit ${run.code}, signal ${run.signal}): ${lastError(run.stderr)}`
     if (!last) {
       problems.push(`${kind} ${group} from case ${from} (${names[from]}): ${how}, outside any call`)
       break
