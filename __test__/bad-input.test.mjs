@@ -8,7 +8,7 @@
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 
-import test from 'ava'
+import avaTest from 'ava'
 
 import {
   AbortError,
@@ -37,7 +37,9 @@ import {
 import { closeAll, waitCases } from './fixtures/bad-input-waits.mjs'
 import { narrow } from './fixtures/pool-narrow-backend.mjs'
 import { add, square } from './fixtures/pool-tasks.mjs'
-import { checkNoLeaks, fixture, fixtureUrl, isDead, within } from './helpers.mjs'
+import { checkNoLeaks, fixture, fixtureUrl, isDead, throttled, within } from './helpers.mjs'
+
+const test = throttled(avaTest)
 
 checkNoLeaks(test)
 

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-import test from 'ava'
+import avaTest from 'ava'
 import { Redis } from 'ioredis'
 import { bullmq } from 'multiproc/bullmq'
 import {
@@ -25,8 +25,10 @@ import {
   TimeoutError,
   WorkerExitedError,
 } from '../dist/index.js'
-import { checkNoLeaks, isDead, within } from './helpers.mjs'
+import { checkNoLeaks, isDead, throttled, within } from './helpers.mjs'
 import { startRedis, startWorkerHost, stopWorkerHost } from './redis-server.mjs'
+
+const test = throttled(avaTest)
 
 const TASKS = new URL('./fixtures/bullmq-tasks.mjs', import.meta.url)
 const tasks = await import(TASKS)

@@ -2,10 +2,12 @@ import { execFile } from 'node:child_process'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 
-import test from 'ava'
+import avaTest from 'ava'
 
 import { Empty, Process, ProtocolError, Queue, SerializationError, TimeoutError } from '../dist/index.js'
-import { checkNoLeaks, fixture, fixtureUrl, guard, joined, within } from './helpers.mjs'
+import { checkNoLeaks, fixture, fixtureUrl, guard, joined, throttled, within } from './helpers.mjs'
+
+const test = throttled(avaTest)
 
 checkNoLeaks(test)
 

@@ -2,10 +2,12 @@
 // the middle of a large message is taken over by the next consumer, which skips the rest of it;
 // a producer that dies in the middle has its message abandoned by whoever next takes its lock,
 // and consumers skip what of it is in the ring (more in abandon.test.mjs).
-import test from 'ava'
+import avaTest from 'ava'
 
 import { Process, Queue } from '../dist/index.js'
-import { checkNoLeaks, fixture, guard, joined, within } from './helpers.mjs'
+import { checkNoLeaks, fixture, guard, joined, throttled, within } from './helpers.mjs'
+
+const test = throttled(avaTest)
 
 checkNoLeaks(test)
 

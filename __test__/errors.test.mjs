@@ -1,4 +1,4 @@
-import test from 'ava'
+import avaTest from 'ava'
 
 import {
   AbortError,
@@ -15,7 +15,9 @@ import {
   SimpleQueue,
   TimeoutError,
 } from '../dist/index.js'
-import { checkNoLeaks, fixture, guard, joined, within } from './helpers.mjs'
+import { checkNoLeaks, fixture, guard, joined, throttled, within } from './helpers.mjs'
+
+const test = throttled(avaTest)
 
 checkNoLeaks(test)
 

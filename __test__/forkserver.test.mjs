@@ -6,7 +6,7 @@ import { readdirSync } from 'node:fs'
 import { setTimeout as delay } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 
-import test from 'ava'
+import avaTest from 'ava'
 
 import {
   activeChildren,
@@ -23,7 +23,9 @@ import {
   Value,
 } from '../dist/index.js'
 import { osParent } from './fixtures/forkserver.mjs'
-import { checkNoLeaks, childPids, fixtureUrl, isDead, joined, procStat, within } from './helpers.mjs'
+import { checkNoLeaks, childPids, fixtureUrl, isDead, joined, procStat, throttled, within } from './helpers.mjs'
+
+const test = throttled(avaTest)
 
 checkNoLeaks(test)
 

@@ -1,9 +1,11 @@
 // The small gaps to Python: Connection's asyncDispose and double close, currentProcess() as a
 // full process object, Process.close() semantics, and a parent's unused copy of a pipe end.
-import test from 'ava'
+import avaTest from 'ava'
 
 import { ClosedError, currentProcess, EOFError, InvalidStateError, Pipe, Process } from '../dist/index.js'
-import { checkNoLeaks, fixture, guard, joined, within } from './helpers.mjs'
+import { checkNoLeaks, fixture, guard, joined, throttled, within } from './helpers.mjs'
+
+const test = throttled(avaTest)
 
 checkNoLeaks(test)
 

@@ -111,6 +111,48 @@ export function checkNoLeaks(test, { graceMs = 3000 } = {}) {
   })
 }
 
+/**
+ * `test` with at most `limit` of the file's tests running at once (ava starts them all together).
+ * A file whose every test boots processes would otherwise start dozens of Node processes at
+ * once on a 2-core machine, and its watchdogs would measure the queue for a CPU, not the code.
+ * Properties (`test.serial`, `test.before`, …) are ava's own.
+ * @param {import('ava').TestFn} test
+ * @param {number} [limit]
+ * @returns {import('ava').TestFn}
+ */
+export function throttled(test, limit = Number(process.env.MULTIPROC_TEST_CONCURRENCY) || 4) {
+  let running = 0
+  /** @type {(() => void)[]} */
+  const waiting = []
+  const acquire = () => {
+    if (running < limit) {
+      running++
+      return Promise.resolve()
+    }
+    return new Promise((resolve) => waiting.push(() => resolve(undefined)))
+  }
+  const release = () => {
+    const next = waiting.shift()
+    if (next) next()
+    else running--
+  }
+  return new Proxy(test, {
+    apply(target, self, [title, impl, ...rest]) {
+      if (typeof impl !== 'function') return Reflect.apply(target, self, [title, impl, ...rest])
+      /** @param {import('ava').ExecutionContext} t @param {unknown[]} args */
+      const limited = async (t, ...args) => {
+        await acquire()
+        try {
+          return await impl(t, ...args)
+        } finally {
+          release()
+        }
+      }
+      return Reflect.apply(target, self, [title, limited, ...rest])
+    },
+  })
+}
+
 /** Watchdog ticks; a tick that comes much later than this means the machine stalled. */
 const TICK_MS = 250
 

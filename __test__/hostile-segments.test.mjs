@@ -19,9 +19,11 @@
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 
-import test from 'ava'
+import avaTest from 'ava'
 
-import { checkNoLeaks, fixtureUrl, isDead, within } from './helpers.mjs'
+import { checkNoLeaks, fixtureUrl, isDead, throttled, within } from './helpers.mjs'
+
+const test = throttled(avaTest)
 
 checkNoLeaks(test)
 

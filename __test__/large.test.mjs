@@ -1,9 +1,11 @@
 import { createHash, randomFillSync } from 'node:crypto'
 
-import test from 'ava'
+import avaTest from 'ava'
 
 import { Pipe, Process, Queue } from '../dist/index.js'
-import { checkNoLeaks, fixture, guard, joined } from './helpers.mjs'
+import { checkNoLeaks, fixture, guard, joined, throttled } from './helpers.mjs'
+
+const test = throttled(avaTest)
 
 checkNoLeaks(test)
 

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-import test from 'ava'
+import avaTest from 'ava'
 
 import {
   AuthenticationError,
@@ -24,7 +24,9 @@ import {
   TimeoutError,
   wait,
 } from '../dist/index.js'
-import { checkNoLeaks, fixture, guard, joined, within } from './helpers.mjs'
+import { checkNoLeaks, fixture, guard, joined, throttled, within } from './helpers.mjs'
+
+const test = throttled(avaTest)
 
 checkNoLeaks(test)
 

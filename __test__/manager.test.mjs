@@ -4,7 +4,7 @@
 import { execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 
-import test from 'ava'
+import avaTest from 'ava'
 
 import {
   AuthenticationError,
@@ -21,7 +21,9 @@ import {
   Process,
   TimeoutError,
 } from '../dist/index.js'
-import { checkNoLeaks, fixture, guard, joined, within } from './helpers.mjs'
+import { checkNoLeaks, fixture, guard, joined, throttled, within } from './helpers.mjs'
+
+const test = throttled(avaTest)
 
 checkNoLeaks(test)
 

@@ -3,10 +3,12 @@
 // the receiving process; a handle that needs descriptors (Queue, Connection, lock, Value,
 // SharedMemory) cannot ride in a message and the put fails at once with ERR_HANDLE_IN_MESSAGE,
 // while the same object passed as a Process argument works there.
-import test from 'ava'
+import avaTest from 'ava'
 
 import { Barrier, Event, Listener, Lock, Manager, Pipe, Process, Queue, SharedMemory, Value } from '../dist/index.js'
-import { checkNoLeaks, fixture, guard, joined, within } from './helpers.mjs'
+import { checkNoLeaks, fixture, guard, joined, throttled, within } from './helpers.mjs'
+
+const test = throttled(avaTest)
 
 checkNoLeaks(test)
 

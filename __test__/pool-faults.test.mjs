@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-import test from 'ava'
+import avaTest from 'ava'
 
 import {
   AbortError,
@@ -37,8 +37,10 @@ import {
   square,
   throwLater,
 } from './fixtures/pool-tasks.mjs'
-import { checkNoLeaks, childPids, fixtureUrl, isDead, within } from './helpers.mjs'
+import { checkNoLeaks, childPids, fixtureUrl, isDead, throttled, within } from './helpers.mjs'
 import { backend, createPool, needs } from './pool-backend.mjs'
+
+const test = throttled(avaTest)
 
 checkNoLeaks(test)
 
@@ -1142,6 +1144,23 @@ test.serial('taskTimeout with chunks: a chunk of n tasks gets n × taskTimeout (
   const { error } = await within(W, settle(pool.map(sleepPid, [320, 320, 320], { chunksize: 3 })), 'map over its chunk budget')
   t.true(error instanceof TimeoutError, `${error}`)
   await backToFull(pool)
+})
+
+local('maxTasksPerChild: 1 over many chunks never runs more than twice `processes` workers at once', async (t) => {
+  // A successor starts while its predecessor runs its last chunk, but only once that one runs:
+  // started for a worker still booting, each successor would start another (one per chunk).
+  const pool = makePool(t, { maxTasksPerChild: 1 })
+  let most = 0
+  const sample = setInterval(() => {
+    most = Math.max(most, childPids().filter((p) => !isDead(p)).length)
+  }, 2)
+  try {
+    const pids = await within(W, pool.map(sleepPid, range(30).map(() => 5), { chunksize: 1 }), 'map')
+    t.is(new Set(pids).size, 30, 'each chunk ran in a process of its own')
+  } finally {
+    clearInterval(sample)
+  }
+  t.true(most <= 4, `${most} workers alive at once`)
 })
 
 test('terminate() while maxTasksPerChild successors are starting: join() resolves and no process is left', async (t) => {

@@ -5,11 +5,13 @@
 import { execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 
-import test from 'ava'
+import avaTest from 'ava'
 
 import { square } from './fixtures/pool-tasks.mjs'
-import { checkNoLeaks, fixtureUrl, within } from './helpers.mjs'
+import { checkNoLeaks, fixtureUrl, throttled, within } from './helpers.mjs'
 import { createPool } from './pool-backend.mjs'
+
+const test = throttled(avaTest)
 
 checkNoLeaks(test)
 

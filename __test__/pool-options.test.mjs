@@ -11,13 +11,15 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-import test from 'ava'
+import avaTest from 'ava'
 
 import { Full, Pool, WorkerExitedError } from '../dist/index.js'
 import { narrow } from './fixtures/pool-narrow-backend.mjs'
 import { logRun, logRunArgs, workerInfo } from './fixtures/pool-options-tasks.mjs'
-import { checkNoLeaks, fixtureUrl, within } from './helpers.mjs'
+import { checkNoLeaks, fixtureUrl, throttled, within } from './helpers.mjs'
 import { createPool, needs } from './pool-backend.mjs'
+
+const test = throttled(avaTest)
 
 checkNoLeaks(test)
 

@@ -2,11 +2,13 @@
 // of uneven length (so the pool takes queued chunks back and re-sends them), workers replaced by
 // maxTasksPerChild, and workers SIGKILLed at random moments. Every call must end with the right
 // result, or — only for work a killed worker was running — with WorkerExitedError.
-import test from 'ava'
+import avaTest from 'ava'
 
 import { WorkerExitedError } from '../dist/index.js'
-import { checkNoLeaks, isDead, within } from './helpers.mjs'
+import { checkNoLeaks, isDead, throttled, within } from './helpers.mjs'
 import { backend, createPool, needs } from './pool-backend.mjs'
+
+const test = throttled(avaTest)
 
 checkNoLeaks(test)
 

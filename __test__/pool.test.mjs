@@ -5,7 +5,7 @@
 import { execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 
-import test from 'ava'
+import avaTest from 'ava'
 
 import {
   AsyncResult,
@@ -33,8 +33,10 @@ import {
   throwCustom,
   throwTypeError,
 } from './fixtures/pool-tasks.mjs'
-import { checkNoLeaks, childPids, fixture, fixtureUrl, isDead, within } from './helpers.mjs'
+import { checkNoLeaks, childPids, fixture, fixtureUrl, isDead, throttled, within } from './helpers.mjs'
 import { backend, createPool, needs } from './pool-backend.mjs'
+
+const test = throttled(avaTest)
 
 const tasks = fixtureUrl('pool-tasks.mjs')
 // Watchdog for one pool operation; a job queue between the pool and its workers is slower under load.

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 
-import test from 'ava'
+import avaTest from 'ava'
 
 import {
   activeChildren,
@@ -17,7 +17,9 @@ import {
   Queue,
 } from '../dist/index.js'
 import { exitWith, reportIdentity, sleepForever } from './fixtures/misc.mjs'
-import { checkNoLeaks, fixture, fixtureUrl, guard, isDead, joined, within } from './helpers.mjs'
+import { checkNoLeaks, fixture, fixtureUrl, guard, isDead, joined, throttled, within } from './helpers.mjs'
+
+const test = throttled(avaTest)
 
 checkNoLeaks(test)
 

@@ -5,12 +5,14 @@
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 
-import test from 'ava'
+import avaTest from 'ava'
 
 import { Process, ProcessError, ResourceError, SerializationError, WorkerExitedError } from '../dist/index.js'
 import { echo, poison, poisonSerializer } from './fixtures/pool-bad-decode.mjs'
-import { checkNoLeaks, fixtureUrl, guard, within } from './helpers.mjs'
+import { checkNoLeaks, fixtureUrl, guard, throttled, within } from './helpers.mjs'
 import { createPool, needs } from './pool-backend.mjs'
+
+const test = throttled(avaTest)
 
 checkNoLeaks(test)
 

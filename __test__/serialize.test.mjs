@@ -1,7 +1,9 @@
-import test from 'ava'
+import avaTest from 'ava'
 
 import { Pipe, Process, Queue, SerializationError } from '../dist/index.js'
-import { checkNoLeaks, fixture, guard, joined, within } from './helpers.mjs'
+import { checkNoLeaks, fixture, guard, joined, throttled, within } from './helpers.mjs'
+
+const test = throttled(avaTest)
 
 checkNoLeaks(test)
 

@@ -4,10 +4,12 @@ import { execFile, spawn } from 'node:child_process'
 import { existsSync, statSync } from 'node:fs'
 import { promisify } from 'node:util'
 
-import test from 'ava'
+import avaTest from 'ava'
 
 import { ClosedError, Process, Queue, SharedMemory } from '../dist/index.js'
-import { checkNoLeaks, fixture, fixtureUrl, guard, joined, within } from './helpers.mjs'
+import { checkNoLeaks, fixture, fixtureUrl, guard, joined, throttled, within } from './helpers.mjs'
+
+const test = throttled(avaTest)
 
 checkNoLeaks(test)
 

@@ -1,9 +1,11 @@
 // Value, RawValue, RawArray and SharedArray: typed views of shared memory that travel to other
 // processes with their locks.
-import test from 'ava'
+import avaTest from 'ava'
 
 import { InvalidStateError, Process, Queue, RawArray, RawValue, RLock, Semaphore, SharedArray, Value } from '../dist/index.js'
-import { checkNoLeaks, fixture, guard, joined } from './helpers.mjs'
+import { checkNoLeaks, fixture, guard, joined, throttled } from './helpers.mjs'
+
+const test = throttled(avaTest)
 
 checkNoLeaks(test)
 

@@ -2,7 +2,7 @@
 import { execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 
-import test from 'ava'
+import avaTest from 'ava'
 
 import {
   AbortError,
@@ -21,7 +21,9 @@ import {
   Semaphore,
   Value,
 } from '../dist/index.js'
-import { checkNoLeaks, fixture, fixtureUrl, guard, joined, within } from './helpers.mjs'
+import { checkNoLeaks, fixture, fixtureUrl, guard, joined, throttled, within } from './helpers.mjs'
+
+const test = throttled(avaTest)
 
 checkNoLeaks(test)
 

@@ -375,6 +375,20 @@ export class PoolScheduler {
     this.#requeue(this.#takeBack(best))
   }
 
+  /**
+   * A worker that has been sent its last chunk (maxTasksPerChild) gets its successor while it
+   * runs that chunk, not after it has exited; but only once it is itself running. A successor
+   * started for a worker still booting would take its own last chunk while booting and start
+   * another, and so on: one process per chunk at once, where the pool has `processes`.
+   */
+  #startSuccessor(w: Worker): void {
+    const maxTasks = this.#opts.setup.maxTasks
+    if (maxTasks === 0 || w.dispatched < maxTasks || w.replaced || !w.ready) return
+    if (this.#state !== 'running' || this.#broken) return
+    w.replaced = true
+    this.#startWorker()
+  }
+
   #dispatch(w: Worker, chunk: Chunk): void {
     const call = chunk.call
     const tellsTarget = !w.knows.has(call.targetId)
@@ -384,12 +398,7 @@ export class PoolScheduler {
     if (call.exclusive) for (const other of this.#workers.values()) if (other.reservedFor === call) other.reservedFor = null
     if (w.inflight.push(chunk) === 1) this.#busy++
     w.dispatched++
-    const maxTasks = this.#opts.setup.maxTasks
-    if (maxTasks > 0 && w.dispatched >= maxTasks && !w.replaced && this.#state === 'running' && !this.#broken) {
-      // Its successor starts now, while it runs its last chunks, not after it has exited.
-      w.replaced = true
-      this.#startWorker()
-    }
+    this.#startSuccessor(w)
     if (call.exclusive) w.exclusiveTo = call
     if (tellsTarget) w.knows.add(call.targetId)
     call.running++
@@ -645,7 +654,9 @@ export class PoolScheduler {
   #eventsOf(worker: () => Worker): LinkEvents {
     return {
       ready: () => {
-        worker().ready = true
+        const w = worker()
+        w.ready = true
+        this.#startSuccessor(w)
         this.pump()
       },
       done: (chunkId, values) => {
