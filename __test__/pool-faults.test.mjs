@@ -1155,7 +1155,8 @@ local('maxTasksPerChild: 1 over many chunks never runs more than twice `processe
     most = Math.max(most, childPids().filter((p) => !isDead(p)).length)
   }, 2)
   try {
-    const pids = await within(W, pool.map(sleepPid, range(30).map(() => 5), { chunksize: 1 }), 'map')
+    const fives = range(30).map(() => 5)
+    const pids = await within(W, pool.map(sleepPid, fives, { chunksize: 1 }), 'map')
     t.is(new Set(pids).size, 30, 'each chunk ran in a process of its own')
   } finally {
     clearInterval(sample)
