@@ -39,6 +39,17 @@ const STRINGS = [
   '1.5',
   'constructor',
   'é'.repeat(300),
+  // Around the lengths that short ASCII strings are copied by hand (8 to decode, 16 to encode).
+  'abcdefgh',
+  'abcdefghi',
+  'abcdefg\u007f',
+  'abcdefgé',
+  '\u0080',
+  'ab\ud83d',
+  'a'.repeat(16),
+  'a'.repeat(17),
+  `${'a'.repeat(15)}é`,
+  `${'a'.repeat(15)}\udfff`,
 ]
 
 function gen(r, depth) {

@@ -184,19 +184,20 @@ export class ManagerServer {
     this.#clients.set(client, { conn })
     try {
       for await (const msg of conn) {
+        if (!Array.isArray(msg)) break
         const req = msg as Request
-        if (typeof req !== 'object' || req === null) break
-        if ('x' in req) {
-          calls.get(req.x)?.abort()
+        if (req.length === 1) {
+          calls.get(req[0])?.abort()
           continue
         }
-        if (typeof req.c !== 'number' || typeof req.o !== 'string' || typeof req.m !== 'string' || !Array.isArray(req.a)) break
+        const [c, o, m, a] = req
+        if (req.length !== 4 || typeof c !== 'number' || typeof o !== 'string' || typeof m !== 'string' || !Array.isArray(a)) break
         // Cancelled by the client, or with all the client's calls when it goes away (below).
         const ctx = new LazyAbort(client, gone.signal)
-        calls.set(req.c, ctx)
-        const running = this.#handle(conn, req, ctx)
-        if (running) running.finally(() => calls.delete(req.c))
-        else calls.delete(req.c)
+        calls.set(c, ctx)
+        const running = this.#handle(conn, c, o, m, a, ctx)
+        if (running) running.finally(() => calls.delete(c))
+        else calls.delete(c)
       }
     } catch {
       // A client that breaks the protocol is dropped like one that went away.
@@ -213,20 +214,20 @@ export class ManagerServer {
   }
 
   /** Runs a call; a result that is there at once is sent at once (before the next receive spins). */
-  #handle(conn: ServedLink, req: { c: number; o: string; m: string; a: unknown[] }, ctx: CallContext): Promise<void> | undefined {
+  #handle(conn: ServedLink, c: number, o: string, m: string, a: unknown[], ctx: CallContext): Promise<void> | undefined {
     let result: unknown
     try {
-      result = this.#dispatch(req.o, req.m, req.a, ctx)
+      result = this.#dispatch(o, m, a, ctx)
     } catch (err) {
-      return this.#reply(conn, { c: req.c, ok: false, e: toRecord(err) })
+      return this.#reply(conn, [c, undefined, toRecord(err)])
     }
     if (result instanceof Promise) {
       return result.then(
-        (v) => this.#reply(conn, { c: req.c, ok: true, v }),
-        (err) => this.#reply(conn, { c: req.c, ok: false, e: toRecord(err) }),
+        (v) => this.#reply(conn, [c, v]),
+        (err) => this.#reply(conn, [c, undefined, toRecord(err)]),
       )
     }
-    return this.#reply(conn, { c: req.c, ok: true, v: result })
+    return this.#reply(conn, [c, result])
   }
 
   #reply(conn: ServedLink, reply: Reply): Promise<void> {
@@ -238,7 +239,7 @@ export class ManagerServer {
     }
     // A result that cannot be serialised is the call's error; a closed connection is nobody's.
     return sent.catch((err) => {
-      if (!conn.closed) return conn.send({ c: reply.c, ok: false, e: toRecord(err) }).catch(() => {})
+      if (!conn.closed) return conn.send([reply[0], undefined, toRecord(err)] satisfies Reply).catch(() => {})
     })
   }
 

@@ -75,11 +75,15 @@ const MAX_BYTES = 1 << 20
 const MAX_DEPTH = 64
 
 const FALLBACK = Symbol('fallback')
+const EMPTY_OBJECT = {}
 
 let out = Buffer.allocUnsafeSlow(16 * 1024)
 let outView = new DataView(out.buffer, out.byteOffset, out.byteLength)
 let pos = 0
-let first: object | undefined
+/** The containers met so far: looked through while few, then in a Set. */
+const FEW_CONTAINERS = 8
+const met: object[] = []
+let metCount = 0
 let seen: Set<object> | undefined
 let busy = false
 
@@ -103,12 +107,31 @@ function u32(n: number): void {
   pos += 4
 }
 
+/** Strings up to this long are copied by hand when ASCII: cheaper than a call into C++. */
+const SHORT_STRING = 16
+
 function str(s: string): void {
+  const n = s.length
+  if (n <= SHORT_STRING) {
+    room(4 + n)
+    const to = pos + 4
+    let i = 0
+    for (; i < n; i++) {
+      const c = s.charCodeAt(i)
+      if (c >= 0x80) break
+      out[to + i] = c
+    }
+    if (i === n) {
+      out.writeUInt32LE(n, pos)
+      pos = to + n
+      return
+    }
+  }
   if (!(s as unknown as { isWellFormed(): boolean }).isWellFormed()) throw FALLBACK
-  room(4 + s.length * 3)
-  const n = out.write(s, pos + 4, 'utf8')
-  out.writeUInt32LE(n, pos)
-  pos += 4 + n
+  room(4 + n * 3)
+  const bytes = out.write(s, pos + 4, 'utf8')
+  out.writeUInt32LE(bytes, pos)
+  pos += 4 + bytes
 }
 
 function value(v: unknown, depth: number): void {
@@ -148,12 +171,13 @@ function value(v: unknown, depth: number): void {
 function container(v: object, depth: number): void {
   if (depth > MAX_DEPTH || types.isProxy(v)) throw FALLBACK
   // Structured clone keeps shared and cyclic references: leave any repeat to it.
-  if (first === undefined) {
-    first = v
-  } else {
-    seen ??= new Set([first])
+  if (seen !== undefined) {
     if (seen.has(v)) throw FALLBACK
     seen.add(v)
+  } else {
+    for (let i = 0; i < metCount; i++) if (met[i] === v) throw FALLBACK
+    if (metCount < FEW_CONTAINERS) met[metCount++] = v
+    else seen = new Set([...met, v])
   }
   const proto = Object.getPrototypeOf(v)
   if (Array.isArray(v)) {
@@ -219,7 +243,7 @@ export function encodePlain(v: unknown, scratch = false): Buffer | undefined {
   if (busy) return undefined
   busy = true
   pos = 0
-  first = undefined
+  metCount = 0
   seen = undefined
   try {
     value(v, 0)
@@ -228,7 +252,9 @@ export function encodePlain(v: unknown, scratch = false): Buffer | undefined {
     throw err
   } finally {
     busy = false
-    first = undefined
+    // Not kept alive by the encoder once it is done.
+    for (let i = 0; i < metCount; i++) met[i] = EMPTY_OBJECT
+    metCount = 0
     seen = undefined
   }
   // A view of the scratch buffer serves a caller that is done with it before the next encode.
@@ -254,11 +280,28 @@ function readU32(): number {
   return n
 }
 
+/** Strings up to this long are decoded by hand when ASCII (keys, names, short words). */
+const SHORT_DECODE = 8
+
 function readStr(): string {
   const n = readU32()
   need(n)
-  const s = src.toString('utf8', at, at + n)
-  at += n
+  const end = at + n
+  if (n <= SHORT_DECODE) {
+    let s = ''
+    let i = at
+    for (; i < end; i++) {
+      const b = src[i] as number
+      if (b >= 0x80) break
+      s += String.fromCharCode(b)
+    }
+    if (i === end) {
+      at = end
+      return s
+    }
+  }
+  const s = src.toString('utf8', at, end)
+  at = end
   return s
 }
 
@@ -359,7 +402,8 @@ function fromFloat64s(numbers: Float64Array): number[] {
 /** Decodes the plain encoding; throws on bytes that are not a whole, valid encoding. */
 export function decodePlain(bytes: Buffer): unknown {
   src = bytes
-  srcView = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  // Only a host of the other byte order reads numbers through it.
+  if (!NATIVE_ORDER) srcView = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   at = 0
   try {
     const v = read(0)

@@ -22,10 +22,13 @@ export interface ProxyRef {
   typeid: string
 }
 
-/** A request: call `m` of object `o` (`''`: the manager itself) with `a`; `x` cancels call `x`. */
-export type Request = { c: number; o: string; m: string; a: unknown[] } | { x: number }
-/** A reply to call `c`. */
-export type Reply = { c: number; ok: true; v: unknown } | { c: number; ok: false; e: ErrorRecord }
+/**
+ * A request: call `m` of object `o` (`''`: the manager itself) with `a`; with one element, cancel
+ * call `x`. Tuples rather than objects: they encode and decode in half the time.
+ */
+export type Request = [c: number, o: string, m: string, a: unknown[]] | [x: number]
+/** A reply to call `c`: its value, or with three elements its error. */
+export type Reply = [c: number, v: unknown] | [c: number, v: undefined, e: ErrorRecord]
 
 /** A message link to a manager: a socket connection, or the shared-memory pipe of the process that started it. */
 export interface Link {
@@ -179,7 +182,7 @@ export class ManagerClient {
         if (p.settled) return
         p.settled = true
         reject(abortError(signal as AbortSignal))
-        this.#conn?.then((conn) => conn.send({ x: c }).catch(() => {}))
+        this.#conn?.then((conn) => conn.send([c] satisfies Request).catch(() => {}))
       }
       if (signal) {
         signal.addEventListener('abort', onAbort, { once: true })
@@ -195,7 +198,7 @@ export class ManagerClient {
       }
       const go = (conn: Link) => {
         // Replies are read once the request is out: a request that never left expects none.
-        conn.send({ c, o, m, a: packed.value as unknown[] }).then(
+        conn.send([c, o, m, packed.value as unknown[]] satisfies Request).then(
           () => this.#pump(conn),
           (err) => {
             // Arguments that cannot be serialised fail this call; anything else broke the link.
@@ -232,16 +235,17 @@ export class ManagerClient {
           this.#gone(err)
           return
         }
-        if (reply.ok) {
-          let v: unknown
+        const c = reply[0]
+        if (reply.length === 2) {
+          let v = reply[1]
           try {
-            v = typeof reply.v === 'object' && reply.v !== null ? unpackHandles(reply.v) : reply.v
+            if (typeof v === 'object' && v !== null) v = unpackHandles(v)
           } catch (err) {
-            this.#settle(reply.c, (p) => p.reject(err))
+            this.#settle(c, (p) => p.reject(err))
             continue
           }
-          this.#settle(reply.c, (p) => p.resolve(v))
-        } else this.#settle(reply.c, (p) => p.reject(fromRecord(reply.e)))
+          this.#settle(c, (p) => p.resolve(v))
+        } else this.#settle(c, (p) => p.reject(fromRecord(reply[2])))
       }
     } finally {
       this.#pumping = false
