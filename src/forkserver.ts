@@ -60,6 +60,16 @@ function current(): ServerInfo | null {
   return server ?? inheritedChoices().server
 }
 
+/**
+ * The young generation's collector in the server and its children. V8's scavenger posts a task to
+ * the platform's worker threads at every collection, even single-threaded; in a forked child those
+ * threads do not exist, but the condition variable they waited on still counts them, and after a
+ * few posts `pthread_cond_signal` waits for them for ever (seen: a forked child holding a Lock
+ * hung in a scavenge, and every process waiting for that Lock with it). Minor mark-sweep posts
+ * nothing there. Node 20's V8 does not have it.
+ */
+const YOUNG_GENERATION_GC = Number(process.versions.node.split('.')[0]) >= 22 ? ['--minor-ms'] : []
+
 /** Starts a server of our own (replacing any known one) and returns it at once: it boots in the background. */
 function startServer(): ServerInfo {
   const execArgv = inheritableExecArgv()
@@ -86,6 +96,7 @@ function startServer(): ServerInfo {
         '"$0" "$@" </dev/null >/dev/null &',
         process.execPath,
         '--single-threaded',
+        ...YOUNG_GENERATION_GC,
         ...execArgv,
         SERVER_MAIN.pathname,
         String(listener.fd),
