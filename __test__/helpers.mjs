@@ -223,9 +223,10 @@ export function whatIsItDoing(pid) {
     }
   }
   const threads = tids.slice(0, 12).map((tid) => {
-    const stat = read(`/proc/${pid}/task/${tid}/stat`)
-    const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]
-    return `${tid} ${read(`/proc/${pid}/task/${tid}/comm`)} ${state} ${read(`/proc/${pid}/task/${tid}/wchan`)} [${read(`/proc/${pid}/task/${tid}/syscall`).split(' ').slice(0, 3).join(' ')}]`
+    // A thread's id names it in /proc as a pid does.
+    const t = procStat(Number(tid))
+    const syscall = read(`/proc/${pid}/task/${tid}/syscall`).split(' ').slice(0, 3).join(' ')
+    return `${tid} ${t?.comm} ${t?.state} ${read(`/proc/${pid}/task/${tid}/wchan`)} [${syscall}]`
   })
   return { pid, state: st.state, children: childPids(pid), threads }
 }
